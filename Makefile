@@ -1,0 +1,49 @@
+# medvl: `make demo` and `make test` do all set-up on a fresh machine.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.medvl-installed
+DEMO_WORKSPACE ?= $(CURDIR)/demo-workspace
+SUDO := $(shell [ "$$(id -u)" = "0" ] || echo sudo)
+ARGS ?=
+PYTEST_ARGS ?=
+
+.PHONY: install system-deps demo test test-all bench lint app clean
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[all,dev]'
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+# Debian packages the browser tests need (Chromium for Playwright).
+system-deps:
+	@if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then \
+		echo "installing chromium (browser tests)"; \
+		$(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; \
+	fi
+
+demo: install
+	$(VENV)/bin/medvl demo --workspace $(DEMO_WORKSPACE) $(ARGS)
+
+app: install
+	$(VENV)/bin/medvl app --workspace $(DEMO_WORKSPACE) $(ARGS)
+
+test: install system-deps
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-all: install system-deps
+	$(PY) -m pytest -m "" $(PYTEST_ARGS)
+
+bench: install
+	@set -e; for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b; done
+	$(PY) benchmarks/summarize.py
+
+lint: install
+	$(VENV)/bin/ruff check .
+
+clean:
+	rm -rf $(VENV) $(DEMO_WORKSPACE) .pytest_cache

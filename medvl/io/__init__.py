@@ -1,0 +1,1 @@
+"""Readers and stores: slides, volumes, cohort manifests, feature stores, atomic writes."""

@@ -1,0 +1,77 @@
+"""Atomic file writes: write to a temporary file beside the target, then rename over it.
+
+A crash (even SIGKILL) leaves either the old file or the new one, never a half-written file under the final name.
+Temporary files carry the ``.tmp-medvl`` marker so a later run can sweep leftovers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+TMP_MARKER = ".tmp-medvl"
+
+
+@contextlib.contextmanager
+def atomic_path(target: str | Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``target``; on success it is fsynced and renamed onto ``target``.
+
+    On any exception the temporary file is removed and ``target`` is left untouched.
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=TMP_MARKER, dir=target.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        if tmp_path.exists():
+            with open(tmp_path, "rb+") as fh:
+                os.fsync(fh.fileno())
+        os.replace(tmp_path, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp_path.unlink()
+        raise
+
+
+def atomic_write_bytes(target: str | Path, data: bytes) -> Path:
+    with atomic_path(target) as tmp:
+        tmp.write_bytes(data)
+    return Path(target)
+
+
+def atomic_write_text(target: str | Path, text: str) -> Path:
+    return atomic_write_bytes(target, text.encode("utf-8"))
+
+
+def atomic_write_json(target: str | Path, obj: Any, indent: int | None = 2) -> Path:
+    return atomic_write_text(target, json.dumps(obj, indent=indent, default=_json_default) + "\n")
+
+
+def sweep_temporaries(folder: str | Path) -> list[Path]:
+    """Remove temporary files a killed run left in ``folder`` (non-recursive); return what was removed."""
+    removed = []
+    folder = Path(folder)
+    if folder.is_dir():
+        for p in folder.glob(f".*{TMP_MARKER}"):
+            with contextlib.suppress(FileNotFoundError):
+                p.unlink()
+                removed.append(p)
+    return removed
+
+
+def _json_default(obj: Any) -> Any:
+    """JSON encoding for numpy scalars/arrays and paths."""
+    if isinstance(obj, Path):
+        return str(obj)
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    if hasattr(obj, "item"):
+        return obj.item()
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")

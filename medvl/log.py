@@ -1,0 +1,52 @@
+"""Logging and progress bars.
+
+Everything human-facing goes to stderr; stdout is reserved for results (and JSON under ``--json``). Progress bars are
+silent under ``--json`` or when the caller asks for quiet output.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Iterable, Iterator
+from typing import TypeVar
+
+T = TypeVar("T")
+
+_STATE = {"quiet": False}
+LOGGER_NAME = "medvl"
+
+
+def get_logger(name: str | None = None) -> logging.Logger:
+    return logging.getLogger(LOGGER_NAME if not name else f"{LOGGER_NAME}.{name.removeprefix('medvl.')}")
+
+
+def setup_logging(level: str | int = "WARNING", quiet: bool = False) -> None:
+    """Configure the ``medvl`` logger to write ``level: message`` lines to stderr."""
+    _STATE["quiet"] = quiet
+    logger = logging.getLogger(LOGGER_NAME)
+    logger.handlers.clear()
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
+    logger.addHandler(handler)
+    logger.setLevel(level if isinstance(level, int) else level.upper())
+    logger.propagate = False
+
+
+def set_quiet(quiet: bool) -> None:
+    _STATE["quiet"] = quiet
+
+
+def is_quiet() -> bool:
+    return _STATE["quiet"] or os.environ.get("MEDVL_NO_PROGRESS") == "1"
+
+
+def progress(iterable: Iterable[T], total: int | None = None, desc: str | None = None, unit: str = "it") -> Iterator[T]:
+    """Wrap a long loop in a tqdm bar on stderr (silent when quiet)."""
+    if is_quiet():
+        yield from iterable
+        return
+    from tqdm.auto import tqdm
+
+    yield from tqdm(iterable, total=total, desc=desc, unit=unit, file=sys.stderr, leave=False, dynamic_ncols=True)

@@ -1,0 +1,97 @@
+"""The command line as a user meets it: help, version, doctor, demo, JSON output and error lines."""
+
+import os
+import textwrap
+
+import medvl
+from tests.conftest import run_cli
+
+
+def test_help_lists_command_groups():
+    result = run_cli("--help")
+    assert result.returncode == 0
+    for name in ("doctor", "demo", "app"):
+        assert name in result.stdout
+
+
+def test_version():
+    result = run_cli("--version")
+    assert result.returncode == 0 and medvl.__version__ in result.stdout
+
+
+def test_doctor_json(tmp_path):
+    result = run_cli("doctor", "--json", "--workspace", tmp_path / "ws")
+    assert result.returncode == 0, result.stderr
+    report = result.json()
+    names = {c["name"] for c in report["checks"]}
+    assert {"python", "torch", "openslide library", "dicom JPEG 2000 decoder", "free disk", "workspace"} <= names
+    assert report["ok"] is True
+
+
+def test_doctor_names_missing_library(tmp_path):
+    # A broken install: a package that fails to import shadows the real faiss.
+    fake = tmp_path / "shadow" / "faiss"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text("raise ImportError('libfaiss.so: cannot open shared object file')\n")
+    env = {"PYTHONPATH": os.pathsep.join([str(tmp_path / "shadow"), os.environ.get("PYTHONPATH", "")])}
+    result = run_cli("doctor", "--json", "--workspace", tmp_path / "ws", env=env)
+    assert result.returncode != 0
+    assert result.json()["failed"] == ["faiss"]
+    human = run_cli("doctor", "--workspace", tmp_path / "ws", env=env)
+    assert "missing or failing: faiss" in human.stdout
+
+
+def test_doctor_unwritable_workspace_and_low_disk(tmp_path):
+    result = run_cli("doctor", "--json", "--workspace", tmp_path / "ws", env={"MEDVL_MIN_FREE_GB": "1e9"})
+    assert result.returncode != 0 and "free disk" in result.json()["failed"]
+    if os.geteuid() != 0:  # root can write anywhere
+        ro = tmp_path / "ro"
+        ro.mkdir(mode=0o500)
+        result = run_cli("doctor", "--json", "--workspace", ro / "ws")
+        assert "workspace" in result.json()["failed"]
+
+
+def test_demo_no_serve_builds_workspace(tmp_path):
+    ws = tmp_path / "demo"
+    result = run_cli("demo", "--no-serve", "--json", "--workspace", ws)
+    assert result.returncode == 0, result.stderr
+    report = result.json()
+    assert (ws / "slides" / "CMU-1-Small-Region.svs").is_file()
+    assert (ws / "demo_report.json").is_file()
+    assert "data" in report["steps"]
+
+
+def test_unknown_option_is_one_clear_error():
+    result = run_cli("doctor", "--bogus")
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+
+
+def test_error_line_and_debug_traceback(tmp_path):
+    # A command that fails inside the library prints one line; --debug shows the traceback.
+    script = tmp_path / "cmd.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+            import typer
+            from medvl.cli.common import command
+            from medvl.errors import InputError
+            app = typer.Typer()
+            @command(app, "boom")
+            def boom(path: str) -> dict:
+                raise InputError(path, "not a slide")
+            @command(app, "other")
+            def other() -> dict:
+                return {"ok": True}
+            app()
+            """
+        )
+    )
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, script, "boom", "x.svs"], capture_output=True, text=True)
+    assert proc.returncode == 2 and proc.stderr.strip() == "error: x.svs: not a slide"
+    proc = subprocess.run([sys.executable, script, "boom", "x.svs", "--debug"], capture_output=True, text=True)
+    assert proc.returncode != 0 and "Traceback" in proc.stderr
+    proc = subprocess.run([sys.executable, script, "other", "--json"], capture_output=True, text=True)
+    assert proc.stdout.strip() == '{"ok": true}'

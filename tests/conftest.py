@@ -1,0 +1,86 @@
+"""Shared fixtures: paths to bundled and shared real data, a CLI runner, a temporary workspace."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from medvl.resources import bundled, project_root, shared_data_dir
+
+ROOT = project_root()
+os.environ.setdefault("MEDVL_NO_PROGRESS", "1")
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """``../shared/data`` (read-only real test data); tests using it skip cleanly when it is absent."""
+    path = shared_data_dir()
+    if path is None:
+        pytest.skip("shared/data is not present beside the checkout")
+    return path
+
+
+@pytest.fixture(scope="session")
+def svs_path() -> Path:
+    return bundled("slide")
+
+
+@pytest.fixture(scope="session")
+def ct_path() -> Path:
+    return bundled("ct_small")
+
+
+@pytest.fixture
+def workspace(tmp_path: Path, monkeypatch) -> Path:
+    ws = tmp_path / "ws"
+    monkeypatch.setenv("MEDVL_WORKSPACE", str(ws))
+    return ws
+
+
+class CliResult:
+    def __init__(self, proc: subprocess.CompletedProcess):
+        self.returncode = proc.returncode
+        self.stdout = proc.stdout
+        self.stderr = proc.stderr
+
+    def json(self):
+        return json.loads(self.stdout)
+
+    def json_lines(self):
+        return [json.loads(line) for line in self.stdout.splitlines() if line.strip()]
+
+
+def run_cli(*args: str, env: dict | None = None, cwd: Path | None = None, timeout: float = 600) -> CliResult:
+    """Run ``medvl`` in a subprocess, exactly as a user or a batch script would."""
+    full_env = {**os.environ, "MEDVL_NO_PROGRESS": "1", **(env or {})}
+    proc = subprocess.run(
+        [sys.executable, "-m", "medvl", *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        cwd=cwd,
+        timeout=timeout,
+    )
+    return CliResult(proc)
+
+
+@pytest.fixture
+def cli():
+    return run_cli
+
+
+def assert_clean_error(result: CliResult, *needles: str) -> None:
+    """A bad input gives a non-zero exit and one clear error line (no traceback) naming what is wrong."""
+    assert result.returncode != 0, result.stdout
+    lines = [line for line in result.stderr.strip().splitlines() if line.strip()]
+    assert "Traceback" not in result.stderr, result.stderr
+    assert lines, "no error message on stderr"
+    error_lines = [line for line in lines if line.startswith("error:")]
+    assert len(error_lines) == 1, result.stderr
+    for needle in needles:
+        assert needle.lower() in error_lines[0].lower(), (needle, error_lines[0])
