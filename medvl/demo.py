@@ -55,8 +55,28 @@ def step_data(ws: Workspace) -> dict[str, Any]:
     return {k: str(v.relative_to(ws.root)) for k, v in copies.items()}
 
 
+#: modules whose import registers their demo steps, in the order the demo runs them
+STEP_MODULES = (
+    "medvl.knowledge.demo",
+    "medvl.pathology.demo",
+    "medvl.radiology.demo",
+    "medvl.train.demo",
+    "medvl.tasks.demo",
+)
+
+
+def _load_steps() -> None:
+    import importlib
+    import importlib.util
+
+    for module in STEP_MODULES:
+        if importlib.util.find_spec(module) is not None:
+            importlib.import_module(module)
+
+
 def build_demo(workspace: Path, only: list[str] | None = None) -> dict[str, Any]:
     """Create the demo workspace and run the demo steps; returns the report (also written to the workspace)."""
+    _load_steps()
     ws = Workspace(workspace).create()
     report: dict[str, Any] = {"workspace": str(ws.root), "bundled": sorted(BUNDLED), "steps": {}}
     for step in STEPS:

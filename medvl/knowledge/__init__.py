@@ -1,0 +1,1 @@
+"""medvl.knowledge."""
