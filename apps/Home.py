@@ -23,13 +23,10 @@ else:
         for p in sorted(workspace.iterdir())
         if p.is_dir()
     ]
-    st.dataframe(rows, hide_index=True)
+    st.table(rows)
 
 st.subheader("Environment")
 st.write(f"medvl {medvl.__version__}")
 
 st.subheader("Bundled data")
-st.dataframe(
-    [{"name": k, "file": v, "present": (project_root() / v).is_file()} for k, v in BUNDLED.items()],
-    hide_index=True,
-)
+st.table([{"name": k, "file": v, "present": (project_root() / v).is_file()} for k, v in BUNDLED.items()])

@@ -84,3 +84,17 @@ def assert_clean_error(result: CliResult, *needles: str) -> None:
     assert len(error_lines) == 1, result.stderr
     for needle in needles:
         assert needle.lower() in error_lines[0].lower(), (needle, error_lines[0])
+
+
+@pytest.fixture(scope="session")
+def demo_build(tmp_path_factory):
+    """The real demo, built once per test session through the CLI as a user runs it: (workspace, CliResult)."""
+    ws = tmp_path_factory.mktemp("demo") / "ws"
+    result = run_cli("demo", "--no-serve", "--json", "--workspace", ws, timeout=900)
+    assert result.returncode == 0, result.stderr
+    return ws, result
+
+
+@pytest.fixture(scope="session")
+def demo_workspace(demo_build) -> Path:
+    return demo_build[0]

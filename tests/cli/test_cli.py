@@ -51,10 +51,8 @@ def test_doctor_unwritable_workspace_and_low_disk(tmp_path):
         assert "workspace" in result.json()["failed"]
 
 
-def test_demo_no_serve_builds_workspace(tmp_path):
-    ws = tmp_path / "demo"
-    result = run_cli("demo", "--no-serve", "--json", "--workspace", ws)
-    assert result.returncode == 0, result.stderr
+def test_demo_no_serve_builds_workspace(demo_build):
+    ws, result = demo_build
     report = result.json()
     assert (ws / "slides" / "CMU-1-Small-Region.svs").is_file()
     assert (ws / "demo_report.json").is_file()
