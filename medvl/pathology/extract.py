@@ -1,0 +1,231 @@
+"""Tile feature extraction with any registered image tower (or a medvl checkpoint's image tower).
+
+Tiles are read in parallel by :func:`~medvl.pathology.loader.iter_tile_batches` while the model runs. Preprocessing
+follows the tower's ``data_config`` (resize to its input size with its interpolation, then its mean/std), done on
+the device as one batched operation. On CUDA the forward runs in bf16 autocast with channels_last memory format.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from medvl.config import Config
+from medvl.errors import ConfigError
+from medvl.io.slide import Slide
+from medvl.log import get_logger, progress
+from medvl.pathology.loader import iter_tile_batches
+from medvl.pathology.tiling import TileGrid
+
+log = get_logger(__name__)
+
+__all__ = [
+    "EncoderSpec", "ExtractConfig", "LazyTileEncoder", "TileEncoder", "encoder_label", "extract_features",
+    "load_tile_encoder", "resolve_device",
+]
+
+
+@dataclass
+class EncoderSpec(Config):
+    """Which model embeds the tiles.
+
+    Attributes:
+        name: a registered image tower (``timm``, ``timm-tiny``, ...) or a medvl checkpoint directory.
+        model_name: timm architecture for the ``timm`` tower.
+        weights: local weights file for the tower.
+        img_size: model input size override (ViTs).
+        project: with a checkpoint, store joint-space (projected, normalised) embeddings instead of raw features.
+    """
+
+    name: str = "timm-tiny"
+    model_name: str | None = None
+    weights: str | None = None
+    img_size: int | None = None
+    project: bool = False
+
+
+@dataclass
+class ExtractConfig(Config):
+    """How extraction runs.
+
+    Attributes:
+        batch_size: tiles per forward pass.
+        workers: tile reader threads.
+        device: ``auto`` (CUDA when present, else CPU), ``cpu``, ``cuda``, ``cuda:1``, ...
+        amp: bf16 autocast on CUDA.
+        channels_last: channels_last memory format on CUDA.
+    """
+
+    batch_size: int = 64
+    workers: int = 2
+    device: str = "auto"
+    amp: bool = True
+    channels_last: bool = True
+
+    def validate(self) -> None:
+        if self.batch_size < 1 or self.workers < 0:
+            raise ConfigError("ExtractConfig: batch_size must be >= 1 and workers >= 0")
+
+
+def resolve_device(device: str):
+    import torch
+
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device '{device}' requested but CUDA is not available")
+    return dev
+
+
+@dataclass
+class TileEncoder:
+    """A model ready to embed uint8 tiles: preprocessing and forward in one place.
+
+    Attributes:
+        model: the tower (``encode(batch) -> [B, D]``).
+        name: what is recorded as the ``encoder`` attribute.
+        embed_dim: width of the stored features.
+        data_config: ``input_size``, ``mean``, ``std``, ``interpolation``.
+        projected: whether outputs are joint-space embeddings.
+        project_fn: maps raw tower features to the joint space (checkpoints only).
+    """
+
+    model: Any
+    name: str
+    embed_dim: int
+    data_config: dict[str, Any]
+    projected: bool = False
+    project_fn: Any = None
+
+    def get(self) -> TileEncoder:
+        return self
+
+    def to(self, device) -> TileEncoder:
+        self.model.to(device)
+        return self
+
+    def preprocess(self, tiles: np.ndarray, device) -> Any:
+        """uint8 ``[B, H, W, 3]`` -> normalised float ``[B, 3, h, w]`` at the model's input size."""
+        import torch
+        import torch.nn.functional as F
+
+        x = torch.from_numpy(tiles).to(device, non_blocking=True).permute(0, 3, 1, 2).float().div_(255.0)
+        _, h, w = self.data_config["input_size"]
+        if x.shape[-2:] != (h, w):
+            mode = "bicubic" if self.data_config.get("interpolation") == "bicubic" else "bilinear"
+            x = F.interpolate(x, size=(h, w), mode=mode, antialias=True, align_corners=False).clamp_(0, 1)
+        mean = torch.tensor(self.data_config["mean"], device=device).view(1, 3, 1, 1)
+        std = torch.tensor(self.data_config["std"], device=device).view(1, 3, 1, 1)
+        return (x - mean) / std
+
+    def encode(self, x) -> Any:
+        feats = self.model.encode(x)
+        return self.project_fn(feats) if self.projected and self.project_fn is not None else feats
+
+
+def encoder_label(spec: EncoderSpec) -> str:
+    """The ``encoder`` attribute recorded in feature files (known before the model loads: resume checks it)."""
+    if Path(spec.name).is_dir():
+        label = str(Path(spec.name).resolve()) + (":projected" if spec.project else "")
+    else:
+        label = spec.name if spec.model_name is None else f"{spec.name}:{spec.model_name}"
+    return label if spec.weights is None else f"{label}@{Path(spec.weights).name}"
+
+
+class LazyTileEncoder:
+    """Loads the encoder on first use, so a resumed cohort whose slides are all done never builds the model."""
+
+    def __init__(self, spec: EncoderSpec):
+        self.spec = spec
+        self.name = encoder_label(spec)
+        self._encoder: TileEncoder | None = None
+
+    def get(self) -> TileEncoder:
+        if self._encoder is None:
+            self._encoder = load_tile_encoder(self.spec)
+        return self._encoder
+
+
+def load_tile_encoder(spec: EncoderSpec) -> TileEncoder:
+    """The single place that turns an encoder spec into a :class:`TileEncoder`.
+
+    A registered tower name builds that tower; a directory is a medvl checkpoint loaded with
+    ``medvl.models.create_model`` (its image tower, optionally projected into the joint space).
+    """
+    if Path(spec.name).is_dir():
+        return _checkpoint_encoder(spec)
+    from medvl.models import create_tower, get_tower_entry
+
+    entry = get_tower_entry(spec.name)
+    if entry.modality != "image":
+        raise ConfigError(f"tower '{spec.name}' encodes {entry.modality}, not image tiles")
+    kwargs = {k: v for k, v in (("model_name", spec.model_name), ("weights", spec.weights),
+                                ("img_size", spec.img_size)) if v is not None}
+    tower = create_tower(spec.name, **kwargs)
+    data_config = getattr(tower, "data_config", None) or _default_data_config()
+    return TileEncoder(model=tower.eval(), name=encoder_label(spec), embed_dim=int(tower.embed_dim),
+                       data_config=data_config)
+
+
+def _default_data_config() -> dict[str, Any]:
+    return {"input_size": (3, 224, 224), "mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225),
+            "interpolation": "bicubic"}
+
+
+def _checkpoint_encoder(spec: EncoderSpec) -> TileEncoder:
+    if importlib.util.find_spec("medvl.models.multimodal") is None:
+        raise ConfigError(f"{spec.name}: checkpoint directories need medvl.models.create_model (not in this build)")
+    from medvl import models
+
+    create_model = getattr(models, "create_model", None)
+    if create_model is None:
+        raise ConfigError(f"{spec.name}: checkpoint directories need medvl.models.create_model (not in this build)")
+    model = create_model(spec.name).eval()
+    tower = model.towers["image"]
+    data_config = getattr(tower, "data_config", None) or _default_data_config()
+    project_fn = (lambda f: model.project("image", f)) if spec.project else None
+    dim = int(tower.embed_dim)
+    if spec.project:
+        import torch
+
+        c, h, w = data_config["input_size"]
+        with torch.inference_mode():
+            dim = int(model.project("image", tower.encode(torch.zeros(1, c, h, w))).shape[-1])
+    return TileEncoder(model=model, name=encoder_label(spec), embed_dim=dim, data_config=data_config,
+                       projected=spec.project, project_fn=project_fn)
+
+
+def extract_features(
+    slide: Slide | str | Path,
+    grid: TileGrid,
+    encoder: TileEncoder,
+    config: ExtractConfig | None = None,
+) -> np.ndarray:
+    """Embed every tile of ``grid``; returns float32 ``[N, D]`` in grid order."""
+    import contextlib
+
+    import torch
+
+    config = config or ExtractConfig()
+    device = resolve_device(config.device)
+    encoder.to(device)
+    cuda = device.type == "cuda"
+    if cuda and config.channels_last:
+        encoder.model.to(memory_format=torch.channels_last)
+    out = np.empty((len(grid), encoder.embed_dim), dtype=np.float32)
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if cuda and config.amp else contextlib.nullcontext()
+    batches = iter_tile_batches(slide, grid, batch_size=config.batch_size, workers=config.workers)
+    n_batches = -(-len(grid) // config.batch_size)
+    with torch.inference_mode(), autocast:
+        for start, tiles in progress(batches, total=n_batches, desc="extract", unit="batch"):
+            x = encoder.preprocess(tiles, device)
+            if cuda and config.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            feats = encoder.encode(x)
+            out[start:start + len(tiles)] = feats.float().cpu().numpy()
+    return out

@@ -1,0 +1,230 @@
+"""Per-slide steps (info, tile, extract, heatmap) and the cohort runner the CLI and the demo call.
+
+Every step takes one :class:`SlideJob` and returns a JSON-able record. :func:`run_cohort` runs a step over many
+slides: finished slides are skipped (resume), outputs are written atomically (a failure leaves no partial h5), and
+with ``skip_errors`` a failing slide is recorded in ``errors.json`` instead of stopping the run.
+"""
+
+from __future__ import annotations
+
+import gc
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from medvl import __version__
+from medvl.errors import InputError, MedvlError
+from medvl.io.atomic import atomic_write_json, sweep_temporaries
+from medvl.io.features import FeatureStore, TileTable
+from medvl.io.manifest import is_manifest, read_manifest
+from medvl.io.slide import open_slide, slide_id_of
+from medvl.log import get_logger
+from medvl.pathology.tiling import TileConfig, TileGrid, make_tile_grid
+from medvl.pathology.tissue import TissueConfig, detect_tissue
+
+log = get_logger(__name__)
+
+__all__ = ["SlideJob", "extract_slide", "heatmap_slide", "resolve_slide_jobs", "run_cohort", "slide_info",
+           "tile_slide"]
+
+
+@dataclass(frozen=True)
+class SlideJob:
+    """One slide to process: its id (output file stem), path, and optional mpp override."""
+
+    slide_id: str
+    path: Path
+    mpp: float | None = None
+
+
+def resolve_slide_jobs(source: str | Path, slide_mpp: float | None = None) -> list[SlideJob]:
+    """A slide path (file or DICOM folder) or a cohort manifest -> the slides to process.
+
+    Manifest rows of modality ``slide`` are used; a ``slide_id`` column names outputs (else the file stem) and a
+    ``slide_mpp`` column overrides the mpp per slide (else ``slide_mpp``).
+    """
+    source = Path(source)
+    if not is_manifest(source):
+        if not source.exists():
+            raise InputError(source, "slide not found")
+        return [SlideJob(slide_id_of(source), source, slide_mpp)]
+    jobs = []
+    for row in read_manifest(source, modality="slide").rows:
+        mpp = row.get("slide_mpp")
+        jobs.append(SlideJob(str(row.get("slide_id") or slide_id_of(row.path)), row.path,
+                             float(mpp) if mpp is not None else slide_mpp))
+    ids = [j.slide_id for j in jobs]
+    dup = sorted({i for i in ids if ids.count(i) > 1})
+    if dup:
+        raise InputError(source, f"several slides share the id(s) {', '.join(dup[:5])}: add a 'slide_id' column")
+    if not jobs:
+        raise InputError(source, "no rows of modality 'slide'")
+    return jobs
+
+
+# ------------------------------------------------------------------------------------------------ steps
+def slide_info(job: SlideJob) -> dict[str, Any]:
+    with open_slide(job.path, mpp=job.mpp) as slide:
+        return {"status": "ok", **slide.info()}
+
+
+def _same_tiling(attrs: dict[str, Any], cfg: TileConfig) -> bool:
+    try:
+        return (abs(float(attrs["mpp"]) - cfg.mpp) < 1e-9 and int(attrs["tile_px"]) == cfg.size
+                and int(attrs.get("overlap_px") or 0) == cfg.overlap
+                and abs(float(attrs.get("min_tissue", -1)) - cfg.min_tissue) < 1e-9)
+    except (KeyError, TypeError, ValueError):
+        return False
+
+
+def tile_slide(job: SlideJob, out_dir: Path, tiles: TileConfig, tissue: TissueConfig,
+               overwrite: bool = False) -> dict[str, Any]:
+    """Detect tissue (mask PNG + GeoJSON) and write ``<out>/<slide_id>.h5`` with the tile coords and attributes."""
+    store = FeatureStore(out_dir / f"{job.slide_id}.h5")
+    if not overwrite and store.exists() and _same_tiling(store.read().attrs, tiles):
+        return {"slide_id": job.slide_id, "status": "skipped", "h5": str(store.path)}
+    with open_slide(job.path, mpp=job.mpp) as slide:
+        slide.require_mpp()  # fail before any work when tiling by physical size is impossible
+        mask, thumb = detect_tissue(slide, tissue)
+        png, geo = out_dir / f"{job.slide_id}_tissue.png", out_dir / f"{job.slide_id}_tissue.geojson"
+        mask.save_png(png, thumb)
+        mask.save_geojson(geo)
+        record = {"slide_id": job.slide_id, "tissue_fraction": round(mask.tissue_fraction, 4),
+                  "mask_png": str(png), "geojson": str(geo)}
+        if mask.empty:
+            return {**record, "status": "no_tissue", "warning": f"{job.slide_id}: no tissue detected"}
+        grid = make_tile_grid(slide, tiles, mask)
+    if len(grid) == 0:
+        return {**record, "status": "no_tiles",
+                "warning": f"{job.slide_id}: no tile reaches {tiles.min_tissue:.0%} tissue at {tiles.mpp} µm/px"}
+    table = grid.to_table()
+    table.attrs["min_tissue"] = tiles.min_tissue
+    store.write(table)
+    return {**record, "status": "ok", "h5": str(store.path), "tiles": len(grid), "level": grid.level,
+            "patch_size_level0": grid.patch_size_level0, "mpp_source": grid.mpp_source}
+
+
+def extract_slide(job: SlideJob, out_dir: Path, tiles: TileConfig, tissue: TissueConfig, encoder,
+                  config, overwrite: bool = False) -> dict[str, Any]:
+    """Add ``features`` to ``<out>/<slide_id>.h5`` (tiling first when the slide has no tile file yet).
+
+    ``encoder`` is a :class:`~medvl.pathology.extract.TileEncoder` or a ``LazyTileEncoder``.
+    """
+    from medvl.pathology.extract import extract_features
+
+    store = FeatureStore(out_dir / f"{job.slide_id}.h5")
+    if not overwrite and store.has_features(encoder.name):
+        return {"slide_id": job.slide_id, "status": "skipped", "h5": str(store.path)}
+    if not store.exists() or overwrite:
+        record = tile_slide(job, out_dir, tiles, tissue, overwrite=overwrite)
+        if record["status"] not in ("ok", "skipped"):
+            return record
+    table = store.read()
+    grid = TileGrid.from_table(table)
+    encoder = encoder.get()  # a LazyTileEncoder builds the model here, on the first slide that needs it
+    with open_slide(job.path, mpp=job.mpp) as slide:
+        feats = extract_features(slide, grid, encoder, config)
+    attrs = {**table.attrs, "encoder": encoder.name, "embed_dim": int(encoder.embed_dim),
+             "projected": bool(encoder.projected), "medvl_version": __version__}
+    store.write(TileTable(coords=table.coords, attrs=attrs, features=feats, tissue_fraction=table.tissue_fraction))
+    return {"slide_id": job.slide_id, "status": "ok", "h5": str(store.path), "tiles": len(grid),
+            "embed_dim": int(encoder.embed_dim), "encoder": encoder.name}
+
+
+def load_scores(path: Path, n: int) -> np.ndarray:
+    """Per-tile scores from ``.npy`` or a one-column (or ``score`` column) ``.csv``."""
+    if not path.is_file():
+        raise InputError(path, "scores file not found")
+    if path.suffix == ".npy":
+        scores = np.load(path, allow_pickle=False)
+    elif path.suffix == ".csv":
+        import pandas as pd
+
+        df = pd.read_csv(path)
+        scores = (df["score"] if "score" in df.columns else df.iloc[:, -1]).to_numpy()
+    else:
+        raise InputError(path, "scores must be a .npy or .csv file")
+    scores = np.asarray(scores, dtype=np.float64).reshape(-1)
+    if len(scores) != n:
+        raise InputError(path, f"{len(scores)} scores for {n} tiles")
+    return scores
+
+
+def heatmap_slide(job: SlideJob, features_dir: Path, out_dir: Path, scores_path: Path | None = None,
+                  scores_key: str = "tissue_fraction", max_px: int = 1024) -> dict[str, Any]:
+    """Render ``<out>/<slide_id>_heatmap.png`` from a scores file or a per-tile dataset of the slide's h5."""
+    from medvl.pathology.heatmap import render_heatmap
+
+    h5 = features_dir / f"{job.slide_id}.h5"
+    table = FeatureStore(h5).read()
+    if scores_path is not None:
+        scores = load_scores(scores_path, len(table))
+    else:
+        scores = _dataset(h5, scores_key, len(table))
+    out = out_dir / f"{job.slide_id}_heatmap.png"
+    with open_slide(job.path, mpp=job.mpp) as slide:
+        render_heatmap(slide, table.coords, scores, float(table.attrs.get("patch_size_level0") or 0) or 1.0,
+                       out, max_px=max_px, label=scores_path.stem if scores_path else scores_key)
+    return {"slide_id": job.slide_id, "status": "ok", "png": str(out), "tiles": len(table)}
+
+
+def _dataset(h5: Path, key: str, n: int) -> np.ndarray:
+    import h5py
+
+    with h5py.File(h5, "r") as f:
+        if key not in f:
+            raise InputError(h5, f"no per-tile dataset '{key}' (has: {', '.join(f.keys())}); pass --scores FILE")
+        values = np.asarray(f[key][()], dtype=np.float64).reshape(-1)
+    if len(values) != n:
+        raise InputError(h5, f"dataset '{key}' has {len(values)} values for {n} tiles")
+    return values
+
+
+# ------------------------------------------------------------------------------------------------ cohort
+def _as_input_error(job: SlideJob, exc: Exception) -> MedvlError:
+    if isinstance(exc, MedvlError):
+        return exc
+    return InputError(job.path, f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}")
+
+
+def run_cohort(
+    jobs: Iterable[SlideJob],
+    step: Callable[[SlideJob], dict[str, Any]],
+    out_dir: Path | None = None,
+    skip_errors: bool = False,
+    on_record: Callable[[dict[str, Any]], None] | None = None,
+) -> dict[str, Any]:
+    """Run ``step`` over ``jobs``; returns a summary with one record per slide.
+
+    Without ``skip_errors`` the first failure is raised (as an :class:`InputError` naming the slide); with it the
+    failure is recorded and written to ``<out>/errors.json``.
+    """
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        sweep_temporaries(out_dir)
+    records, errors = [], []
+    for job in jobs:
+        try:
+            record = step(job)
+        except Exception as exc:  # noqa: BLE001 - every failure becomes a per-slide record or one clear error
+            err = _as_input_error(job, exc)
+            if not skip_errors:
+                raise err from None
+            record = {"slide_id": job.slide_id, "status": "error", "error": str(err)}
+            errors.append({"slide_id": job.slide_id, "path": str(job.path), "error": str(err)})
+        if record.get("warning"):
+            log.warning(record["warning"])
+        records.append(record)
+        if on_record is not None:
+            on_record(record)
+        gc.collect()  # slide handles and tile buffers go now, not at some later cycle: memory stays flat
+    counts: dict[str, int] = {}
+    for r in records:
+        counts[r["status"]] = counts.get(r["status"], 0) + 1
+    summary: dict[str, Any] = {"slides": len(records), "counts": counts, "records": records}
+    if errors and out_dir is not None:
+        summary["error_report"] = str(atomic_write_json(out_dir / "errors.json", errors))
+    return summary
