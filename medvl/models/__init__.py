@@ -1,6 +1,57 @@
-"""Towers (text, image, volume, bag, tabular), the registry that builds them, and multi-modal models."""
+"""Towers (text, image, volume, bag, tabular), the registry that builds them, and multi-modal models.
 
-from medvl.models.registry import create_tower, get_tower_entry, list_towers, register_tower
+``create_model(name_or_checkpoint_dir)`` returns a :class:`MultiModalModel`; ``list_models()`` names the registered
+configurations; ``list_towers()`` the registered towers.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from medvl.models.registry import (
+    create_tower,
+    get_model_config,
+    get_tower_entry,
+    list_models,
+    list_towers,
+    register_model,
+    register_tower,
+)
 from medvl.models.tower import Tower
 
-__all__ = ["Tower", "create_tower", "get_tower_entry", "list_towers", "register_tower"]
+__all__ = [
+    "ModelConfig",
+    "MultiModalModel",
+    "Tower",
+    "TowerSpec",
+    "create_model",
+    "create_tower",
+    "get_model_config",
+    "get_tower_entry",
+    "list_models",
+    "list_towers",
+    "load_checkpoint",
+    "register_model",
+    "register_tower",
+    "save_checkpoint",
+]
+
+
+def create_model(name_or_checkpoint_dir: str | Path | Any, device: str = "cpu") -> Any:
+    """Build a :class:`MultiModalModel` from a registered name, a checkpoint folder, or a ``ModelConfig``."""
+    from medvl.models.checkpoint import create_model_from
+
+    return create_model_from(name_or_checkpoint_dir, device)
+
+
+def __getattr__(name: str) -> Any:  # torch-heavy names load on first use
+    if name in ("ModelConfig", "MultiModalModel", "TowerSpec"):
+        from medvl.models import multimodal
+
+        return getattr(multimodal, name)
+    if name in ("load_checkpoint", "save_checkpoint"):
+        from medvl.models import checkpoint
+
+        return getattr(checkpoint, name)
+    raise AttributeError(name)

@@ -90,3 +90,41 @@ def create_tower(name: str, **kwargs: Any):
         return entry.factory(**kwargs)
     except TypeError as exc:
         raise ConfigError(f"tower '{name}': {exc}") from None
+
+
+# ---------------------------------------------------------------------------------------------- named models
+#: model name -> function returning its ``ModelConfig`` (registered by ``medvl.models.zoo``)
+_MODELS: dict[str, Callable[[], Any]] = {}
+
+
+def register_model(name: str):
+    """Decorator registering a function that returns a :class:`~medvl.models.multimodal.ModelConfig` under ``name``."""
+
+    def decorator(fn):
+        if name in _MODELS:
+            raise ValueError(f"model '{name}' is already registered")
+        _MODELS[name] = fn
+        return fn
+
+    return decorator
+
+
+def _ensure_models() -> None:
+    import importlib
+
+    importlib.import_module("medvl.models.zoo")
+
+
+def list_models() -> list[str]:
+    """Names accepted by :func:`medvl.models.create_model` (besides checkpoint directories)."""
+    _ensure_models()
+    return sorted(_MODELS)
+
+
+def get_model_config(name: str):
+    """The :class:`ModelConfig` registered under ``name``; a clear error listing the known names otherwise."""
+    _ensure_models()
+    if name not in _MODELS:
+        known = ", ".join(sorted(_MODELS))
+        raise ConfigError(f"unknown model '{name}'; known models: {known} (or a checkpoint folder)")
+    return _MODELS[name]()

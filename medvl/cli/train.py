@@ -1,0 +1,27 @@
+"""``medvl train --config FILE --out DIR [--resume]``; ``torchrun --nproc-per-node N -m medvl train ...`` for DDP."""
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from medvl.cli.common import Result, command
+
+app = typer.Typer()
+
+
+@command(app, "train")
+def train(
+    config: Annotated[Path, typer.Option("--config", "-c", help="Training recipe (YAML or JSON).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Run folder: checkpoints, metrics, final model.")],
+    resume: Annotated[bool, typer.Option("--resume", help="Continue from the latest checkpoint in --out.")] = False,
+) -> Result:
+    """Train a model with a recipe (keep, two-stage, ...); several processes under torchrun."""
+    from medvl.train import TrainConfig
+    from medvl.train import train as run_training
+
+    cfg = TrainConfig.from_file(config)
+    summary = run_training(cfg, out, resume=resume)
+    text = (f"trained {summary['global_steps']} steps ({', '.join(summary['stages'])}) in {summary['seconds']} s "
+            f"on {summary['processes']} process(es); final loss {summary['final_loss']:.4f}; model: {summary['model']}")
+    return Result(summary, text)

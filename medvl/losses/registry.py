@@ -1,0 +1,157 @@
+"""Loss registry: a recipe names its losses (``infonce``, ``siglip``, ``filip``, ``knowledge_group``, ``intra``).
+
+Each registered loss takes a :class:`LossInputs` (the embeddings of one batch and the model's temperature) plus its
+own options, and returns a scalar. Options are checked: an unknown option is a :class:`ConfigError` naming it.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from medvl.config import Config
+from medvl.errors import ConfigError
+
+__all__ = ["LossConfig", "LossInputs", "build_losses", "list_losses", "register_loss"]
+
+
+@dataclass
+class LossInputs:
+    """What a batch gives the losses. ``a``/``b`` are local L2-normalised embeddings of paired rows.
+
+    ``groups`` holds each row's semantic group id; ``group_relatives`` is a ``[G, G]`` bool matrix over group ids
+    (True = related in the hierarchy: not a negative). ``a2``/``b2`` are second views (intra-modal term);
+    ``tokens_*``/``mask_*`` token embeddings (FILIP).
+    """
+
+    a: torch.Tensor
+    b: torch.Tensor
+    logit_scale: torch.Tensor
+    logit_bias: torch.Tensor | None = None
+    groups: torch.Tensor | None = None
+    group_relatives: torch.Tensor | None = None
+    a2: torch.Tensor | None = None
+    b2: torch.Tensor | None = None
+    tokens_a: torch.Tensor | None = None
+    tokens_b: torch.Tensor | None = None
+    mask_a: torch.Tensor | None = None
+    mask_b: torch.Tensor | None = None
+
+
+@dataclass
+class LossConfig(Config):
+    """One term of the objective: registered ``name``, ``weight`` and the loss's ``options``."""
+
+    name: str
+    weight: float = 1.0
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+LossFn = Callable[..., torch.Tensor]
+_LOSSES: dict[str, tuple[LossFn, tuple[str, ...]]] = {}
+
+
+def register_loss(name: str, needs: tuple[str, ...] = ()):
+    """Register ``fn(inputs: LossInputs, **options)``; ``needs`` names the LossInputs fields it requires."""
+
+    def decorator(fn: LossFn) -> LossFn:
+        _LOSSES[name] = (fn, needs)
+        return fn
+
+    return decorator
+
+
+def list_losses() -> list[str]:
+    return sorted(_LOSSES)
+
+
+@dataclass
+class WeightedLoss:
+    name: str
+    weight: float
+    fn: LossFn
+    options: dict[str, Any]
+    needs: tuple[str, ...]
+
+    def __call__(self, inputs: LossInputs) -> torch.Tensor:
+        for need in self.needs:
+            if getattr(inputs, need) is None:
+                raise ConfigError(f"loss '{self.name}' needs '{need}' but the batch does not provide it")
+        return self.fn(inputs, **self.options)
+
+
+def build_losses(configs: list[LossConfig]) -> list[WeightedLoss]:
+    """Resolve loss configs against the registry; unknown names or options are a clear error."""
+    built = []
+    for cfg in configs:
+        if cfg.name not in _LOSSES:
+            raise ConfigError(f"unknown loss '{cfg.name}'; known losses: {', '.join(list_losses())}")
+        fn, needs = _LOSSES[cfg.name]
+        accepted = [p for p in inspect.signature(fn).parameters if p != "inputs"]
+        for key in cfg.options:
+            if key not in accepted:
+                raise ConfigError(f"loss '{cfg.name}': unknown option '{key}' (known: {', '.join(accepted)})")
+        built.append(WeightedLoss(cfg.name, cfg.weight, fn, dict(cfg.options), needs))
+    return built
+
+
+# ------------------------------------------------------------------------------------------------ built-in losses
+@register_loss("infonce")
+def _infonce(inputs: LossInputs, label_smoothing: float = 0.0, local_loss: bool = False,
+             gather_with_grad: bool = True) -> torch.Tensor:
+    from medvl.losses.contrastive import infonce_loss
+
+    return infonce_loss(inputs.a, inputs.b, inputs.logit_scale, label_smoothing=label_smoothing,
+                        local_loss=local_loss, gather_with_grad=gather_with_grad)
+
+
+@register_loss("siglip", needs=("logit_bias",))
+def _siglip(inputs: LossInputs) -> torch.Tensor:
+    from medvl.losses.siglip import siglip_loss
+
+    return siglip_loss(inputs.a, inputs.b, inputs.logit_scale, inputs.logit_bias)
+
+
+@register_loss("filip", needs=("tokens_a", "tokens_b"))
+def _filip(inputs: LossInputs) -> torch.Tensor:
+    from medvl.losses.filip import filip_loss
+
+    return filip_loss(inputs.tokens_a, inputs.tokens_b, inputs.logit_scale, inputs.mask_a, inputs.mask_b)
+
+
+@register_loss("intra", needs=("a2",))
+def _intra(inputs: LossInputs, side: str = "a") -> torch.Tensor:
+    from medvl.losses.intra import intra_modal_loss
+
+    if side not in ("a", "b"):
+        raise ConfigError("loss 'intra': side must be 'a' or 'b'")
+    v1, v2 = (inputs.a, inputs.a2) if side == "a" else (inputs.b, inputs.b2)
+    if v2 is None:
+        raise ConfigError(f"loss 'intra' (side {side}) needs a second view of '{side}'")
+    return intra_modal_loss(v1, v2, inputs.logit_scale)
+
+
+@register_loss("knowledge_group", needs=("groups",))
+def _knowledge_group(inputs: LossInputs, use_hierarchy: bool = True) -> torch.Tensor:
+    """KEEP's loss (medvl.losses.knowledge): rows of one semantic group are positives; relatives are not negatives.
+
+    Features and group ids are gathered over processes (with gradient) and the full loss is computed everywhere,
+    which gives the exact gradient of the global batch after DDP's averaging.
+    """
+    try:
+        from medvl.losses.knowledge import knowledge_group_loss
+    except ImportError as exc:  # the knowledge area provides it
+        raise ConfigError("loss 'knowledge_group' needs medvl.losses.knowledge (not installed in this build)") from exc
+    from medvl.losses.distributed import all_gather_no_grad, all_gather_with_grad
+
+    a, b = all_gather_with_grad(inputs.a), all_gather_with_grad(inputs.b)
+    groups = all_gather_no_grad(inputs.groups)
+    exclude = None
+    if use_hierarchy and inputs.group_relatives is not None:
+        rel = inputs.group_relatives.to(groups.device)
+        exclude = rel[groups][:, groups] & (groups[:, None] != groups[None, :])
+    return knowledge_group_loss(a, b, groups, exclude_mask=exclude, logit_scale=inputs.logit_scale)

@@ -1,0 +1,139 @@
+"""Typed training configuration (YAML/JSON): the run, its data and its stages.
+
+A recipe is a list of stages; a single-stage recipe (``keep``) aligns two inputs contrastively, the ``two-stage``
+recipe first enhances each encoder (text on graph groups, image on labels) and then aligns the image side to frozen,
+pre-computed text embeddings. Unknown keys and wrong types are errors naming the key.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from medvl.config import Config
+from medvl.errors import ConfigError
+from medvl.losses.registry import LossConfig
+from medvl.models.multimodal import ModelConfig
+
+__all__ = ["DataConfig", "ParamGroupConfig", "StageConfig", "TrainConfig"]
+
+
+@dataclass
+class DataConfig(Config):
+    """Where batches come from.
+
+    Attributes:
+        dataset: a registered dataset (``breastmnist``, ``graph-groups``).
+        options: the dataset's own options.
+        sampler: ``shuffled`` pairs or ``group-balanced`` (G groups x K instances, KEEP).
+        batch_size: the global batch (over all processes) of one forward pass.
+        groups_per_batch: G of the group-balanced sampler (K = batch_size / G).
+    """
+
+    dataset: str
+    options: dict[str, Any] = field(default_factory=dict)
+    sampler: Literal["shuffled", "group-balanced"] = "shuffled"
+    batch_size: int = 32
+    groups_per_batch: int = 0
+
+    def validate(self) -> None:
+        if self.batch_size <= 0:
+            raise ConfigError("DataConfig.batch_size: must be positive")
+
+
+@dataclass
+class ParamGroupConfig(Config):
+    """Parameters whose name starts with ``prefix`` (e.g. ``towers.text``): frozen, or their own lr / weight decay."""
+
+    prefix: str
+    freeze: bool = False
+    lr_scale: float = 1.0
+    weight_decay: float | None = None
+
+
+@dataclass
+class StageConfig(Config):
+    """One stage of a recipe.
+
+    Attributes:
+        name: a label for logs and checkpoints.
+        objective: ``contrastive`` (two inputs aligned by ``losses``) or ``supervised`` (a head on one tower).
+        inputs: dataset fields fed to the model: ``[a, b]`` for contrastive, ``[x]`` for supervised.
+        losses: terms of the contrastive objective.
+        data: this stage's data (default: the run's ``data``).
+        precompute: inputs embedded once by the frozen model before the stage (two-stage: the text side).
+        train_only: parameter-name prefixes trained in this stage; everything else frozen (ULIP-style binding).
+        multilabel: supervised with a sigmoid per label (labels are a multi-hot ``label`` field).
+    """
+
+    name: str = "align"
+    objective: Literal["contrastive", "supervised"] = "contrastive"
+    inputs: list[str] = field(default_factory=lambda: ["image", "text"])
+    losses: list[LossConfig] = field(default_factory=lambda: [LossConfig("infonce")])
+    data: DataConfig | None = None
+    steps: int = 100
+    lr: float = 1e-3
+    weight_decay: float = 0.05
+    warmup_steps: int = 0
+    min_lr_ratio: float = 0.0
+    grad_accum: int = 1
+    max_grad_norm: float | None = None
+    param_groups: list[ParamGroupConfig] = field(default_factory=list)
+    precompute: list[str] = field(default_factory=list)
+    train_only: list[str] = field(default_factory=list)
+    multilabel: bool = False
+
+    def validate(self) -> None:
+        want = 2 if self.objective == "contrastive" else 1
+        if len(self.inputs) != want:
+            raise ConfigError(f"StageConfig.inputs: the {self.objective} objective takes {want} input(s)")
+        if self.steps <= 0 or self.grad_accum <= 0:
+            raise ConfigError("StageConfig.steps and grad_accum must be positive")
+        unknown = [p for p in self.precompute if p not in self.inputs]
+        if unknown:
+            raise ConfigError(f"StageConfig.precompute: '{unknown[0]}' is not one of the inputs")
+
+
+@dataclass
+class TrainConfig(Config):
+    """A training run.
+
+    Attributes:
+        recipe: a label (``keep``, ``two-stage``, ...) written to the run's records.
+        model: a registered model name or a checkpoint folder to start from.
+        model_config: a full model config instead of ``model``.
+        data: default data of every stage.
+        stages: the recipe's stages, run in order.
+        precision: ``fp32`` or ``bf16`` (autocast).
+        device: ``auto`` (CUDA when available), ``cpu`` or ``cuda``.
+        checkpoint_every: write a resumable checkpoint every N optimizer steps (and at the end of each stage).
+        keep_checkpoints: how many resumable checkpoints to keep.
+        grad_checkpointing: enable gradient checkpointing in towers that support it.
+    """
+
+    stages: list[StageConfig]
+    recipe: str = "custom"
+    model: str = "tiny-clip"
+    model_config: ModelConfig | None = None
+    data: DataConfig | None = None
+    seed: int = 0
+    precision: Literal["fp32", "bf16"] = "fp32"
+    device: str = "auto"
+    checkpoint_every: int = 50
+    keep_checkpoints: int = 2
+    log_every: int = 10
+    grad_checkpointing: bool = False
+    find_unused_parameters: bool = True
+    tensorboard: bool = True
+
+    def validate(self) -> None:
+        if not self.stages:
+            raise ConfigError("TrainConfig.stages: at least one stage is needed")
+        for i, stage in enumerate(self.stages):
+            if stage.data is None and self.data is None:
+                raise ConfigError(f"TrainConfig.stages[{i}] ({stage.name}): no data (set 'data' on the run or stage)")
+        if self.checkpoint_every <= 0 or self.keep_checkpoints <= 0:
+            raise ConfigError("TrainConfig.checkpoint_every and keep_checkpoints must be positive")
+
+    def stage_data(self, index: int) -> DataConfig:
+        return self.stages[index].data or self.data  # type: ignore[return-value]
