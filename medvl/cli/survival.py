@@ -1,0 +1,135 @@
+"""``medvl survival fit|predict|evaluate``: Cox and deep-Cox models on a CSV/Parquet table."""
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from medvl.cli.common import Result, WorkspaceOpt, command
+
+app = typer.Typer()
+
+TableOpt = Annotated[Path, typer.Option("--table", help="CSV, TSV or Parquet table, one row per case.")]
+TimeOpt = Annotated[str, typer.Option("--time", help="Follow-up time column.")]
+EventOpt = Annotated[str, typer.Option("--event", help="Event column (1 = event, 0 = censored).")]
+CensOpt = Annotated[bool, typer.Option("--event-is-censoring", help="The event column holds 1 for censored rows.")]
+CovOpt = Annotated[str, typer.Option("--covariates", help="Comma-separated covariate columns.")]
+EmbOpt = Annotated[
+    Optional[Path],  # noqa: UP045
+    typer.Option("--embeddings", help="Embeddings file (.npz/.npy/.parquet) joined by case id or row order."),
+]
+IdOpt = Annotated[Optional[str], typer.Option("--id", help="Case id column (default: case_id if present).")]  # noqa: UP045
+MethodOpt = Annotated[str, typer.Option("--method", help="cox (lifelines) or deepcox (MLP head).")]
+CvOpt = Annotated[Optional[int], typer.Option("--cv", help="K-fold cross-validation.")]  # noqa: UP045
+SeedOpt = Annotated[int, typer.Option("--seed", help="Seed of the folds and the deep head.")]
+
+
+def _spec(table, time, event, covariates, event_is_censoring, embeddings, id_column):
+    from medvl.tasks.survival_run import TableSpec
+
+    covs = [c.strip() for c in covariates.split(",") if c.strip()]
+    return TableSpec(table=table, time=time, event=event, covariates=covs, event_is_censoring=event_is_censoring,
+                     embeddings=embeddings, id_column=id_column)
+
+
+def _config(method, penalizer, pca, ties, epochs, seed):
+    from medvl.tasks.survival import SurvivalConfig
+
+    return SurvivalConfig(method=method, penalizer=penalizer, pca_components=pca, ties=ties, epochs=epochs, seed=seed)
+
+
+def _fmt_metrics(metrics: dict) -> str:
+    return ", ".join(f"{k} {v:.3f}" for k, v in metrics.items() if isinstance(v, float))
+
+
+@command(app, "fit")
+def fit(
+    table: TableOpt,
+    time: TimeOpt,
+    event: EventOpt,
+    covariates: CovOpt = "",
+    event_is_censoring: CensOpt = False,
+    embeddings: EmbOpt = None,
+    id_column: IdOpt = None,
+    method: MethodOpt = "cox",
+    penalizer: Annotated[float, typer.Option(help="Ridge penalty of the Cox fit.")] = 0.01,
+    pca: Annotated[int, typer.Option(help="Principal components kept from the embeddings.")] = 16,
+    ties: Annotated[str, typer.Option(help="Tie handling of the deep head: efron or breslow.")] = "efron",
+    epochs: Annotated[int, typer.Option(help="Training steps of the deep head.")] = 200,
+    cv: CvOpt = None,
+    seed: SeedOpt = 0,
+    out: Annotated[Optional[Path], typer.Option("--out", help="Model folder (default: <workspace>/models/survival).")] = None,  # noqa: UP045, E501
+    workspace: WorkspaceOpt = None,
+) -> Result:
+    """Fit a survival model on the whole table (and cross-validate with --cv); saves the model folder."""
+    from medvl.tasks.survival_run import fit_table
+    from medvl.workspace import Workspace
+
+    spec = _spec(table, time, event, covariates, event_is_censoring, embeddings, id_column)
+    cfg = _config(method, penalizer, pca, ties, epochs, seed)
+    out = out or Workspace.resolve(workspace).models / "survival"
+    rec = fit_table(spec, cfg, out=out, cv=cv, seed=seed)
+    lines = [f"{method}: {rec['n']} cases, {rec['events']} events; training Harrell C {rec['train_harrell_c']:.3f}"]
+    for name, coef in (rec["coefficients"] or {}).items():
+        lines.append(f"  {name:<28} {coef:+.4f}")
+    if "cv" in rec:
+        lines.append(f"{cv}-fold CV: {_fmt_metrics(rec['cv']['mean'])}")
+    lines.append(f"model saved to {out}")
+    return Result(rec, "\n".join(lines))
+
+
+@command(app, "predict")
+def predict(
+    model: Annotated[Path, typer.Option("--model", help="Model folder written by 'medvl survival fit'.")],
+    table: TableOpt,
+    time: TimeOpt = "",
+    event: EventOpt = "",
+    covariates: CovOpt = "",
+    event_is_censoring: CensOpt = False,
+    embeddings: EmbOpt = None,
+    id_column: IdOpt = None,
+    times: Annotated[str, typer.Option("--times", help="Comma-separated times for survival probabilities.")] = "",
+    out: Annotated[Optional[Path], typer.Option("--out", help="Write predictions (CSV or Parquet).")] = None,  # noqa: UP045
+    keep_ids: Annotated[bool, typer.Option("--keep-ids", help="Include the case id column in --out.")] = False,
+) -> Result:
+    """Risk scores, risk groups and survival probabilities for the rows of a table."""
+    from medvl.tasks.survival import SurvivalModel
+    from medvl.tasks.survival_run import predict_table
+
+    saved = SurvivalModel.load(model).record_.get("table", {})
+    spec = _spec(table, time or saved.get("time", ""), event or saved.get("event", ""),
+                 covariates or ",".join(saved.get("covariates", [])),
+                 event_is_censoring or saved.get("event_is_censoring", False), embeddings, id_column)
+    grid = [float(t) for t in times.split(",") if t.strip()]
+    rec = predict_table(model, spec, out=out, times=grid, keep_ids=keep_ids)
+    text = f"{rec['n']} predictions" + (f" written to {out}" if out else "")
+    return Result(rec, text if out else None)
+
+
+@command(app, "evaluate")
+def evaluate(
+    table: TableOpt,
+    time: TimeOpt,
+    event: EventOpt,
+    covariates: CovOpt = "",
+    event_is_censoring: CensOpt = False,
+    embeddings: EmbOpt = None,
+    id_column: IdOpt = None,
+    model: Annotated[Optional[Path], typer.Option("--model", help="Evaluate this saved model.")] = None,  # noqa: UP045
+    method: MethodOpt = "cox",
+    penalizer: Annotated[float, typer.Option(help="Ridge penalty (with --cv).")] = 0.01,
+    pca: Annotated[int, typer.Option(help="Principal components of the embeddings (with --cv).")] = 16,
+    ties: Annotated[str, typer.Option(help="Deep head ties (with --cv).")] = "efron",
+    epochs: Annotated[int, typer.Option(help="Deep head steps (with --cv).")] = 200,
+    cv: CvOpt = None,
+    seed: SeedOpt = 0,
+    report: Annotated[Optional[Path], typer.Option("--report", help="Folder for metrics JSON and the KM plot.")] = None,  # noqa: UP045, E501
+) -> Result:
+    """Harrell C, Uno C, time-dependent AUC, integrated Brier score and KM log-rank p of a model or a CV run."""
+    from medvl.tasks.survival_run import evaluate_table
+
+    spec = _spec(table, time, event, covariates, event_is_censoring, embeddings, id_column)
+    cfg = _config(method, penalizer, pca, ties, epochs, seed)
+    rec = evaluate_table(spec, model_dir=model, config=cfg, cv=cv, seed=seed, report=report)
+    text = f"{rec['mode']}: {_fmt_metrics(rec['metrics'])}; log-rank p {rec['logrank_p']:.3g}"
+    return Result(rec, text)

@@ -1,0 +1,64 @@
+"""``medvl survival`` as a batch user runs it: JSON output, saved model, predictions, clear errors."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+
+from tests.conftest import assert_clean_error, run_cli
+
+COVS = "age,tsize,pnodes,tgrade,horTh"
+
+
+def test_fit_predict_evaluate(gbsg2_csv, tmp_path):
+    out = tmp_path / "model"
+    fit = run_cli("survival", "fit", "--table", gbsg2_csv, "--time", "time", "--event", "event", "--covariates", COVS,
+                  "--cv", "3", "--seed", "0", "--out", out, "--json")
+    assert fit.returncode == 0, fit.stderr
+    rec = fit.json()
+    assert rec["n"] == 686 and rec["events"] == 299
+    assert rec["coefficients"]["pnodes"] > 0 and rec["coefficients"]["horTh=yes"] < 0  # nodes up, hormones down
+    assert 0.62 < rec["train_harrell_c"] < 0.75 and 0.6 < rec["cv"]["mean"]["uno_c"] < 0.75
+    assert (out / "survival_model.json").is_file() and (out / "survival_model.safetensors").is_file()
+
+    pred = run_cli("survival", "predict", "--model", out, "--table", gbsg2_csv, "--times", "365,1825",
+                   "--out", tmp_path / "pred.csv", "--json")
+    assert pred.returncode == 0, pred.stderr
+    frame = pd.read_csv(tmp_path / "pred.csv")
+    assert len(frame) == 686 and "case_id" not in frame.columns and "id" not in frame.columns
+    assert (frame["survival_at_365"] >= frame["survival_at_1825"]).all()
+    assert set(frame["risk_group"]) == {"low", "high"}
+
+    ev = run_cli("survival", "evaluate", "--model", out, "--table", gbsg2_csv, "--time", "time", "--event", "event",
+                 "--covariates", COVS, "--report", tmp_path / "report", "--json")
+    assert ev.returncode == 0, ev.stderr
+    rec = ev.json()
+    assert rec["logrank_p"] < 1e-5 and {"harrell_c", "uno_c", "mean_auc", "integrated_brier"} <= set(rec["metrics"])
+    assert (tmp_path / "report" / "kaplan_meier.png").stat().st_size > 5000
+    assert json.loads((tmp_path / "report" / "survival_metrics.json").read_text())["metrics"] == rec["metrics"]
+
+
+def test_bad_tables_give_one_clear_error(gbsg2, gbsg2_csv, tmp_path):
+    r = run_cli("survival", "fit", "--table", gbsg2_csv, "--time", "time", "--event", "event", "--covariates",
+                "age,grade_x", "--out", tmp_path / "m")
+    assert_clean_error(r, "missing column", "grade_x")
+    gbsg2.assign(event=0).to_csv(tmp_path / "cens.csv", index=False)
+    r = run_cli("survival", "fit", "--table", tmp_path / "cens.csv", "--time", "time", "--event", "event",
+                "--covariates", "age", "--out", tmp_path / "m")
+    assert_clean_error(r, "censored")
+    assert not (tmp_path / "m").exists()
+
+
+def test_embeddings_of_another_width_are_refused(gbsg2, gbsg2_csv, gbsg2_embeddings, tmp_path):
+    from medvl.tasks.embeddings import EmbeddingSet, save_embeddings
+
+    out = tmp_path / "m"
+    fit = run_cli("survival", "fit", "--table", gbsg2_csv, "--time", "time", "--event", "event", "--covariates", "age",
+                  "--embeddings", gbsg2_embeddings, "--pca", "4", "--out", out, "--json")
+    assert fit.returncode == 0, fit.stderr
+    assert fit.json()["inputs"] == ["age", "pc1", "pc2", "pc3", "pc4"]
+    other = tmp_path / "other.npz"
+    save_embeddings(other, EmbeddingSet(gbsg2[["age", "tsize"]].to_numpy(float), ids=gbsg2["case_id"].to_numpy()))
+    r = run_cli("survival", "predict", "--model", out, "--table", gbsg2_csv, "--embeddings", other)
+    assert_clean_error(r, "2-d", "64-d")
