@@ -94,9 +94,9 @@ def tile_slide(job: SlideJob, out_dir: Path, tiles: TileConfig, tissue: TissueCo
         mask.save_geojson(geo)
         record = {"slide_id": job.slide_id, "tissue_fraction": round(mask.tissue_fraction, 4),
                   "mask_png": str(png), "geojson": str(geo)}
-        if mask.empty:
+        if mask.empty and tiles.min_tissue > 0:
             return {**record, "status": "no_tissue", "warning": f"{job.slide_id}: no tissue detected"}
-        grid = make_tile_grid(slide, tiles, mask)
+        grid = make_tile_grid(slide, tiles, mask)  # min_tissue 0 keeps every tile, tissue or not
     if len(grid) == 0:
         return {**record, "status": "no_tiles",
                 "warning": f"{job.slide_id}: no tile reaches {tiles.min_tissue:.0%} tissue at {tiles.mpp} µm/px"}
@@ -147,7 +147,10 @@ def load_scores(path: Path, n: int) -> np.ndarray:
         scores = (df["score"] if "score" in df.columns else df.iloc[:, -1]).to_numpy()
     else:
         raise InputError(path, "scores must be a .npy or .csv file")
-    scores = np.asarray(scores, dtype=np.float64).reshape(-1)
+    try:
+        scores = np.asarray(scores, dtype=np.float64).reshape(-1)
+    except (TypeError, ValueError):
+        raise InputError(path, "scores must be numbers (one per tile)") from None
     if len(scores) != n:
         raise InputError(path, f"{len(scores)} scores for {n} tiles")
     return scores

@@ -166,7 +166,10 @@ def detect_tissue(slide: Slide, config: TissueConfig | None = None) -> tuple[Tis
     config = config or TissueConfig()
     w0, h0 = slide.dimensions
     mpp = slide.mpp
-    max_px = config.max_px if mpp is None else min(config.max_px, max(16, round(max(w0, h0) * mpp / config.seg_mpp)))
+    longest = max(w0, h0)
+    max_px = config.max_px
+    if mpp is not None:  # seg_mpp, but never coarser than 512 px (or the whole image) so small slides keep detail
+        max_px = min(config.max_px, max(min(512, longest), round(longest * mpp / config.seg_mpp)))
     thumb = slide.thumbnail(max_px)
     scale = (w0 / thumb.shape[1], h0 / thumb.shape[0])
     px_area = None if mpp is None else (scale[0] * mpp) * (scale[1] * mpp)
