@@ -115,6 +115,9 @@ class HFTextTower(Tower):
 
 def _build(cfg: HFTextConfig) -> HFTextTower:
     from transformers import AutoConfig, AutoModel, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()  # the unused pooler of sentence-transformers folders is expected
 
     if cfg.hf_config is not None:
         hf = dict(cfg.hf_config)

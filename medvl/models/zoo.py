@@ -32,7 +32,7 @@ def breastmnist_demo() -> ModelConfig:
     """The demo's model: a small timm CNN trained from scratch and the offline MiniLM text encoder."""
     return ModelConfig(
         towers={
-            "image": TowerSpec("timm", {"model_name": "resnet10t", "img_size": 32}),
+            "image": TowerSpec("timm", {"model_name": "resnet10t"}),
             "text": TowerSpec("hf-text", {"max_length": 64}),
         },
         embed_dim=128,

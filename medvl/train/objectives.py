@@ -41,6 +41,26 @@ class ContrastiveObjective(nn.Module):
         self.tokens = any("tokens_a" in term.needs for term in self.losses)
         self.group_relatives = getattr(dataset, "group_relatives", None)
         self.cache: dict[str, tuple[dict[str, int], torch.Tensor]] = {}
+        self.memo: dict[str, dict[str, torch.Tensor]] = {}
+
+    def _frozen(self, modality: str) -> bool:
+        return not any(p.requires_grad for p in self.model.towers[modality].parameters())
+
+    def train(self, mode: bool = True) -> ContrastiveObjective:
+        """Frozen towers stay in eval mode (no dropout), so their outputs are fixed and can be memoised."""
+        super().train(mode)
+        for modality in (self.mod_a, self.mod_b):
+            if self._frozen(modality):
+                self.model.towers[modality].eval()
+        return self
+
+    def _frozen_text_features(self, modality: str, texts: list[str]) -> torch.Tensor:
+        memo = self.memo.setdefault(modality, {})
+        todo = [t for t in dict.fromkeys(texts) if t not in memo]
+        if todo:
+            with torch.no_grad():
+                memo.update(zip(todo, self.model.towers[modality].encode(todo).float(), strict=True))
+        return torch.stack([memo[t] for t in texts])
 
     def used_prefixes(self) -> list[str]:
         """Parameters this objective trains by default."""
@@ -72,7 +92,10 @@ class ContrastiveObjective(nn.Module):
             tokens, mask = self.model.encode_tokens(modality, batch[field])
             feats = self.model.encode(modality, batch[field])
             return feats, tokens, mask
-        return self.model.encode(modality, batch[field]), None, None
+        value = batch[field]
+        if isinstance(value, list) and self._frozen(modality):  # a frozen text tower: encode each text once
+            return self.model.project(modality, self._frozen_text_features(modality, value)), None, None
+        return self.model.encode(modality, value), None, None
 
     def forward(self, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
         ea, ta, ma = self._embed(self.a, self.mod_a, batch)
