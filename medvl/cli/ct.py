@@ -1,0 +1,234 @@
+"""``medvl ct info|preprocess|embed``: CT volumes (a DICOM folder, a DICOM file, a NIfTI file, or a manifest)."""
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from medvl.cli.common import Result, WorkspaceOpt, command, emit_line
+
+app = typer.Typer()
+
+InputArg = Annotated[
+    Path, typer.Argument(help="DICOM folder, DICOM file, NIfTI file, or manifest (.csv/.tsv/.parquet).")
+]
+SeriesOpt = Annotated[
+    str | None, typer.Option("--series", help="Series to read from a DICOM folder: SeriesNumber or SeriesInstanceUID.")
+]
+ConfigOpt = Annotated[
+    Path | None, typer.Option("--config", help="CTPreprocessConfig file (YAML/JSON); options below override it.")
+]
+WindowOpt = Annotated[str | None, typer.Option("--window", help="HU window preset: abdomen, lung, bone, brain, "
+                                                               "soft_tissue.")]
+LevelOpt = Annotated[float | None, typer.Option("--level", help="Custom window level (HU); needs --width.")]
+WidthOpt = Annotated[float | None, typer.Option("--width", help="Custom window width (HU); needs --level.")]
+SpacingOpt = Annotated[str | None, typer.Option("--spacing", help="Target voxel size x,y,z in mm (e.g. 1.5,1.5,3).")]
+SizeOpt = Annotated[str | None, typer.Option("--size", help="Output size x,y,z in voxels (e.g. 128,128,32).")]
+FgOpt = Annotated[bool | None, typer.Option("--foreground-crop/--no-foreground-crop", help="Crop to the body.")]
+LabelsOpt = Annotated[Path | None, typer.Option("--labels", help="Label map (NIfTI, e.g. TotalSegmentator) for "
+                                                                 "--organ.")]
+OrganOpt = Annotated[
+    list[str] | None, typer.Option("--organ", help="Crop around this organ (name, group like 'kidneys', or label id).")
+]
+BoxOpt = Annotated[str | None, typer.Option("--box-mm", help="Organ box size x,y,z in mm (default 160,160,96).")]
+CacheOpt = Annotated[Path | None, typer.Option("--cache", help="Cache folder (default: <workspace>/volumes).")]
+NonCtOpt = Annotated[bool, typer.Option("--allow-non-ct", help="Accept non-CT series (MR, PT...) for CT models.")]
+IrregularOpt = Annotated[bool, typer.Option("--allow-irregular", help="Accept series with missing slices.")]
+
+
+def _triple(text: str | None, name: str, kind: type) -> list[Any] | None:
+    from medvl.errors import ConfigError
+
+    if text is None:
+        return None
+    try:
+        values = [kind(v) for v in text.replace("x", ",").split(",")]
+    except ValueError:
+        values = []
+    if len(values) != 3:
+        raise ConfigError(f"{name}: expected three comma-separated numbers x,y,z, got {text!r}")
+    return values
+
+
+def _preprocess_config(config, window, level, width, spacing, size, foreground, organ, box_mm):
+    """The typed config from a file and the command-line overrides."""
+    from medvl.radiology.transforms import CTPreprocessConfig
+
+    base = CTPreprocessConfig.from_file(config) if config else CTPreprocessConfig()
+    data = base.to_dict()
+    if level is not None or width is not None:
+        data.update(window=None, level=level, width=width)
+    if window is not None:
+        data.update(window=window, level=None, width=None)
+    overrides = {"spacing": _triple(spacing, "--spacing", float), "spatial_size": _triple(size, "--size", int),
+                 "foreground_crop": foreground}
+    for key, value in overrides.items():
+        if value is not None:
+            data[key] = value
+    if organ:
+        crop = dict(data.get("organ_crop") or {})
+        crop["labels"] = list(organ)
+        data["organ_crop"] = crop
+    if box_mm is not None:
+        data["organ_crop"] = {**(data.get("organ_crop") or {}), "box_mm": _triple(box_mm, "--box-mm", float)}
+    return CTPreprocessConfig.from_dict(data, source=str(config) if config else None)
+
+
+def _cases(path: Path, labels: Path | None, series: str | None):
+    from medvl.radiology.cases import read_ct_cases
+
+    return read_ct_cases(path, labels=labels, series=series)
+
+
+def _is_manifest(path: Path) -> bool:
+    from medvl.radiology.cases import MANIFEST_SUFFIXES
+
+    return path.is_file() and path.suffix.lower() in MANIFEST_SUFFIXES
+
+
+@command(app, "info")
+def info(path: InputArg, series: SeriesOpt = None) -> Result:
+    """Shape, spacing (x, y, z mm), orientation, HU range, slices, series found and warnings of CT volumes."""
+    from medvl.errors import MedvlError
+    from medvl.io.volume import load_volume, volume_info
+
+    cases = _cases(path, None, series)
+    records = []
+    for case in cases:
+        try:
+            rec = {"case_id": case.case_id, **volume_info(load_volume(case.path, series=case.series))}
+        except MedvlError as exc:
+            if not _is_manifest(path):
+                raise
+            rec = {"case_id": case.case_id, "path": str(case.path), "status": "error", "error": str(exc)}
+        if _is_manifest(path):
+            emit_line(rec)
+        records.append(rec)
+    failed = sum(1 for r in records if r.get("status") == "error")
+    data: Any = records[0] if len(records) == 1 else {"cases": records, "failed": failed}
+    return Result(data, "\n\n".join(_info_text(r) for r in records), exit_code=1 if failed else 0)
+
+
+def _info_text(rec: dict[str, Any]) -> str:
+    if rec.get("status") == "error":
+        return f"{rec['case_id']}: error: {rec['error']}"
+    lines = [
+        f"{rec['case_id']}: {rec['path']}",
+        f"  modality     {rec['modality']}  ({rec['format']})",
+        f"  shape        {' x '.join(map(str, rec['shape']))} voxels, {rec['slices']} slices",
+        f"  spacing      {', '.join(f'{s:g}' for s in rec['spacing_mm'])} mm (x, y, z)",
+        f"  orientation  {rec['orientation']}",
+        f"  HU range     {rec['hu_min']:g} .. {rec['hu_max']:g}",
+    ]
+    for s in rec["series_found"]:
+        lines.append(f"  series       {s['series_number']} {s['modality']} {s['files']} files ({s['series_uid']})")
+    lines += [f"  warning      {w}" for w in rec["warnings"]]
+    return "\n".join(lines)
+
+
+def _cache(cache: Path | None, workspace: Path | None, config):
+    from medvl.radiology.cache import VolumeCache
+    from medvl.workspace import Workspace
+
+    root = cache if cache is not None else Workspace.resolve(workspace, create=True).volumes
+    return VolumeCache(root, config)
+
+
+@command(app, "preprocess")
+def preprocess(
+    path: InputArg,
+    config: ConfigOpt = None,
+    window: WindowOpt = None,
+    level: LevelOpt = None,
+    width: WidthOpt = None,
+    spacing: SpacingOpt = None,
+    size: SizeOpt = None,
+    foreground_crop: FgOpt = None,
+    labels: LabelsOpt = None,
+    organ: OrganOpt = None,
+    box_mm: BoxOpt = None,
+    series: SeriesOpt = None,
+    cache: CacheOpt = None,
+    allow_non_ct: NonCtOpt = False,
+    allow_irregular: IrregularOpt = False,
+    workspace: WorkspaceOpt = None,
+) -> Result:
+    """Preprocess CT volumes with the one medvl chain into the cache (RAS, spacing, HU window, crops, size)."""
+    from medvl.radiology.preprocess import iter_preprocess
+
+    cfg = _preprocess_config(config, window, level, width, spacing, size, foreground_crop, organ, box_mm)
+    store = _cache(cache, workspace, cfg)
+    cases = _cases(path, labels, series)
+    records = []
+    for res in iter_preprocess(cases, cfg, store, stop_on_error=not _is_manifest(path),
+                               allow_non_ct=allow_non_ct, allow_irregular=allow_irregular):
+        rec = res.record()
+        if _is_manifest(path):
+            emit_line(rec)
+        records.append(rec)
+    failed = [r for r in records if r["status"] == "error"]
+    data = {"cases": len(records), "cached": sum(r["status"] == "cached" for r in records), "failed": len(failed),
+            "cache_dir": str(store.dir), "config": cfg.to_dict(), "records": records}
+    text = "\n".join(
+        f"{r['case_id']}: {r['status']}" + (f" {r['error']}" if r["status"] == "error" else f" -> {r['cache']}")
+        for r in records
+    )
+    return Result(data, text, exit_code=1 if failed else 0)
+
+
+@command(app, "embed")
+def embed(
+    path: InputArg,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Embeddings file: .npz, .h5 or .parquet (with case ids).")],
+    tower: Annotated[str | None, typer.Option("--tower", help="Registered volume tower (e.g. resnet3d-tiny).")] = None,
+    model: Annotated[Path | None, typer.Option("--model", help="medvl checkpoint directory.")] = None,
+    device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda, cuda:1 ...")] = "auto",
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 4,
+    config: ConfigOpt = None,
+    window: WindowOpt = None,
+    level: LevelOpt = None,
+    width: WidthOpt = None,
+    spacing: SpacingOpt = None,
+    size: SizeOpt = None,
+    foreground_crop: FgOpt = None,
+    labels: LabelsOpt = None,
+    organ: OrganOpt = None,
+    box_mm: BoxOpt = None,
+    series: SeriesOpt = None,
+    cache: CacheOpt = None,
+    allow_non_ct: NonCtOpt = False,
+    allow_irregular: IrregularOpt = False,
+    workspace: WorkspaceOpt = None,
+) -> Result:
+    """Embed CT volumes with a volume tower or checkpoint; writes embeddings + case ids and the resolved config."""
+    from medvl.errors import ConfigError
+    from medvl.radiology.embed import embed_cases, load_volume_encoder
+
+    if (tower is None) == (model is None):
+        raise ConfigError("give exactly one of --tower NAME or --model CHECKPOINT_DIR")
+    encoder = load_volume_encoder(str(model) if model is not None else tower, device=device)
+    cfg = _preprocess_config(config, window, level, width, spacing, size, foreground_crop, organ, box_mm)
+    cfg = _fit_encoder(cfg, encoder, explicit=config is not None or size is not None)
+    summary = embed_cases(_cases(path, labels, series), cfg, encoder, out, _cache(cache, workspace, cfg),
+                          batch_size=batch_size, stop_on_error=not _is_manifest(path),
+                          allow_non_ct=allow_non_ct, allow_irregular=allow_irregular)
+    text = (f"embedded {summary['embedded']} case(s) ({summary['reused']} reused), dim {summary['embed_dim']} -> "
+            f"{summary['out']}" + "".join(f"\n{f['case_id']}: error: {f['error']}" for f in summary["failed"]))
+    return Result(summary, text, exit_code=1 if summary["failed"] else 0)
+
+
+def _fit_encoder(cfg, encoder, explicit: bool):
+    """Use the checkpoint's stored preprocessing; match a fixed-size tower's input unless the user chose a size."""
+    from medvl.errors import ConfigError
+
+    if encoder.preprocess is not None:
+        return encoder.preprocess
+    if encoder.input_shape is None:
+        return cfg
+    want = tuple(reversed(encoder.input_shape))
+    if tuple(cfg.spatial_size) == want:
+        return cfg
+    if explicit:
+        raise ConfigError(f"{encoder.name} takes volumes of {encoder.input_shape} (D, H, W): use --size "
+                          f"{','.join(map(str, want))}")
+    return cfg.replace(spatial_size=want)

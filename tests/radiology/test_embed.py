@@ -1,0 +1,46 @@
+"""Embedding files: formats with case ids, resume, and encoder/config fitting."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from medvl.errors import ConfigError
+from medvl.radiology.cache import VolumeCache
+from medvl.radiology.embed import embed_cases, load_volume_encoder, read_embeddings, write_embeddings
+from medvl.radiology.preprocess import CTCase
+from medvl.radiology.transforms import CTPreprocessConfig
+
+
+@pytest.mark.parametrize("suffix", [".npz", ".h5", ".parquet"])
+def test_formats_round_trip(tmp_path, suffix):
+    emb = np.random.default_rng(0).normal(size=(3, 5)).astype(np.float32)
+    path = write_embeddings(tmp_path / f"e{suffix}", ["a", "b", "c"], emb, {"x": 1})
+    ids, back = read_embeddings(path)
+    assert ids == ["a", "b", "c"]
+    np.testing.assert_array_equal(back, emb)
+    assert (tmp_path / f"e{suffix}.config.json").is_file()
+    with pytest.raises(ConfigError, match="must end in"):
+        write_embeddings(tmp_path / "e.csv", ["a"], emb[:1], {})
+
+
+def test_resume_and_same_embedding_for_same_volume(tmp_path, ct_small, dicom_series):
+    cfg = CTPreprocessConfig(spacing=(3.0, 3.0, 3.0), spatial_size=(64, 64, 16))
+    enc = load_volume_encoder("resnet3d-tiny", device="cpu")
+    cache = VolumeCache(tmp_path / "cache", cfg)
+    out = tmp_path / "emb.npz"
+    cases = [CTCase(ct_small, "nifti"), CTCase(dicom_series, "dicom")]
+    first = embed_cases(cases[:1], cfg, enc, out, cache)
+    assert first["embedded"] == 1
+    both = embed_cases(cases, cfg, enc, out, cache)
+    assert both["embedded"] == 1 and both["reused"] == 1
+    ids, emb = read_embeddings(out)
+    assert ids == ["nifti", "dicom"]
+    # the DICOM series and the NIfTI it came from are the same scan: same preprocessing, same embedding
+    np.testing.assert_allclose(emb[0], emb[1], atol=1e-5)
+
+
+def test_encoder_spec_errors():
+    with pytest.raises(ConfigError, match="unknown tower 'nope'"):
+        load_volume_encoder("nope")
+    assert load_volume_encoder("vit3d-tiny", device="cpu").input_shape == (16, 32, 32)
