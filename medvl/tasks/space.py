@@ -64,8 +64,10 @@ class JointSpace:
             tower = self.model.towers[modality]
             expected = self.tower_names(modality)
             if emb.encoder and emb.encoder not in expected:
+                spec = self.model.config.towers[modality]
+                label = f"{spec.name}:{spec.options['model_name']}" if spec.options.get("model_name") else spec.name
                 raise InputError(where, f"features come from encoder '{emb.encoder}' but the model's {modality} tower "
-                                        f"is '{sorted(expected)[0]}'")
+                                        f"is '{label}'")
             if emb.dim != int(tower.embed_dim):
                 raise InputError(where, f"features are {emb.dim}-d but the model's {modality} tower outputs "
                                         f"{int(tower.embed_dim)}-d")

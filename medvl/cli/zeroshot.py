@@ -1,0 +1,65 @@
+"""``medvl zeroshot``: diagnose cases against disease concepts of the knowledge graph, without training."""
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from medvl.cli.common import Result, command, emit_line
+
+app = typer.Typer()
+
+
+def _line(rec: dict) -> str:
+    res = rec.get("result")
+    if res is None:
+        present = rec["presence"]["present"]
+        return f"{rec['case_ref']}: present: {', '.join(present) or 'none'}"
+    if res["abstained"]:
+        return f"{rec['case_ref']}: abstained (top {res['top'][0]['name']} {res['top'][0]['probability']:.2f})"
+    implied = f" (implies {', '.join(res['implies'][:3])})" if res["implies"] else ""
+    return f"{rec['case_ref']}: {res['name']} [{res['prediction']}] p={res['probability']:.2f}{implied}"
+
+
+@command(app, "zeroshot")
+def zeroshot(
+    cases: Annotated[list[Path], typer.Argument(help="Tile-feature .h5, image file, or embeddings file (CT).")],
+    model: Annotated[Path, typer.Option("--model", help="Model folder (or registered model name).")],
+    node: Annotated[Optional[str], typer.Option("--node", help="Graph node: it and its descendants are the classes.")] = None,  # noqa: UP045, E501
+    classes: Annotated[str, typer.Option("--classes", help="Comma-separated concept ids and/or free-text names.")] = "",
+    method: Annotated[str, typer.Option(help="Slide pooling: topk (MI-Zero), mean or keep (KEEP rule).")] = "topk",
+    topk: Annotated[int, typer.Option(help="Tiles per class for topk pooling.")] = 50,
+    templates: Annotated[str, typer.Option(help="Template set (pathology, radiology) or a template file.")] = "pathology",  # noqa: E501
+    temperature: Annotated[float, typer.Option(help="Softmax temperature.")] = 0.01,
+    abstain_below: Annotated[Optional[float], typer.Option(help="Abstain / back off to a parent below this probability.")] = None,  # noqa: UP045, E501
+    presence: Annotated[bool, typer.Option("--presence", help="Per-disease present/absent prompt pairs (volumes).")] = False,  # noqa: E501
+    modality: Annotated[Optional[str], typer.Option(help="Modality of an embeddings file (image, volume).")] = None,  # noqa: UP045
+    tile_scores: Annotated[Optional[Path], typer.Option("--tile-scores", help="Write per-tile scores (.npz) of a single slide.")] = None,  # noqa: UP045, E501
+) -> Result:
+    """Zero-shot diagnosis: rank the classes for each case, hierarchy-consistent, with optional abstention."""
+    from medvl.errors import InputError
+    from medvl.knowledge import default_graph
+    from medvl.tasks.space import JointSpace
+    from medvl.tasks.zeroshot import ZeroShotConfig
+    from medvl.tasks.zeroshot_run import classify_case, resolve_classes
+
+    missing = [c for c in cases if not c.exists()]
+    if missing:
+        raise InputError(missing[0], "case file not found")
+    cfg = ZeroShotConfig(templates=[templates], temperature=temperature, abstain_below=abstain_below)
+    graph = default_graph()
+    ids, free = resolve_classes(graph, node, classes.split(","))
+    space = JointSpace.load(model)
+    records = []
+    for i, case in enumerate(cases):
+        rec = classify_case(case, space, graph, ids, free, cfg, method=method, topk=topk, presence=presence,
+                            modality=modality, tile_scores_out=tile_scores if len(cases) == 1 else None)
+        rec = {"index": i, **rec}
+        records.append(rec)
+        if len(cases) > 1:
+            emit_line(rec)
+    text = "\n".join(_line(r) for r in records)
+    if len(cases) == 1:
+        return Result(records[0], text)
+    summary = {"cases": len(records), "abstained": sum(bool(r.get("result", {}).get("abstained")) for r in records)}
+    return Result(summary, text)

@@ -1,0 +1,108 @@
+"""Zero-shot and retrieval through a real (tiny) checkpoint, the knowledge graph and feature-store files.
+
+Tile features are built so that, once projected by the model, they point at the ensembled text embedding of a
+chosen concept: the command line must then name that concept, imply its parents, and find the slide by text.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from medvl.io.features import FeatureStore, TileTable
+from tests.conftest import assert_clean_error, run_cli
+
+RCC, KIDNEY = "DOID:4450", "DOID:263"
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    from medvl.models import create_model
+
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("ckpt") / "tiny"
+    create_model("tiny-clip").save(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def space(checkpoint):
+    from medvl.tasks.space import JointSpace
+
+    return JointSpace.load(checkpoint)
+
+
+def _raw_features_for(space, targets: np.ndarray) -> np.ndarray:
+    """Raw 64-d tower features whose projection is ``targets`` (least squares through the projection)."""
+    w = space.model.projections["image"].weight.detach().numpy()  # [32, 64]
+    return (np.linalg.pinv(w) @ targets.T).T.astype(np.float32)
+
+
+def _write_slide(path: Path, feats: np.ndarray, encoder: str = "timm-tiny") -> Path:
+    coords = np.stack([np.arange(len(feats)) * 224, np.zeros(len(feats))], axis=1)
+    FeatureStore(path).write(TileTable(coords, {"mpp": 0.5, "tile_px": 224, "encoder": encoder,
+                                                "embed_dim": feats.shape[1], "projected": False}, feats))
+    return path
+
+
+@pytest.fixture(scope="module")
+def slides(space, tmp_path_factory):
+    from medvl.knowledge import default_graph
+    from medvl.tasks.zeroshot import ZeroShotClassifier, ZeroShotConfig
+    from medvl.tasks.zeroshot_run import resolve_classes
+
+    graph = default_graph()
+    ids, _ = resolve_classes(graph, KIDNEY)
+    clf = ZeroShotClassifier.from_graph(space.model, graph, ids, ZeroShotConfig())
+    rng = np.random.default_rng(0)
+    folder = tmp_path_factory.mktemp("slides")
+    target = clf.class_embeddings[clf.class_ids.index(RCC)]
+    other = clf.class_embeddings[clf.class_ids.index("DOID:2154")]  # nephroblastoma
+    rcc = _write_slide(folder / "slide_a.h5", _raw_features_for(space, target + 0.01 * rng.normal(size=(40, 32))))
+    wilms = _write_slide(folder / "slide_b.h5", _raw_features_for(space, other + 0.01 * rng.normal(size=(40, 32))))
+    # a slide whose tiles match the plain text "renal cell carcinoma" (what the retrieval test searches for)
+    text = space.encode_text(["renal cell carcinoma"])[0]
+    _write_slide(folder / "slide_c.h5", _raw_features_for(space, text + 0.01 * rng.normal(size=(40, 32))))
+    return {"rcc": rcc, "wilms": wilms, "folder": folder}
+
+
+def test_zeroshot_names_the_concept_and_its_parents(checkpoint, slides, tmp_path):
+    r = run_cli("zeroshot", slides["rcc"], "--model", checkpoint, "--node", KIDNEY, "--temperature", "0.001",
+                "--tile-scores", tmp_path / "scores.npz", "--json")
+    assert r.returncode == 0, r.stderr
+    rec = r.json()
+    assert rec["result"]["prediction"] == RCC and rec["result"]["name"] == "renal cell carcinoma"
+    assert KIDNEY in rec["result"]["implies"] and rec["n_tiles"] == 40
+    assert "slide_a" not in r.stdout  # a pseudonymous case_ref, never the file name
+    scores = np.load(tmp_path / "scores.npz")
+    assert scores["scores"].shape[0] == 40 and scores["coords"].shape == (40, 2)
+
+
+def test_feature_file_from_another_encoder_is_refused(checkpoint, space, tmp_path):
+    from medvl.errors import InputError
+    from medvl.tasks.embeddings import load_embeddings
+
+    wide = _write_slide(tmp_path / "wide.h5", np.zeros((5, 48), np.float32))
+    with pytest.raises(InputError, match="48-d but the model's image tower outputs 64-d"):
+        space.to_joint(load_embeddings(wide), "image", origin=wide)
+    feats = np.random.default_rng(1).normal(size=(5, 64)).astype(np.float32)
+    other = _write_slide(tmp_path / "other.h5", feats, encoder="timm:resnet50")
+    assert_clean_error(run_cli("zeroshot", other, "--model", checkpoint, "--classes", "tumour,normal tissue"),
+                       "timm:resnet50", "timm-tiny")
+
+
+def test_index_text_to_slide_and_case_to_case(checkpoint, slides, tmp_path):
+    out = tmp_path / "index"
+    b = run_cli("index", "build", slides["folder"], "--model", checkpoint, "--out", out, "--json")
+    assert b.returncode == 0, b.stderr
+    assert b.json()["count"] == 3 and b.json()["kind"] == "flat" and b.json()["space"] == "joint"
+    s = run_cli("index", "search", "--index", out, "--model", checkpoint, "--text", "renal cell carcinoma",
+                "--query", slides["wilms"], "-k", "2", "--json")
+    assert s.returncode == 0, s.stderr
+    text_hits, case_hits = (res["hits"] for res in s.json()["results"])
+    assert text_hits[0]["source"] == "slide_c" and text_hits[0]["score"] > 0.99
+    assert case_hits[0]["source"] == "slide_b" and case_hits[0]["score"] == pytest.approx(1.0, abs=1e-3)
+    assert_clean_error(run_cli("index", "search", "--index", out, "--text", "renal cell carcinoma"), "--model")
