@@ -1,0 +1,135 @@
+"""``run_pipeline``: validate the manifest, prepare the model, run every case on a backend, then the cohort steps.
+
+Nothing runs until every manifest row is valid: all problems (missing files, unknown modalities, duplicate ids, bad
+time/event values, ids unusable as file names) go to ``<run>/manifest_errors.json`` and one error names the count.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from medvl.errors import InputError
+from medvl.io.atomic import atomic_write_json, sweep_temporaries
+from medvl.io.manifest import MAX_REPORTED, Manifest, validate_manifest
+from medvl.log import get_logger, progress
+from medvl.pipelines.backends import get_backend
+from medvl.pipelines.cohort import run_cohort_steps
+from medvl.pipelines.config import PipelineConfig
+from medvl.pipelines.context import CaseContext, RunLayout, RunSpec, materialise_model
+from medvl.pipelines.runner import case_from_dict, case_to_dict
+from medvl.workspace import Workspace
+
+log = get_logger(__name__)
+
+__all__ = ["check_manifest", "run_pipeline"]
+
+_SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+def check_manifest(config: PipelineConfig, report_dir: Path) -> Manifest:
+    """Validate every row before any work; all problems are written to ``manifest_errors.json``."""
+    manifest, problems = validate_manifest(config.manifest, unique_ids=True, allowed=tuple(config.steps))
+    for row in manifest.rows:
+        if not _SAFE_ID.match(row.case_id):
+            problems.append(f"row {row.row}: case_id '{row.case_id}' cannot name output files "
+                            "(use letters, digits, '.', '_', '-')")
+    if problems:
+        report = atomic_write_json(report_dir / "manifest_errors.json", {"manifest": str(config.manifest),
+                                                                          "problems": problems})
+        shown = "; ".join(problems[:MAX_REPORTED])
+        more = f"; ... and {len(problems) - MAX_REPORTED} more" if len(problems) > MAX_REPORTED else ""
+        raise InputError(config.manifest, f"{len(problems)} bad row(s), nothing was run: {shown}{more} "
+                                          f"(full list: {report})")
+    if not manifest.rows:
+        raise InputError(config.manifest, "the manifest has no rows")
+    return manifest
+
+
+def _prepare(config: PipelineConfig, workspace: Workspace) -> tuple[RunSpec, Manifest]:
+    layout = RunLayout(workspace.runs / config.name, workspace.volumes)
+    layout.root.mkdir(parents=True, exist_ok=True)
+    manifest = check_manifest(config, layout.root)
+    layout.create()
+    for folder in (layout.features, layout.ct, layout.zeroshot, layout.volumes):
+        sweep_temporaries(folder)
+    config.to_file(layout.root / "run_config.json")
+    model_dir, fingerprint = materialise_model(config.model, workspace.models)
+    spec = RunSpec(config.to_dict(), str(layout.root), str(layout.volumes), str(model_dir), fingerprint)
+    return spec, manifest
+
+
+def run_pipeline(
+    config: PipelineConfig,
+    workspace: str | Path | None = None,
+    backend: str = "local",
+    skip_errors: bool = False,
+    on_record: Callable[[dict[str, Any]], None] | None = None,
+) -> dict[str, Any]:
+    """Run a cohort pipeline; returns the summary (also written to ``<run>/summary.json``).
+
+    Args:
+        config: the pipeline.
+        workspace: workspace folder (default: ``$MEDVL_WORKSPACE`` or the user data dir).
+        backend: ``local`` or ``ray``.
+        skip_errors: record failing cases in ``<run>/errors.json`` and go on; without it the first failure stops
+            the run (finished cases stay finished) and is raised.
+        on_record: called with each case's status record as it finishes.
+    """
+    ws = Workspace.resolve(workspace, create=True)
+    runner = get_backend(backend)
+    spec, manifest = _prepare(config, ws)
+    layout = spec.layout()
+    cases = [case_to_dict(r) for r in manifest.rows]
+    start = time.perf_counter()
+    records, failure = _run_cases(runner, spec, cases, config.workers, skip_errors, on_record)
+    elapsed = time.perf_counter() - start
+    if failure is not None:
+        raise InputError(None, f"case {failure['case_id']} failed at step {failure['step']}: {failure['error']} "
+                               "(finished cases are kept; rerun to resume, or pass --skip-errors)")
+    order = {c["case_id"]: i for i, c in enumerate(cases)}
+    records.sort(key=lambda r: order[r["case_id"]])
+    ok_rows = [case_from_dict(cases[order[r["case_id"]]]) for r in records if r["status"] != "error"]
+    cohort = run_cohort_steps(CaseContext(spec), ok_rows) if ok_rows else {}
+    return _summary(config, backend, layout, records, cohort, elapsed, spec)
+
+
+def _run_cases(runner: Any, spec: RunSpec, cases: list[dict[str, Any]], workers: int, skip_errors: bool,
+               on_record: Callable[[dict[str, Any]], None] | None) -> tuple[list[dict[str, Any]], dict | None]:
+    records: list[dict[str, Any]] = []
+    stream = runner.run(spec, cases, workers)
+    try:
+        for record in progress(stream, total=len(cases), desc=f"medvl run ({runner.name})", unit="case"):
+            records.append(record)
+            if on_record is not None:
+                on_record(record)
+            if record["status"] == "error":
+                log.warning("case %s failed at step %s: %s", record["case_id"], record["step"], record["error"])
+                if not skip_errors:
+                    return records, record
+    finally:
+        stream.close()
+    return records, None
+
+
+def _summary(config: PipelineConfig, backend: str, layout: RunLayout, records: list[dict[str, Any]],
+             cohort: dict[str, Any], elapsed: float, spec: RunSpec) -> dict[str, Any]:
+    counts: dict[str, int] = {}
+    for r in records:
+        counts[r["status"]] = counts.get(r["status"], 0) + 1
+    errors = [{"case_id": r["case_id"], "step": r["step"], "error": r["error"]} for r in records
+              if r["status"] == "error"]
+    processed = counts.get("done", 0)
+    summary: dict[str, Any] = {
+        "pipeline": config.name, "backend": backend, "workers": config.workers, "run_dir": str(layout.root),
+        "model": spec.model_dir, "cases": len(records), "counts": counts, "seconds": round(elapsed, 3),
+        "cases_per_hour": round(processed * 3600 / elapsed, 1) if processed and elapsed > 0 else None,
+        "cohort": cohort, "records": records,
+    }
+    if errors:
+        summary["error_report"] = str(atomic_write_json(layout.root / "errors.json", errors))
+    atomic_write_json(layout.root / "summary.json", summary)
+    return summary

@@ -1,0 +1,80 @@
+"""The per-case function every backend runs: the case's steps in order, skipping finished (case, step) pairs.
+
+:func:`run_case` never raises for a failing case: it returns a record with ``status: error`` and the message, so a
+worker process or Ray actor keeps going; the driver decides whether to stop (no ``--skip-errors``) or record it.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from medvl.errors import InputError, MedvlError
+from medvl.io.manifest import ManifestRow
+from medvl.log import get_logger
+from medvl.pipelines.context import CaseContext
+from medvl.pipelines.state import CaseState, input_fingerprint
+from medvl.pipelines.steps import STEPS
+
+log = get_logger(__name__)
+
+__all__ = ["case_from_dict", "case_to_dict", "run_case"]
+
+
+def case_to_dict(row: ManifestRow) -> dict[str, Any]:
+    """A manifest row as plain JSON-able data (it crosses process and Ray boundaries)."""
+    extra = {k: _plain(v) for k, v in row.extra.items()}
+    return {"row": row.row, "case_id": row.case_id, "modality": row.modality, "path": str(row.path), "extra": extra}
+
+
+def case_from_dict(data: dict[str, Any]) -> ManifestRow:
+    return ManifestRow(row=int(data["row"]), case_id=data["case_id"], modality=data["modality"],
+                       path=Path(data["path"]), extra=dict(data.get("extra") or {}))
+
+
+def _plain(value: Any) -> Any:
+    if hasattr(value, "item"):
+        return value.item()
+    return value
+
+
+def _error_text(row: ManifestRow, exc: BaseException) -> str:
+    if isinstance(exc, MedvlError):
+        return " ".join(str(exc).split())
+    return str(InputError(row.path, f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}"))
+
+
+def run_case(ctx: CaseContext, case: dict[str, Any]) -> dict[str, Any]:
+    """Run one case's steps; returns its status record (``done``, ``skipped`` or ``error``)."""
+    row = case_from_dict(case)
+    start = time.perf_counter()
+    record: dict[str, Any] = {"case_id": row.case_id, "modality": row.modality, "steps": {}, "results": {}}
+    state = CaseState(ctx.layout.state / row.case_id)
+    keys: dict[str, str] = {}
+    step_name = "input"
+    try:
+        input_hash = input_fingerprint(row.path, state.folder / "input.json")
+        for step_name in ctx.config.steps.get(row.modality, []):
+            step = STEPS[row.modality][step_name]
+            step_cfg = {"settings": step.config(ctx.config), "model": ctx.spec.model_fingerprint}
+            key = state.key(step_name, input_hash, step_cfg, [keys[n] for n in step.needs])
+            keys[step_name] = key
+            done = state.finished(step_name, key)
+            if done is not None:
+                record["steps"][step_name] = "skipped"
+                record["results"][step_name] = done
+                continue
+            t0 = time.perf_counter()
+            out = step.fn(ctx, row)
+            state.finish(step_name, key, out.record, out.outputs, time.perf_counter() - t0)
+            record["steps"][step_name] = "done"
+            record["results"][step_name] = out.record
+    except Exception as exc:  # noqa: BLE001 - a failing case becomes a record; the driver decides what to do
+        log.debug("case failed", exc_info=True)
+        record.update(status="error", step=step_name, error=_error_text(row, exc))
+    else:
+        skipped = record["steps"] and all(v == "skipped" for v in record["steps"].values())
+        record["status"] = "skipped" if skipped else "done"
+    record["seconds"] = round(time.perf_counter() - start, 3)
+    return record
