@@ -79,6 +79,8 @@ class SlideBackend(ABC):
     """One way of reading slides: which files it takes and how to open them."""
 
     name: ClassVar[str]
+    #: whether one open handle may be read from several threads at once (sharing it shares the decoder cache)
+    thread_safe: ClassVar[bool] = False
     #: lower-case suffixes this backend is tried for, in :data:`BACKENDS` order
     suffixes: ClassVar[tuple[str, ...]]
 
@@ -100,8 +102,11 @@ def _float_or_none(value: Any) -> float | None:
 
 
 def _rgba_to_rgb(arr: np.ndarray) -> np.ndarray:
-    """Drop alpha; fully transparent pixels (outside the scanned area) become white background, not black."""
-    rgb = np.ascontiguousarray(arr[..., :3])
+    """Drop alpha; fully transparent pixels (outside the scanned area) become white background, not black.
+
+    Returns a view when nothing needs changing (the caller copies once, into its batch).
+    """
+    rgb = arr[..., :3]
     if arr.shape[-1] == 4:
         alpha = arr[..., 3]
         if alpha.min() < 255:
@@ -150,7 +155,10 @@ class _OpenSlideReader(_Reader):
         )
 
     def read_region(self, xy, level, size):
-        return _rgba_to_rgb(np.asarray(self._slide.read_region(xy, level, size)))
+        img = self._slide.read_region(xy, level, size)
+        if img.getextrema()[3][0] < 255:  # some pixel lies outside the scanned area
+            return _rgba_to_rgb(np.asarray(img))
+        return np.asarray(img.convert("RGB"))  # C conversion: contiguous RGB without a strided numpy copy
 
     def associated_image(self, name):
         return _rgba_to_rgb(np.asarray(self._slide.associated_images[name]))
@@ -161,6 +169,7 @@ class _OpenSlideReader(_Reader):
 
 class OpenSlideBackend(SlideBackend):
     name = "openslide"
+    thread_safe = True  # libopenslide locks internally; its tile cache is shared by all readers of a handle
     suffixes = (".svs", ".tif", ".tiff", ".ndpi", ".vms", ".vmu", ".scn", ".mrxs", ".svslide", ".bif")
 
     def open(self, path):
@@ -323,6 +332,10 @@ class Slide:
     @property
     def associated(self) -> tuple[str, ...]:
         return self.meta.associated
+
+    @property
+    def thread_safe(self) -> bool:
+        return any(b.name == self.meta.backend and b.thread_safe for b in BACKENDS)
 
     @property
     def is_rgb(self) -> bool:

@@ -2,7 +2,8 @@
 
 :func:`iter_tile_batches` reads a :class:`~medvl.pathology.tiling.TileGrid` with a pool of threads. Slide decoders
 (OpenSlide through ctypes, tifffile/imagecodecs, wsidicom) release the GIL while they decode, so threads scale
-without copying tiles between processes. Each thread opens its own slide handle. At most ``workers * prefetch``
+without copying tiles between processes. Thread-safe backends (OpenSlide) share one handle and its tile cache;
+others get one handle per thread. At most ``workers * prefetch``
 chunks are in flight, so memory stays flat however large the slide; batches come out in grid order.
 
 :class:`TileDataset` is the same reading as a ``torch.utils.data.Dataset`` for users who prefer DataLoader worker
@@ -50,21 +51,34 @@ class TileReader:
 
 
 class _ThreadSlides:
-    """One slide handle per thread (opened on first use), all closed at the end."""
+    """Slide handles for the reader threads: one shared handle when the backend is thread-safe (OpenSlide: one
+    decoder cache for all threads), else one handle per thread opened on first use. Handles opened here are closed
+    at the end; a caller's handle is left open."""
 
-    def __init__(self, path: Path, mpp: float | None, grid: TileGrid):
-        self.path, self.mpp, self.grid = path, mpp, grid
+    def __init__(self, slide: Slide | Path, mpp: float | None, grid: TileGrid):
+        self.grid = grid
+        self.path, self.mpp = (slide.path, slide.mpp_override) if isinstance(slide, Slide) else (Path(slide), mpp)
         self._local = threading.local()
         self._opened: list[Slide] = []
         self._lock = threading.Lock()
+        self._shared: TileReader | None = None
+        if isinstance(slide, Slide) and slide.thread_safe:
+            self._shared = TileReader(slide, grid)
 
     def reader(self) -> TileReader:
+        if self._shared is not None:
+            return self._shared
         rd = getattr(self._local, "reader", None)
         if rd is None:
-            slide = open_slide(self.path, mpp=self.mpp)
             with self._lock:
+                if self._shared is not None:
+                    return self._shared
+                slide = open_slide(self.path, mpp=self.mpp)
                 self._opened.append(slide)
-            rd = self._local.reader = TileReader(slide, self.grid)
+                rd = TileReader(slide, self.grid)
+                if slide.thread_safe:
+                    self._shared = rd
+            self._local.reader = rd
         return rd
 
     def close(self) -> None:
@@ -79,7 +93,6 @@ def iter_tile_batches(
     batch_size: int = 64,
     workers: int = 2,
     prefetch: int = 2,
-    chunk: int = 16,
 ) -> Iterator[tuple[int, np.ndarray]]:
     """Yield ``(start, tiles uint8 [B, tile_px, tile_px, 3])`` over the grid in order.
 
@@ -88,36 +101,21 @@ def iter_tile_batches(
         grid: the tiles to read.
         batch_size: tiles per yielded batch.
         workers: reader threads (0 reads in the calling thread).
-        prefetch: chunks in flight per worker (bounds memory).
-        chunk: consecutive tiles one thread reads per task (keeps the decoder's tile cache warm).
+        prefetch: batches in flight per worker (bounds memory).
+
+    Each task reads one batch of consecutive tiles straight into its output array (neighbouring tiles share
+    decoded scanner tiles, and no re-batching copy is needed).
     """
-    path, mpp = (slide.path, slide.mpp_override) if isinstance(slide, Slide) else (Path(slide), None)
     n = len(grid)
     if n == 0:
         return
-    chunk = max(1, min(chunk, batch_size))
-    bounds = [(s, min(s + chunk, n)) for s in range(0, n, chunk)]
-    pending: list[np.ndarray] = []
-    pending_n, next_start = 0, 0
-    for tiles in _iter_chunks(path, mpp, grid, bounds, workers, prefetch):
-        pending.append(tiles)
-        pending_n += len(tiles)
-        while pending_n >= batch_size:
-            batch, pending, pending_n = _take(pending, batch_size)
-            yield next_start, batch
-            next_start += len(batch)
-    if pending_n:
-        yield next_start, np.concatenate(pending, axis=0)
+    bounds = [(s, min(s + batch_size, n)) for s in range(0, n, batch_size)]
+    for (start, _), tiles in zip(bounds, _iter_chunks(slide, grid, bounds, workers, prefetch), strict=True):
+        yield start, tiles
 
 
-def _take(parts: list[np.ndarray], k: int) -> tuple[np.ndarray, list[np.ndarray], int]:
-    joined = np.concatenate(parts, axis=0) if len(parts) > 1 else parts[0]
-    rest = joined[k:]
-    return joined[:k], ([rest] if len(rest) else []), len(rest)
-
-
-def _iter_chunks(path, mpp, grid, bounds, workers, prefetch) -> Iterator[np.ndarray]:
-    slides = _ThreadSlides(path, mpp, grid)
+def _iter_chunks(slide, grid, bounds, workers, prefetch) -> Iterator[np.ndarray]:
+    slides = _ThreadSlides(slide, None, grid)
     try:
         if workers <= 0:
             reader = slides.reader()
