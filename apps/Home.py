@@ -1,18 +1,15 @@
-"""medvl apps: home page (workspace, environment, bundled data)."""
-
-import os
-from pathlib import Path
+"""medvl apps: home page (workspace, what it holds, environment, bundled data)."""
 
 import streamlit as st
 
 import medvl
+from medvl.apps import ui
 from medvl.resources import BUNDLED, project_root
 
-st.set_page_config(page_title="medvl", layout="wide")
-st.title("medvl")
-st.warning("Research software. The demo models are not for clinical use.", icon="⚠️")
+ui.page("medvl", "🩺")
+st.markdown("Slide viewer · CT viewer · zero-shot diagnosis · retrieval · survival — pick a page in the sidebar.")
 
-workspace = Path(os.environ.get("MEDVL_WORKSPACE", "")) if os.environ.get("MEDVL_WORKSPACE") else None
+workspace = ui.workspace_picker()
 st.subheader("Workspace")
 if workspace is None or not workspace.is_dir():
     st.info("No workspace yet: run `medvl demo` to build one from the bundled data.")
@@ -24,6 +21,11 @@ else:
         if p.is_dir()
     ]
     st.table(rows)
+    cat = ui.scan(str(workspace))
+    if cat.empty:
+        st.info(f"The workspace is empty: run `medvl demo --workspace {workspace}`.")
+    else:
+        st.table(cat.summary())
 
 st.subheader("Environment")
 st.write(f"medvl {medvl.__version__}")

@@ -95,3 +95,49 @@ def browser():
 def artifacts() -> Path:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     return ARTIFACTS
+
+
+PAGES = ROOT / "apps" / "pages"
+
+
+def page_path(name: str) -> str:
+    """Path of a page script by its name without the number prefix (``"Slide_viewer"``)."""
+    matches = sorted(PAGES.glob(f"*_{name}.py"))
+    assert matches, f"no page named {name} in {PAGES}"
+    return str(matches[0])
+
+
+@pytest.fixture
+def on_workspace(monkeypatch):
+    """Point the apps at a workspace (and allow its parent folder as the root)."""
+
+    def use(ws: Path) -> Path:
+        monkeypatch.setenv("MEDVL_WORKSPACE", str(ws))
+        monkeypatch.setenv("MEDVL_APP_ROOTS", str(ws.parent))
+        return ws
+
+    return use
+
+
+@pytest.fixture(scope="session")
+def survival_workspace(demo_workspace, shared_data, tmp_path_factory) -> Path:
+    """The demo workspace's folders plus a real TCGA survival table (SurvPath BRCA, read from shared/data)."""
+    table = shared_data / "survival" / "survpath_tcga_brca_survival.csv"
+    if not table.is_file():
+        pytest.skip("the SurvPath BRCA table is not in shared/data")
+    ws = tmp_path_factory.mktemp("survws") / "ws"
+    ws.mkdir()
+    for sub in ("models", "graph", "features", "slides", "ct", "runs"):
+        if (demo_workspace / sub).exists():
+            (ws / sub).symlink_to(demo_workspace / sub, target_is_directory=True)
+    (ws / "tables").mkdir()
+    shutil.copyfile(table, ws / "tables" / "cohort.csv")
+    return ws
+
+
+@pytest.fixture
+def empty_workspace(tmp_path) -> Path:
+    ws = tmp_path / "empty_ws"
+    for sub in ("slides", "ct", "models", "features"):
+        (ws / sub).mkdir(parents=True)
+    return ws

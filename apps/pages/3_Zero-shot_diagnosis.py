@@ -1,0 +1,69 @@
+"""Zero-shot diagnosis: a case and a disease set (a knowledge-graph node with its subtypes, or a custom list) give
+ranked diagnoses with probabilities, abstention when uncertain, and each diagnosis's ontology context."""
+
+import streamlit as st
+
+from medvl.apps import diagnosis, ui
+from medvl.errors import MedvlError
+
+ui.page("Zero-shot diagnosis", "🧠")
+ws, cat = ui.workspace_or_stop()
+model_dir = ui.pick_model(cat, key="zs_model")
+if model_dir is None:
+    st.stop()
+graph = ui.load_graph(ui.graph_path(cat))
+try:
+    found, _ = ui.cases(model_dir, str(ws))
+except MedvlError as exc:
+    ui.error(exc)
+    st.stop()
+if len(found) == 0:
+    st.info("No cases this model can embed in the workspace.")
+    st.stop()
+
+options = list(range(len(found)))
+pick = st.selectbox("Case", options, format_func=lambda i: f"{found.refs[i]} · {found.kinds[i]}", key="zs_case")
+dset = ui.disease_set(graph, "zs_ds")
+abstain = st.slider("Abstain below this probability", 0.05, 0.95, 0.5, 0.05, key="zs_abstain")
+if dset is None:
+    st.stop()
+
+try:
+    clf = ui.classifier(model_dir, ui.graph_path(cat), dset.ids, dset.free, abstain)
+except MedvlError as exc:
+    ui.error(exc)
+    st.stop()
+record = diagnosis.diagnose(clf, found.embeddings[pick], top_k=10)
+
+left, right = st.columns([1, 3])
+with left:
+    st.image(found.thumbnails[pick], caption=f"{found.refs[pick]} · {found.kinds[pick]}", width=200)
+    ref = found.reference[pick]
+    if ref is not None:
+        name = graph.concept(ref).name if ref in graph else ref
+        st.caption(f"Reference diagnosis (data set label): {name}")
+with right:
+    st.markdown(f"**Disease set:** {dset.label or 'custom'} · {dset.size} classes · temperature "
+                f"{clf.temperature:.3g} (the model's learned logit scale)")
+    if record["abstained"]:
+        st.warning(f"Abstained: no diagnosis reaches {abstain:.0%} (best: {record['top'][0]['name']} "
+                   f"{record['top'][0]['probability']:.0%}).", icon="🤔")
+    else:
+        note = " (backed off to a confident parent)" if record["backed_off"] else ""
+        st.success(f"Diagnosis: **{record['name']}** — probability {record['probability']:.0%}{note}", icon="✅")
+    st.dataframe(ui.as_rows([
+        {"rank": r + 1, "diagnosis": t["name"], "id": t["id"], "probability": round(t["probability"], 4),
+         "with subtypes": round(t["with_descendants"], 4)} for r, t in enumerate(record["top"])]),
+        hide_index=True, use_container_width=True)
+
+st.subheader("Ontology context")
+for t in record["top"][:5]:
+    ctx = diagnosis.ontology_context(graph, t["id"])
+    with st.expander(f"{t['name']} — {t['probability']:.1%}", expanded=t is record["top"][0]):
+        if ctx is None:
+            st.write("Free-text class (not in the knowledge graph).")
+            continue
+        st.markdown(f"**{ctx['name']}** (`{ctx['id']}`, {ctx['source']})")
+        st.markdown(f"*Definition:* {ctx['definition']}")
+        st.markdown(f"*Ancestor path:* {ctx['path']}")
+        st.markdown("*Synonyms:* " + (", ".join(ctx["synonyms"][:12]) or "none"))

@@ -1,0 +1,155 @@
+"""The case collection the diagnosis, retrieval and slide pages work on, embedded in a model's joint space.
+
+Cases come from sources in a table (:data:`SOURCES`): the workspace's slides (mean of their tile embeddings) and the
+bundled BreastMNIST test split (real ultrasound images with reference labels; the demo model was trained on its
+training split). Every case carries a pseudonymous reference, a thumbnail, its reference diagnosis when known, and a
+report excerpt when its data set has report text.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from medvl.apps.catalog import Catalog, pseudonym
+from medvl.log import get_logger
+
+log = get_logger(__name__)
+
+#: BreastMNIST label -> concept of the knowledge graph (label 0 = malignant, 1 = normal/benign)
+BREASTMNIST_CONCEPTS = {0: "DOID:1612", 1: "DOID:0060085"}
+BREASTMNIST_NAMES = {0: "malignant", 1: "normal/benign"}
+
+
+@dataclass
+class CaseSet:
+    """Cases with joint-space embeddings.
+
+    Attributes:
+        refs: pseudonymous case references (what the pages show).
+        embeddings: ``[N, D]`` L2-normalised joint-space embeddings.
+        kinds: the modality of each case.
+        reference: the reference diagnosis of each case (a concept id or a name), None when unknown.
+        reports: report text of each case, None when the data set has none.
+        thumbnails: RGB ``uint8`` thumbnail per case.
+        paths: the file each case comes from (never shown; the slide viewer opens it).
+    """
+
+    refs: list[str] = field(default_factory=list)
+    embeddings: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
+    kinds: list[str] = field(default_factory=list)
+    reference: list[str | None] = field(default_factory=list)
+    reports: list[str | None] = field(default_factory=list)
+    thumbnails: list[np.ndarray] = field(default_factory=list)
+    paths: list[str | None] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.refs)
+
+    def extend(self, other: CaseSet) -> CaseSet:
+        if len(other) == 0:
+            return self
+        self.embeddings = other.embeddings if len(self) == 0 else np.concatenate([self.embeddings, other.embeddings])
+        for name in ("refs", "kinds", "reference", "reports", "thumbnails", "paths"):
+            getattr(self, name).extend(getattr(other, name))
+        return self
+
+    def index_of(self, ref: str) -> int:
+        return self.refs.index(ref)
+
+
+def training_image_size(model_dir: Path | None, workspace: Path | None) -> int | None:
+    """The image size the model was trained at, from the run config beside it in the workspace (if recorded)."""
+    if model_dir is None or workspace is None:
+        return None
+    run_config = workspace / "runs" / Path(model_dir).name / "run_config.json"
+    if not run_config.is_file():
+        return None
+    cfg = json.loads(run_config.read_text())
+    for data in [s.get("data") for s in cfg.get("stages", [])] + [cfg.get("data")]:
+        if data and data.get("options", {}).get("image_size"):
+            return int(data["options"]["image_size"])
+    return None
+
+
+def _upscale(gray: np.ndarray, px: int = 96) -> np.ndarray:
+    from PIL import Image
+
+    return np.asarray(Image.fromarray(gray).convert("RGB").resize((px, px), Image.BILINEAR))
+
+
+def breastmnist_cases(space: Any, catalog: Catalog, image_size: int | None = None, split: str = "test") -> CaseSet:
+    """The BreastMNIST ``split`` embedded with the model's image tower (BreastMNIST preprocessing)."""
+    import torch
+
+    from medvl.resources import bundled
+    from medvl.train.data import preprocess_grayscale
+
+    if "image" not in space.model.modalities:
+        return CaseSet()
+    size = image_size or training_image_size(Path(space.source), catalog.root) or 28
+    with np.load(bundled("breastmnist")) as data:
+        images, labels = data[f"{split}_images"], data[f"{split}_labels"].reshape(-1).astype(int)
+    with torch.inference_mode():
+        emb = space.model.encode_image(preprocess_grayscale(images, size)).float().numpy()
+    emb = emb / np.clip(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12, None)
+    n = len(labels)
+    return CaseSet(
+        refs=[pseudonym(f"breastmnist-{split}-{i}", "us") for i in range(n)], embeddings=emb.astype(np.float32),
+        kinds=["breast ultrasound"] * n, reference=[BREASTMNIST_CONCEPTS[int(v)] for v in labels],
+        reports=[None] * n, thumbnails=[_upscale(img) for img in images], paths=[None] * n,
+    )
+
+
+def slide_cases(space: Any, catalog: Catalog) -> CaseSet:
+    """One case per workspace slide: the mean of its joint-space tile embeddings; the thumbnail of the slide."""
+    from medvl.apps.slideview import slide_tiles
+    from medvl.errors import MedvlError
+    from medvl.io.slide import open_slide
+
+    out = CaseSet()
+    if "image" not in space.model.modalities:
+        return out
+    for path in catalog.slides:
+        try:
+            with open_slide(path) as slide:
+                tiles = slide_tiles(slide, space, catalog.features_for(path))
+                thumb = slide.thumbnail(160)
+        except MedvlError as exc:
+            log.warning("slide case skipped: %s", exc)
+            continue
+        mean = tiles.embeddings.mean(axis=0, keepdims=True)
+        out.extend(CaseSet(refs=[pseudonym(path, "slide")], embeddings=mean / max(np.linalg.norm(mean), 1e-12),
+                           kinds=["H&E slide"], reference=[None], reports=[None], thumbnails=[thumb],
+                           paths=[str(path)]))
+    return out
+
+
+#: case sources, in the order their cases are listed
+SOURCES: dict[str, Callable[[Any, Catalog], CaseSet]] = {
+    "slides": slide_cases,
+    "breastmnist": breastmnist_cases,
+}
+
+
+def load_cases(space: Any, catalog: Catalog, sources: tuple[str, ...] = tuple(SOURCES)) -> CaseSet:
+    """All cases of the named sources, embedded in ``space``."""
+    cases = CaseSet()
+    for name in sources:
+        cases.extend(SOURCES[name](space, catalog))
+    return cases
+
+
+def case_index(cases: CaseSet):
+    """An exact FAISS index over the cases (:class:`~medvl.tasks.retrieval.RetrievalIndex`)."""
+    import pandas as pd
+
+    from medvl.tasks.retrieval import IndexConfig, RetrievalIndex
+
+    meta = pd.DataFrame({"case": cases.refs, "kind": cases.kinds})
+    return RetrievalIndex.build(cases.embeddings, meta, IndexConfig(kind="flat"), modality="image")

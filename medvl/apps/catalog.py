@@ -1,0 +1,114 @@
+"""What a workspace holds, found by looking at its folders: slides and their features, CT volumes and label maps,
+model checkpoints, the knowledge graph, retrieval indexes, survival tables and models.
+
+Files are shown to users by pseudonym (:func:`pseudonym`), never by name: file names of clinical data often carry
+accession numbers or patient identifiers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from medvl.apps.slideview import SLIDE_SUFFIXES
+
+CT_NAMES = (".nii", ".nii.gz")
+TABLE_SUFFIXES = (".csv", ".tsv", ".parquet", ".pq")
+#: words in a NIfTI name that mark a label map rather than an image
+LABEL_WORDS = ("label", "seg", "mask")
+
+
+def pseudonym(value: str | Path, prefix: str = "case") -> str:
+    """A stable, non-identifying display name for a file or an id (hash of its name)."""
+    name = Path(value).name if isinstance(value, Path) else str(value)
+    return f"{prefix}-{hashlib.sha256(name.encode()).hexdigest()[:8]}"
+
+
+def _stem(path: Path) -> str:
+    name = path.name
+    for suffix in (".nii.gz", *CT_NAMES, *SLIDE_SUFFIXES):
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return path.stem
+
+
+def _files(folder: Path, suffixes: tuple[str, ...]) -> list[Path]:
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.name.lower().endswith(suffixes))
+
+
+@dataclass
+class Catalog:
+    """The contents of one workspace."""
+
+    root: Path
+    slides: list[Path] = field(default_factory=list)
+    features: dict[str, Path] = field(default_factory=dict)
+    cts: list[Path] = field(default_factory=list)
+    label_maps: list[Path] = field(default_factory=list)
+    models: list[Path] = field(default_factory=list)
+    graph: Path | None = None
+    indexes: list[Path] = field(default_factory=list)
+    tables: list[Path] = field(default_factory=list)
+    survival_models: list[Path] = field(default_factory=list)
+
+    @property
+    def empty(self) -> bool:
+        return not any((self.slides, self.cts, self.models, self.indexes, self.tables, self.graph))
+
+    def features_for(self, slide: Path) -> Path | None:
+        return self.features.get(_stem(slide))
+
+    def labels_for(self, ct: Path) -> Path | None:
+        """The label map whose name starts with the CT's name (``x.nii.gz`` -> ``x_labels.nii.gz``)."""
+        stem = _stem(ct)
+        matches = [p for p in self.label_maps if _stem(p).startswith(stem)]
+        return min(matches, key=lambda p: len(p.name)) if matches else None
+
+    def summary(self) -> list[dict[str, Any]]:
+        """One row per kind of content, with a count (what the home page shows)."""
+        return [
+            {"content": "slides", "count": len(self.slides)},
+            {"content": "slide feature files", "count": len(self.features)},
+            {"content": "CT volumes", "count": len(self.cts)},
+            {"content": "CT label maps", "count": len(self.label_maps)},
+            {"content": "models", "count": len(self.models)},
+            {"content": "knowledge graph", "count": int(self.graph is not None)},
+            {"content": "retrieval indexes", "count": len(self.indexes)},
+            {"content": "tables", "count": len(self.tables)},
+            {"content": "survival models", "count": len(self.survival_models)},
+        ]
+
+
+def _is_checkpoint(folder: Path) -> bool:
+    return (folder / "config.json").is_file() and (folder / "model.safetensors").is_file()
+
+
+def scan_workspace(root: str | Path) -> Catalog:
+    """Look through a workspace's standard folders (missing folders are simply empty)."""
+    root = Path(root)
+    cat = Catalog(root=root)
+    if not root.is_dir():
+        return cat
+    cat.slides = _files(root / "slides", SLIDE_SUFFIXES)
+    cat.features = {p.stem: p for p in _files(root / "features", (".h5", ".hdf5"))}
+    for p in _files(root / "ct", CT_NAMES):
+        (cat.label_maps if any(w in p.name.lower() for w in LABEL_WORDS) else cat.cts).append(p)
+    if (root / "ct").is_dir():  # DICOM series folders
+        cat.cts.extend(sorted(d for d in (root / "ct").iterdir() if d.is_dir() and any(d.glob("*.dcm"))))
+    models = root / "models"
+    if models.is_dir():
+        cat.models = sorted(d for d in models.iterdir() if d.is_dir() and _is_checkpoint(d))
+    for name in ("graph.json.gz", "graph.json"):
+        if (root / "graph" / name).is_file():
+            cat.graph = root / "graph" / name
+            break
+    if (root / "index").is_dir():
+        cat.indexes = sorted(p.parent for p in (root / "index").rglob("index.json"))
+    cat.tables = _files(root / "tables", TABLE_SUFFIXES)
+    cat.survival_models = sorted({p.parent for sub in ("models", "runs") if (root / sub).is_dir()
+                                  for p in (root / sub).rglob("survival_model.json")})
+    return cat

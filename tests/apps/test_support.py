@@ -1,0 +1,105 @@
+"""App support library: uploads, rendering, CT slicing, slide regions, the workspace catalogue."""
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from medvl.apps import ctview, render, slideview
+from medvl.apps.catalog import pseudonym, scan_workspace
+from medvl.apps.uploads import save_upload
+from medvl.errors import InputError
+from medvl.io.slide import open_slide
+
+
+def test_upload_limits(tmp_path):
+    with pytest.raises(InputError, match="the limit is 1 MB"):
+        save_upload("big.svs", b"x" * 1_100_000, (".svs",), limit_mb=1, folder=tmp_path)
+    with pytest.raises(InputError, match="'.exe' is not accepted"):
+        save_upload("tool.exe", b"abc", (".svs",), folder=tmp_path)
+    with pytest.raises(InputError, match="empty"):
+        save_upload("a.svs", b"", (".svs",), folder=tmp_path)
+    a = save_upload("TCGA-XX-1234.nii.gz", b"abc", (".nii.gz",), folder=tmp_path)
+    b = save_upload("other.nii.gz", b"abc", (".nii.gz",), folder=tmp_path)
+    assert a == b and a.name.endswith(".nii.gz") and "TCGA" not in a.name  # content-named, original name dropped
+
+
+def test_window_and_overlays():
+    hu = np.array([[-1000.0, 40.0, 240.0, 3000.0]])
+    assert render.window(hu, 40, 400).tolist() == [[0, 128, 255, 255]]
+    rgb = np.full((20, 30, 3), 200, np.uint8)
+    mask = np.zeros((10, 15), bool)
+    mask[:5] = True  # top half, at half resolution
+    tinted = render.blend_mask(rgb, mask, (0, 255, 0), 0.5)
+    assert tinted[0, 0, 1] > 200 and tinted[0, 0, 0] < 200 and (tinted[15] == 200).all()
+    canvas = np.full((20, 30), np.nan)
+    canvas[:, :10] = 1.0
+    heat = render.blend_scores(rgb, canvas, alpha=1.0, cmap="inferno")
+    assert not (heat[:, :10] == 200).all() and (heat[:, 10:] == 200).all()  # NaN stays transparent
+    boxed = render.draw_box(rgb, (5, 5, 15, 10), (255, 0, 0), 1)
+    assert tuple(boxed[5, 10]) == (255, 0, 0) and tuple(boxed[7, 10]) == (200, 200, 200)
+    labels = np.zeros((20, 30), int)
+    labels[2, 3] = 5
+    coloured = render.blend_labels(rgb[..., 0], labels, 0.5)
+    assert coloured.shape == (20, 30, 3) and (coloured[2, 3] != 200).any() and (coloured[0, 0] == 200).all()
+
+
+def test_ct_planes_are_ras_and_spacing_correct(tmp_path):
+    data = np.arange(10 * 20 * 5, dtype=np.float32).reshape(10, 20, 5)
+    path = tmp_path / "lps.nii.gz"
+    nib.save(nib.Nifti1Image(data, np.diag([-0.5, -1.0, 4.0, 1.0])), path)  # LPS voxel axes
+    vol = ctview.load_view_volume(path)
+    assert vol.spacing == (0.5, 1.0, 4.0)
+    assert np.array_equal(vol.array, data[::-1, ::-1, :])  # flipped to RAS
+    # x 5 mm wide, y 20 mm, z 20 mm: axial and coronal are 4x taller than wide, sagittal square
+    assert ctview.render_plane(vol, "axial", 2, 0, 1, width_px=100).shape == (400, 100, 3)
+    assert ctview.render_plane(vol, "coronal", 2, 0, 1, width_px=100).shape == (400, 100, 3)
+    assert ctview.render_plane(vol, "sagittal", 2, 0, 1, width_px=100).shape == (100, 100, 3)
+    # radiological display: patient right (high x) on the left, anterior (high y) on top
+    axial = ctview.plane_slice(vol.array, "axial", 0)
+    assert axial[0, 0] == vol.array[-1, -1, 0]
+
+
+def test_ct_label_map_must_match(tmp_path, ct_path):
+    bad = tmp_path / "labels.nii.gz"
+    nib.save(nib.Nifti1Image(np.zeros((3, 3, 3), np.uint8), np.eye(4)), bad)
+    with pytest.raises(InputError, match="does not match"):
+        ctview.load_view_volume(ct_path, bad)
+
+
+def test_slide_region_geometry(svs_path):
+    with open_slide(svs_path) as slide:
+        w, h = slide.dimensions
+        top_left = slideview.region_at(slide, 0, (0.0, 0.0), 512)
+        assert (top_left.x, top_left.y, top_left.width) == (0, 0, 512)
+        bottom_right = slideview.region_at(slide, 0, (1.0, 1.0), 512)
+        assert bottom_right.box_level0[2] == w and bottom_right.box_level0[3] == h  # kept on the slide
+        coords = np.array([[0, 0], [600, 600], [w - 224, h - 224]])
+        assert slideview.tiles_in_box(coords, 224, top_left.box_level0).tolist() == [0]
+        thumb = slide.thumbnail(256)
+        over = slideview.Overlays(tissue=np.ones((10, 10), bool), coords=coords, scores=np.array([1.0, 0.0, 0.5]),
+                                  patch_size_level0=224, opacity=0.5)
+        img = slideview.render_overview(slide, thumb, over, top_left)
+        assert img.shape == thumb.shape and not np.array_equal(img, thumb)
+        region = slideview.render_region(slide, top_left, over)
+        assert region.shape == (512, 512, 3)
+        with pytest.raises(InputError, match="level 3 does not exist"):
+            slideview.region_at(slide, 3, (0.5, 0.5))
+
+
+def test_catalog_pairs_and_pseudonyms(tmp_path):
+    ws = tmp_path / "ws"
+    for sub in ("slides", "features", "ct", "models/m1"):
+        (ws / sub).mkdir(parents=True)
+    (ws / "slides" / "TCGA-AB-1234.svs").write_bytes(b"x")
+    (ws / "features" / "TCGA-AB-1234.h5").write_bytes(b"x")
+    (ws / "ct" / "scan.nii.gz").write_bytes(b"x")
+    (ws / "ct" / "scan_labels.nii.gz").write_bytes(b"x")
+    (ws / "models" / "m1" / "config.json").write_text("{}")
+    (ws / "models" / "m1" / "model.safetensors").write_bytes(b"x")
+    cat = scan_workspace(ws)
+    assert [p.name for p in cat.cts] == ["scan.nii.gz"] and cat.labels_for(cat.cts[0]).name == "scan_labels.nii.gz"
+    assert cat.features_for(cat.slides[0]).name == "TCGA-AB-1234.h5"
+    assert [m.name for m in cat.models] == ["m1"] and not cat.empty
+    ref = pseudonym(cat.slides[0], "slide")
+    assert ref.startswith("slide-") and "TCGA" not in ref and ref == pseudonym(cat.slides[0], "slide")
+    assert scan_workspace(tmp_path / "absent").empty
