@@ -86,3 +86,14 @@ def test_bad_inputs_name_file_and_reason(made, name, needle):
     with pytest.raises(InputError) as err:
         open_slide(made / name)
     assert name in str(err.value) and needle in str(err.value)
+
+
+def test_dicom_wsi_folder(tmp_path):
+    folder = syn.write_dicom_wsi(tmp_path / "dicom_wsi", width=512, height=384, tile=128, mpp=0.5, levels=2)
+    scene = syn.he_scene(512, 384)
+    with open_slide(folder) as s:
+        assert s.backend == "wsidicom" and s.slide_id == "dicom_wsi"
+        assert s.level_dimensions == ((512, 384), (256, 192)) and s.mpp == pytest.approx(0.5)
+        np.testing.assert_array_equal(s.read_region((100, 140), 0, (60, 50)), scene[140:190, 100:160])
+        assert s.read_region((256, 128), 1, (32, 32)).shape == (32, 32, 3)  # xy in level-0 pixels
+        assert s.thumbnail(128).shape == (96, 128, 3)

@@ -78,3 +78,67 @@ def write_truncated_copy(src: Path, dst: Path, keep: float = 0.3) -> Path:
     data = src.read_bytes()
     dst.write_bytes(data[: int(len(data) * keep)])
     return dst
+
+
+def write_dicom_wsi(folder: Path, width: int = 512, height: int = 384, tile: int = 128, mpp: float = 0.5,
+                    levels: int = 2) -> Path:
+    """A DICOM VL Whole Slide Microscopy series (TILED_FULL, native RGB frames), one instance per level."""
+    from PIL import Image
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.sequence import Sequence
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    folder.mkdir(parents=True, exist_ok=True)
+    study, series, frame_ref = generate_uid(), generate_uid(), generate_uid()
+    img = he_scene(width, height)
+    for level in range(levels):
+        h, w = img.shape[:2]
+        ty, tx = -(-h // tile), -(-w // tile)
+        pad = np.full((ty * tile, tx * tile, 3), 255, np.uint8)
+        pad[:h, :w] = img
+        frames = pad.reshape(ty, tile, tx, tile, 3).transpose(0, 2, 1, 3, 4).reshape(-1, tile, tile, 3)
+        ds = Dataset()
+        meta = FileMetaDataset()
+        meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.77.1.6"
+        meta.MediaStorageSOPInstanceUID = generate_uid()
+        meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        ds.file_meta = meta
+        ds.SOPClassUID = meta.MediaStorageSOPClassUID
+        ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+        ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.FrameOfReferenceUID = study, series, frame_ref
+        ds.Modality = "SM"
+        ds.ImageType = ["ORIGINAL" if level == 0 else "DERIVED", "PRIMARY", "VOLUME",
+                        "NONE" if level == 0 else "RESAMPLED"]
+        ds.DimensionOrganizationType = "TILED_FULL"
+        ds.TotalPixelMatrixColumns, ds.TotalPixelMatrixRows = w, h
+        ds.Columns = ds.Rows = tile
+        ds.NumberOfFrames = len(frames)
+        ds.SamplesPerPixel, ds.PhotometricInterpretation, ds.PlanarConfiguration = 3, "RGB", 0
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
+        ds.TotalPixelMatrixFocalPlanes, ds.NumberOfOpticalPaths = 1, 1
+        spacing_mm = mpp * 2**level / 1000
+        ds.ImagedVolumeWidth, ds.ImagedVolumeHeight, ds.ImagedVolumeDepth = w * spacing_mm, h * spacing_mm, 0.001
+        pm = Dataset()
+        pm.PixelSpacing, pm.SliceThickness, pm.SpacingBetweenSlices = [spacing_mm, spacing_mm], 0.001, 0.001
+        shared = Dataset()
+        shared.PixelMeasuresSequence = Sequence([pm])
+        ds.SharedFunctionalGroupsSequence = Sequence([shared])
+        origin = Dataset()
+        origin.XOffsetInSlideCoordinateSystem, origin.YOffsetInSlideCoordinateSystem = 20, 40
+        ds.TotalPixelMatrixOriginSequence = Sequence([origin])
+        op = Dataset()
+        op.OpticalPathIdentifier = "1"
+        ill = Dataset()
+        ill.CodeValue, ill.CodingSchemeDesignator, ill.CodeMeaning = "111744", "DCM", "Brightfield illumination"
+        op.IlluminationTypeCodeSequence = Sequence([ill])
+        col = Dataset()
+        col.CodeValue, col.CodingSchemeDesignator, col.CodeMeaning = "414298005", "SCT", "Full Spectrum"
+        op.IlluminationColorCodeSequence = Sequence([col])
+        ds.OpticalPathSequence = Sequence([op])
+        ds.ContainerIdentifier = "slide-1"
+        ds.FocusMethod, ds.ExtendedDepthOfField = "AUTO", "NO"
+        ds.InstanceNumber = level + 1
+        ds.PixelData = frames.tobytes()
+        ds.save_as(folder / f"level{level}.dcm", enforce_file_format=True)
+        img = np.asarray(Image.fromarray(img).resize((max(1, w // 2), max(1, h // 2))))
+    return folder
