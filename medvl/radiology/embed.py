@@ -78,23 +78,25 @@ def load_volume_encoder(spec: str, tower_kwargs: dict[str, Any] | None = None, d
 
 
 def _checkpoint_encoder(path: Path, device: str) -> VolumeEncoder:
-    import medvl.models as models
+    """A medvl checkpoint folder: its volume tower + projection (joint space), and the CT preprocessing it stored.
 
-    create_model = getattr(models, "create_model", None)
-    if create_model is None:
-        raise ConfigError(f"{path}: loading a medvl checkpoint needs medvl.models.create_model (not in this install)")
-    model = create_model(str(path)).to(device).eval()
-    if "volume" not in getattr(model, "towers", {}):
-        raise ConfigError(f"{path}: this model has no volume tower")
-    preprocess = None
-    config_file = path / "config.json"
-    if config_file.is_file():
-        stored = json.loads(config_file.read_text()).get("ct_preprocess")
-        preprocess = CTPreprocessConfig.from_dict(stored, source=str(config_file)) if stored else None
+    Training stores the preprocessing as ``save_checkpoint(model, folder, extra={"ct_preprocess": cfg.to_dict()})``;
+    that config then overrides the command line's, so inference reproduces training.
+    """
+    from medvl.models import create_model
+    from medvl.models.checkpoint import read_checkpoint_config
+
+    meta = read_checkpoint_config(path)
+    model = create_model(path, device=device).eval()
+    if "volume" not in model.towers:
+        raise ConfigError(f"{path}: this model has no volume tower (towers: {', '.join(model.towers)})")
+    stored = meta.get("ct_preprocess")
+    preprocess = CTPreprocessConfig.from_dict(stored, source=str(path / "config.json")) if stored else None
+    if preprocess is None:
+        log.warning("%s stores no CT preprocessing config; using the command line's", path)
     tower = model.towers["volume"]
-    probe = model.encode_volume
-    dim = int(getattr(model, "embed_dim", 0) or getattr(tower, "embed_dim", 0))
-    return VolumeEncoder(str(path), probe, dim, preprocess, getattr(tower, "input_shape", None), device)
+    dim = int(model.config.embed_dim)
+    return VolumeEncoder(str(path), model.encode_volume, dim, preprocess, getattr(tower, "input_shape", None), device)
 
 
 def embed_arrays(encoder: VolumeEncoder, arrays: Iterable[np.ndarray], batch_size: int = 4) -> np.ndarray:

@@ -44,3 +44,18 @@ def test_encoder_spec_errors():
     with pytest.raises(ConfigError, match="unknown tower 'nope'"):
         load_volume_encoder("nope")
     assert load_volume_encoder("vit3d-tiny", device="cpu").input_shape == (16, 32, 32)
+
+
+def test_checkpoint_carries_its_preprocessing(tmp_path, ct_small):
+    from medvl.models import create_model, save_checkpoint
+    from medvl.models.multimodal import ModelConfig, TowerSpec
+
+    trained = CTPreprocessConfig(window="soft_tissue", spacing=(3.0, 3.0, 3.0), spatial_size=(48, 48, 16))
+    model = create_model(ModelConfig(towers={"volume": TowerSpec("resnet3d-tiny")}, embed_dim=16))
+    save_checkpoint(model, tmp_path / "ckpt", extra={"ct_preprocess": trained.to_dict()})
+    enc = load_volume_encoder(str(tmp_path / "ckpt"), device="cpu")
+    assert enc.preprocess == trained and enc.embed_dim == 16
+    summary = embed_cases([CTCase(ct_small, "a")], enc.preprocess, enc, tmp_path / "e.npz")
+    assert summary["embed_dim"] == 16
+    _, emb = read_embeddings(tmp_path / "e.npz")
+    assert np.linalg.norm(emb[0]) == pytest.approx(1.0, abs=1e-5)  # joint-space embeddings are normalised
