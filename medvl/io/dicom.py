@@ -275,8 +275,11 @@ def read_dicom_series(
             + ("" if series else ": the largest CT series; choose another with --series")
         )
     geom = _geometry(chosen.datasets, path)
-    slices = [_slice_hu(chosen.datasets[i], path) for i in geom.order]
-    array = np.ascontiguousarray(np.stack(slices, axis=-1).transpose(1, 0, 2))
+    first_ds = chosen.datasets[geom.order[0]]
+    # filled slice by slice: one volume in memory, not a list of slices plus their stack
+    array = np.empty((int(first_ds.Columns), int(first_ds.Rows), len(geom.order)), dtype=np.float32)
+    for k, i in enumerate(geom.order):
+        array[:, :, k] = _slice_hu(chosen.datasets[i], path).T
     first = chosen.datasets[geom.order[0]]
     meta = safe_metadata(first, deid)
     syntax = first.file_meta.get("TransferSyntaxUID")
@@ -284,7 +287,7 @@ def read_dicom_series(
         {
             "format": "dicom",
             "transfer_syntax": getattr(syntax, "name", str(syntax)),
-            "n_slices": len(slices),
+            "n_slices": int(array.shape[2]),
             "series_number": chosen.series_number,
             "series_found": [s.summary() for s in found],
             "rescale": _rescale_summary(chosen.datasets),

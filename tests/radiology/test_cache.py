@@ -52,3 +52,14 @@ def test_failed_case_writes_nothing(tmp_path):
     with pytest.raises(InputError, match="NaN"):
         preprocess_case(CTCase(tmp_path / "nan.nii.gz", "nan"), CFG, cache)
     assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").rglob("*.npz"))
+
+
+def test_dataset_feeds_a_dataloader(tmp_path, ct_small):
+    import torch
+
+    from medvl.radiology.dataset import CTVolumeDataset
+
+    ds = CTVolumeDataset([CTCase(ct_small, "a"), CTCase(ct_small, "b")], CFG, tmp_path / "cache")
+    batch = next(iter(torch.utils.data.DataLoader(ds, batch_size=2)))
+    assert batch["image"].shape == (2, 1, 16, 64, 64) and batch["case_id"] == ["a", "b"]
+    assert len(list((tmp_path / "cache").rglob("*.npz"))) == 1  # same bytes, same entry

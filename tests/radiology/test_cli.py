@@ -91,3 +91,15 @@ def test_bad_inputs_fail_cleanly_and_write_nothing(tmp_path, ct_small):
     assert not cache.exists() or not any(cache.rglob("*.npz"))
     assert_clean_error(run_cli("ct", "info", empty), "empty folder")
     assert_clean_error(run_cli("ct", "preprocess", ct_small, "--window", "liverish", "--cache", cache), "liverish")
+
+
+def test_info_on_a_manifest_streams_one_line_per_case(tmp_path, ct_small, dicom_j2k):
+    manifest = tmp_path / "m.csv"
+    manifest.write_text(f"case_id,path\nnii,{ct_small}\ndcm,{dicom_j2k}\nbad,{tmp_path / 'missing.nii.gz'}\n")
+    res = run_cli("ct", "info", manifest, "--json")
+    assert res.returncode == 1  # one case failed; the others are still reported
+    lines = res.json_lines()
+    by_id = {r["case_id"]: r for r in lines[:-1]}
+    assert by_id["nii"]["orientation"] == "RAS" and by_id["dcm"]["slices"] == 10
+    assert by_id["dcm"]["transfer_syntax"].startswith("JPEG 2000") and by_id["bad"]["status"] == "error"
+    assert lines[-1]["failed"] == 1
