@@ -155,6 +155,8 @@ def _convert(value: Any, tp: Any, name: str) -> Any:  # noqa: C901 - one branch 
                 return _convert(value, arg, name)
             except ConfigError as exc:
                 errors.append(str(exc))
+        if len(errors) == 1:  # `X | None`: the inner error names the real problem (e.g. a nested unknown key)
+            raise ConfigError(errors[0])
         raise ConfigError(f"{name}: expected {_type_name(tp)}, got {value!r}")
     if origin is Literal:
         if value not in args:

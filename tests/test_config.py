@@ -20,6 +20,7 @@ class Outer(Config):
     tags: list[str] = field(default_factory=list)
     inner: Inner = field(default_factory=Inner)
     out: Path | None = None
+    maybe: Inner | None = None
 
     def validate(self) -> None:
         if self.lr <= 0:
@@ -70,3 +71,9 @@ def test_malformed_file(tmp_path):
 def test_save_resolved_config(tmp_path):
     path = save_resolved_config(Outer(name="run"), tmp_path)
     assert path.name == "run_config.json" and Outer.from_file(path).name == "run"
+
+
+def test_optional_nested_config_keeps_inner_error():
+    assert Outer(name="x", maybe={"size": 8}).maybe == Inner(size=8)
+    with pytest.raises(ConfigError, match="unknown key 'sise'"):
+        Outer.from_dict({"name": "x", "maybe": {"sise": 8}})
