@@ -156,7 +156,7 @@ class _OpenSlideReader(_Reader):
 
     def read_region(self, xy, level, size):
         img = self._slide.read_region(xy, level, size)
-        if img.getextrema()[3][0] < 255:  # some pixel lies outside the scanned area
+        if img.getchannel("A").getextrema()[0] < 255:  # some pixel lies outside the scanned area
             return _rgba_to_rgb(np.asarray(img))
         return np.asarray(img.convert("RGB"))  # C conversion: contiguous RGB without a strided numpy copy
 

@@ -186,8 +186,9 @@ def _ring(contour_rc: np.ndarray, scale: tuple[float, float], clockwise: bool) -
 
     pts = approximate_polygon(contour_rc, tolerance=0.75)
     xy = np.stack([pts[:, 1] * scale[0], pts[:, 0] * scale[1]], axis=1)
-    area2 = float(np.sum(xy[:-1, 0] * xy[1:, 1] - xy[1:, 0] * xy[:-1, 1]))  # > 0: counter-clockwise (y up)
-    # image y points down, so "counter-clockwise" on screen is clockwise in the maths sense; follow RFC 7946 in x/y
+    # shoelace sum: > 0 means counter-clockwise in (x, y); RFC 7946 wants outer rings counter-clockwise and holes
+    # clockwise in the coordinate values themselves (on screen, with y pointing down, they look mirrored)
+    area2 = float(np.sum(xy[:-1, 0] * xy[1:, 1] - xy[1:, 0] * xy[:-1, 1]))
     if (area2 < 0) != clockwise:
         xy = xy[::-1]
     ring = np.round(xy, 1).tolist()

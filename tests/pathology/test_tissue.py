@@ -39,13 +39,19 @@ def test_bundled_slide_tissue_mask_and_qupath_geojson(svs_path, tmp_path):
 def test_holes_are_kept_as_geojson_holes():
     rgb = he_scene(400, 300)
     mask, _ = saturation_mask(rgb, TissueConfig(), px_area_um2=4.0)  # 2 µm/px: the hole is ~4500 µm² x 4
-    yy, xx = np.mgrid[0:300, 0:400]
     assert not mask[150, 180]  # the drawn hole at the centre stays a hole
     assert mask[150, 100]  # tissue beside it
     from medvl.pathology.tissue import mask_to_geojson
 
     geo = mask_to_geojson(mask, (1.0, 1.0))
     assert len(geo["features"]) == 1 and len(geo["features"][0]["geometry"]["coordinates"]) == 2
+    outer, hole = (np.array(r) for r in geo["features"][0]["geometry"]["coordinates"])
+
+    def signed_area(r):
+        return float(np.sum(r[:-1, 0] * r[1:, 1] - r[1:, 0] * r[:-1, 1])) / 2
+
+    assert signed_area(outer) > 0 > signed_area(hole)  # RFC 7946 winding: outer counter-clockwise, holes clockwise
+    assert abs(signed_area(hole)) < 0.1 * signed_area(outer)
 
 
 def test_blank_glass_is_a_warning_not_tissue(blank_tiff, caplog):
