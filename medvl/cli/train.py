@@ -1,5 +1,6 @@
 """``medvl train --config FILE --out DIR [--resume]``; ``torchrun --nproc-per-node N -m medvl train ...`` for DDP."""
 
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -22,6 +23,8 @@ def train(
 
     cfg = TrainConfig.from_file(config)
     summary = run_training(cfg, out, resume=resume)
+    if os.environ.get("RANK", "0") != "0":  # under torchrun only the first process reports
+        return None
     text = (f"trained {summary['global_steps']} steps ({', '.join(summary['stages'])}) in {summary['seconds']} s "
             f"on {summary['processes']} process(es); final loss {summary['final_loss']:.4f}; model: {summary['model']}")
     return Result(summary, text)

@@ -184,15 +184,26 @@ def load_state_file(path: str | Path, *, trust_pickle: bool = False) -> dict[str
     try:
         state = torch.load(path, map_location="cpu", weights_only=not trust_pickle)
     except Exception as exc:
-        if trust_pickle:
-            raise InputError(path, f"cannot read weights ({type(exc).__name__})") from None
-        raise InputError(path, "refused: this file needs full unpickling (weights_only=True failed); convert it to "
-                               "safetensors or pass trust_pickle=True if you trust it") from None
+        if not trust_pickle:
+            raise InputError(path, "refused: this file needs full unpickling (weights_only=True failed); convert it to "
+                                   "safetensors or pass trust_pickle=True if you trust it") from None
+        state = _trusted_pickle(path, exc)
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     if not isinstance(state, dict):
         raise InputError(path, "the file does not hold a state dict")
     return state
+
+
+def _trusted_pickle(path: Path, first_error: Exception) -> Any:
+    """A plain pickle file (not torch's zip format), read only because the caller trusts it."""
+    import pickle
+
+    try:
+        with open(path, "rb") as fh:
+            return pickle.load(fh)  # noqa: S301 - explicit trust_pickle=True
+    except Exception:
+        raise InputError(path, f"cannot read weights ({type(first_error).__name__})") from None
 
 
 def create_model_from(name_or_dir: str | Path | Any, device: str | torch.device = "cpu") -> Any:

@@ -64,6 +64,7 @@ BUILTIN_MODULES = (
     "medvl.models.volume",
     "medvl.models.bag",
     "medvl.models.tabular",
+    "medvl.models.pretrained",
 )
 
 

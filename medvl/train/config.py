@@ -123,7 +123,7 @@ class TrainConfig(Config):
     keep_checkpoints: int = 2
     log_every: int = 10
     grad_checkpointing: bool = False
-    find_unused_parameters: bool = True
+    find_unused_parameters: bool = False
     tensorboard: bool = True
 
     def validate(self) -> None:
