@@ -93,6 +93,7 @@ class TileEncoder:
         data_config: ``input_size``, ``mean``, ``std``, ``interpolation``.
         projected: whether outputs are joint-space embeddings.
         project_fn: maps raw tower features to the joint space (checkpoints only).
+        owner: the module that holds ``model`` and the projection (moved to the device with it).
     """
 
     model: Any
@@ -101,12 +102,13 @@ class TileEncoder:
     data_config: dict[str, Any]
     projected: bool = False
     project_fn: Any = None
+    owner: Any = None
 
     def get(self) -> TileEncoder:
         return self
 
     def to(self, device) -> TileEncoder:
-        self.model.to(device)
+        (self.owner if self.owner is not None else self.model).to(device)
         return self
 
     def preprocess(self, tiles: np.ndarray, device) -> Any:
@@ -196,8 +198,8 @@ def _checkpoint_encoder(spec: EncoderSpec) -> TileEncoder:
         c, h, w = data_config["input_size"]
         with torch.inference_mode():
             dim = int(model.project("image", tower.encode(torch.zeros(1, c, h, w))).shape[-1])
-    return TileEncoder(model=model, name=encoder_label(spec), embed_dim=dim, data_config=data_config,
-                       projected=spec.project, project_fn=project_fn)
+    return TileEncoder(model=tower, name=encoder_label(spec), embed_dim=dim, data_config=data_config,
+                       projected=spec.project, project_fn=project_fn, owner=model)
 
 
 def extract_features(

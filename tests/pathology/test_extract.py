@@ -59,3 +59,22 @@ def test_bad_encoder_specs(tmp_path):
     torch.save({"x": torch.zeros(1)}, tmp_path / "bad.pt")
     with pytest.raises(InputError, match="do not fit"):
         load_tile_encoder(EncoderSpec(name="timm-tiny", weights=str(tmp_path / "bad.pt")))
+
+
+@pytest.mark.parametrize("project", [False, True])
+def test_medvl_checkpoint_as_encoder(tmp_path, pyramid_tiff, grid, project):
+    from medvl.models import create_model, save_checkpoint
+
+    torch.manual_seed(0)
+    model = create_model("tiny-clip").eval()
+    save_checkpoint(model, tmp_path / "ckpt")
+    enc = load_tile_encoder(EncoderSpec(name=str(tmp_path / "ckpt"), project=project))
+    feats = extract_features(pyramid_tiff, grid, enc, ExtractConfig(batch_size=8, device="cpu"))
+    tiles = np.concatenate([t for _, t in iter_tile_batches(pyramid_tiff, grid, workers=0)])
+    with torch.inference_mode():
+        x = enc.preprocess(tiles, torch.device("cpu"))
+        ref = model.encode_image(x) if project else model.towers["image"].encode(x)
+    assert enc.projected is project and feats.shape == (len(grid), ref.shape[1])
+    np.testing.assert_allclose(feats, ref.numpy(), rtol=1e-4, atol=1e-4)
+    if project:
+        np.testing.assert_allclose(np.linalg.norm(feats, axis=1), 1.0, rtol=1e-4)  # joint space, L2-normalised
