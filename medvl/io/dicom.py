@@ -134,13 +134,23 @@ def scan_dicom(path: str | Path, deid: Any = None) -> tuple[list[DicomSeries], l
 
 
 def select_series(series: list[DicomSeries], selector: str | None, path: Path) -> DicomSeries:
-    """Pick a series by de-identified UID, original UID or SeriesNumber; default: the largest CT series."""
+    """Pick a series by de-identified UID, original UID or SeriesNumber; default: the largest CT series.
+
+    Raises:
+        InputError: no series matches ``selector``, or (no selector) several series tie for the largest, e.g. two
+            reconstruction kernels of one scan, where any default would be a silent guess.
+    """
+    known = ", ".join(f"{s.series_number} ({s.uid})" for s in series)
     if selector is None:
+        ties = [s for s in series if (s.modality, s.n_files) == (series[0].modality, series[0].n_files)]
+        if len(ties) > 1:
+            raise InputError(path, f"{len(ties)} {series[0].modality or 'image'} series of {series[0].n_files} files "
+                                   f"each: which one to read is ambiguous; choose one with --series "
+                                   f"(series found, number (uid): {known})")
         return series[0]
     for s in series:
         if selector in (s.uid, s.raw_uid) or (s.series_number is not None and selector == str(s.series_number)):
             return s
-    known = ", ".join(f"{s.series_number} ({s.uid})" for s in series)
     raise InputError(path, f"no series matches '{selector}'; series found (number (uid)): {known}")
 
 
