@@ -89,22 +89,23 @@ overlays = slideview.Overlays(
     tissue=mask, coords=None if tiles is None else tiles.coords, scores=scores,
     patch_size_level0=0.0 if tiles is None else tiles.patch_size_level0, opacity=opacity,
     show_tissue=show_tissue, show_heatmap=show_heat and scores is not None,
+    vmin=0.0 if scores is None else float(scores.min()), vmax=1.0 if scores is None else float(scores.max()),
 )
 
 left, right = st.columns([2, 3])
 with left:
     st.subheader("Overview")
-    st.image(slideview.render_overview(slide, thumb, overlays, region), use_container_width=True)
+    st.image(slideview.render_overview(slide, thumb, overlays, region), width="stretch")
     if scores is not None:
-        st.caption(f"Heatmap: probability of **{clf.names[heat_class]}** per tile (0 → dark, 1 → bright); "
-                   f"{tiles.source}.")
+        st.caption(f"Heatmap: probability of **{clf.names[heat_class]}** per tile, from {scores.min():.2f} (dark) "
+                   f"to {scores.max():.2f} (bright); {tiles.source}.")
 with right:
     st.subheader("Region")
     x0, y0, x1, y1 = region.box_level0
     st.caption(f"Region: level {region.level}, level-0 box x {int(x0)}–{int(x1)}, y {int(y0)}–{int(y1)} "
                f"({region.width}×{region.height} px at this level)")
     try:
-        st.image(slideview.render_region(slide, region, overlays), use_container_width=True)
+        st.image(slideview.render_region(slide, region, overlays), width="stretch")
     except MedvlError as exc:
         ui.error(exc)
 
@@ -120,7 +121,7 @@ if tiles is not None and clf is not None:
             {"tile": int(i), "x": int(tiles.coords[i, 0]), "y": int(tiles.coords[i, 1]),
              "top class": clf.names[b], "probability": round(float(p[b]), 3),
              f"p({clf.names[heat_class]})": round(float(p[heat_class]), 3)}
-            for i, b, p in zip(inside, best, sub, strict=True)]), hide_index=True, use_container_width=True)
+            for i, b, p in zip(inside, best, sub, strict=True)]), hide_index=True, width="stretch")
         st.markdown(f"**{len(inside)} tiles**; region mean: "
                     + ", ".join(f"{clf.names[j]} {v:.2f}" for j, v in
                                 sorted(enumerate(sub.mean(axis=0)), key=lambda t: -t[1])[:3]))

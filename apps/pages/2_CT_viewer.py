@@ -71,8 +71,9 @@ for col, plane in zip(cols, ctview.PLANES, strict=True):
         st.subheader(plane.capitalize())
         index = st.slider(f"{plane} slice", 0, n - 1, n // 2, key=f"ct_{plane}")
         img = ctview.render_plane(vol, plane, index, level, width, show_labels, alpha, width_px=360)
-        st.image(img, caption=f"{plane} {index + 1}/{n}", use_container_width=True)
+        st.image(img, width="stretch")
+        st.caption(f"{plane} {index + 1}/{n}")
         present = ctview.labels_in_slice(vol, plane, index) if show_labels else []
         if present:
             st.dataframe(ui.as_rows(present).drop(columns=["colour"]), hide_index=True, height=160,
-                         use_container_width=True)
+                         width="stretch")

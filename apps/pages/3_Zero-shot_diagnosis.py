@@ -54,7 +54,7 @@ with right:
     st.dataframe(ui.as_rows([
         {"rank": r + 1, "diagnosis": t["name"], "id": t["id"], "probability": round(t["probability"], 4),
          "with subtypes": round(t["with_descendants"], 4)} for r, t in enumerate(record["top"])]),
-        hide_index=True, use_container_width=True)
+        hide_index=True, width="stretch")
 
 st.subheader("Ontology context")
 for t in record["top"][:5]:

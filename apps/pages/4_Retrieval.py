@@ -61,6 +61,6 @@ for chunk in rows:
     for col, (_, hit) in zip(cols, chunk.iterrows(), strict=False):
         i = found.index_of(hit["case"])
         with col:
-            st.image(found.thumbnails[i], use_container_width=True)
+            st.image(found.thumbnails[i], width="stretch")
             st.markdown(f"**#{int(hit['rank'])} {hit['case']}** · {hit['kind']} · similarity {hit['score']:.3f}")
             st.caption(excerpt(i))

@@ -34,6 +34,13 @@ def _stem(path: Path) -> str:
     return path.stem
 
 
+def _label_base(path: Path) -> str:
+    """The image name a label map belongs to: its name up to the first ``_label``/``_seg``/``_mask`` part."""
+    stem = _stem(path)
+    cut = [i for w in LABEL_WORDS for sep in "_-." if (i := stem.lower().find(sep + w)) > 0]
+    return stem[: min(cut)] if cut else stem
+
+
 def _files(folder: Path, suffixes: tuple[str, ...]) -> list[Path]:
     if not folder.is_dir():
         return []
@@ -63,9 +70,9 @@ class Catalog:
         return self.features.get(_stem(slide))
 
     def labels_for(self, ct: Path) -> Path | None:
-        """The label map whose name starts with the CT's name (``x.nii.gz`` -> ``x_labels.nii.gz``)."""
+        """The label map named after the CT (``x.nii.gz`` -> ``x_labels.nii.gz``, ``x_seg.nii.gz``, ...)."""
         stem = _stem(ct)
-        matches = [p for p in self.label_maps if _stem(p).startswith(stem)]
+        matches = [p for p in self.label_maps if _label_base(p) == stem]
         return min(matches, key=lambda p: len(p.name)) if matches else None
 
     def summary(self) -> list[dict[str, Any]]:
@@ -99,6 +106,7 @@ def scan_workspace(root: str | Path) -> Catalog:
         (cat.label_maps if any(w in p.name.lower() for w in LABEL_WORDS) else cat.cts).append(p)
     if (root / "ct").is_dir():  # DICOM series folders
         cat.cts.extend(sorted(d for d in (root / "ct").iterdir() if d.is_dir() and any(d.glob("*.dcm"))))
+    cat.cts.sort(key=lambda p: cat.labels_for(p) is None)  # volumes with a label map first (stable otherwise)
     models = root / "models"
     if models.is_dir():
         cat.models = sorted(d for d in models.iterdir() if d.is_dir() and _is_checkpoint(d))

@@ -84,7 +84,7 @@ def model_temperature(model: Any) -> float:
     """1 / the model's learned logit scale (its contrastive temperature)."""
     scale = getattr(model, "scale", None)
     try:
-        value = float(scale() if callable(scale) else model.logit_scale.exp().clamp(max=100.0))
+        value = float((scale() if callable(scale) else model.logit_scale.exp()).detach())
     except (AttributeError, TypeError):
         return 0.01
     return 1.0 / max(value, 1e-3)

@@ -101,6 +101,8 @@ class Overlays:
     opacity: float = 0.5
     show_tissue: bool = True
     show_heatmap: bool = True
+    vmin: float = 0.0
+    vmax: float = 1.0
 
 
 def _apply(rgb: np.ndarray, box: tuple[float, float, float, float], slide_dims: tuple[int, int],
@@ -115,7 +117,7 @@ def _apply(rgb: np.ndarray, box: tuple[float, float, float, float], slide_dims: 
         out = render.blend_mask(out, crop, alpha=0.6 * overlays.opacity)
     if overlays.show_heatmap and overlays.scores is not None and overlays.coords is not None:
         canvas = score_map(overlays.coords, overlays.scores, overlays.patch_size_level0, box, out.shape[:2])
-        out = render.blend_scores(out, canvas, alpha=overlays.opacity)
+        out = render.blend_scores(out, canvas, alpha=overlays.opacity, vmin=overlays.vmin, vmax=overlays.vmax)
     return out
 
 

@@ -141,3 +141,15 @@ def empty_workspace(tmp_path) -> Path:
     for sub in ("slides", "ct", "models", "features"):
         (ws / sub).mkdir(parents=True)
     return ws
+
+
+@pytest.fixture(scope="session")
+def survival_app(survival_workspace, tmp_path_factory):
+    """A second served app, on the workspace with a survival table."""
+    app = serve_app(survival_workspace, tmp_path_factory.mktemp("survlogs"))
+    yield app
+    app.proc.terminate()
+    try:
+        app.proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        app.proc.kill()

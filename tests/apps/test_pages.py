@@ -1,0 +1,148 @@
+"""AppTest: every page loads on the demo workspace, and its main interaction changes what is shown."""
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from tests.apps.conftest import page_path
+
+TIMEOUT = 180
+
+
+def run_page(name: str) -> AppTest:
+    at = AppTest.from_file(page_path(name), default_timeout=TIMEOUT).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("not for clinical use" in w.value for w in at.warning)
+    return at
+
+
+def texts(at: AppTest) -> str:
+    parts = [e.value for e in (*at.caption, *at.markdown, *at.success, *at.warning, *at.info, *at.error)]
+    parts += [e.value for e in at.sidebar.caption]
+    return "\n".join(map(str, parts))
+
+
+def test_ct_viewer_slices_window_and_labels(demo_workspace, on_workspace):
+    on_workspace(demo_workspace)
+    at = run_page("CT_viewer")
+    shown = texts(at)
+    assert "spacing 3.00 × 3.00 × 3.00 mm" in shown and "label map loaded" in shown
+    assert "axial 16/30" in shown and "level 40 HU, width 400 HU" in shown
+    before = at.dataframe[0].value["structure"].tolist()
+    at.slider(key="ct_axial").set_value(5).run()
+    at.sidebar.selectbox(key="ct_preset").set_value("lung").run()
+    assert not at.exception
+    shown = texts(at)
+    assert "axial 6/30" in shown and "level -600 HU, width 1500 HU" in shown
+    assert at.dataframe[0].value["structure"].tolist() != before  # other organs on another slice
+    at.sidebar.selectbox(key="ct_preset").set_value("custom").run()
+    at.sidebar.slider(key="ct_level").set_value(300).run()
+    assert "level 300 HU" in texts(at)
+
+
+def test_slide_viewer_region_heatmap_and_neighbours(demo_workspace, on_workspace):
+    on_workspace(demo_workspace)
+    at = run_page("Slide_viewer")
+    shown = texts(at)
+    assert "2220×2967 px" in shown and "CMU-1" not in shown  # the file name is never shown
+    assert "Heatmap: probability of" in shown
+    region_before = next(c.value for c in at.caption if c.value.startswith("Region:"))
+    tiles_before = at.dataframe[0].value["tile"].tolist()
+    at.sidebar.slider(key="slide_x").set_value(65).run()
+    at.sidebar.slider(key="slide_y").set_value(75).run()
+    assert not at.exception
+    region_after = next(c.value for c in at.caption if c.value.startswith("Region:"))
+    assert region_after != region_before
+    assert at.dataframe[0].value["tile"].tolist() != tiles_before
+    assert any("Nearest cases" in s.value for s in at.subheader)
+
+
+def test_zero_shot_ranks_with_ontology_context(demo_workspace, on_workspace):
+    on_workspace(demo_workspace)
+    at = run_page("Zero-shot_diagnosis")
+    table = at.dataframe[0].value
+    assert len(table) >= 5 and table["probability"].is_monotonic_decreasing
+    assert any("Definition:" in m.value for m in at.markdown) and any("Ancestor path:" in m.value for m in at.markdown)
+    at.radio(key="zs_ds_mode").set_value("custom list").run()
+    at.text_area(key="zs_ds_list").set_value("kidney cancer, breast cancer, lung cancer").run()
+    assert not at.exception
+    names = set(at.dataframe[0].value["diagnosis"])
+    assert names == {"kidney cancer", "breast cancer", "lung cancer"}
+    # a high abstention threshold makes the classifier abstain or back off
+    at.slider(key="zs_abstain").set_value(0.95).run()
+    assert at.warning and any("Abstained" in w.value for w in at.warning) or any(
+        "backed off" in s.value for s in at.success)
+
+
+def test_zero_shot_bad_disease_is_a_message(demo_workspace, on_workspace):
+    on_workspace(demo_workspace)
+    at = run_page("Zero-shot_diagnosis")
+    at.text_input(key="zs_ds_node").set_value("no such disease xyz").run()
+    assert not at.exception
+    assert any("no disease named" in e.value for e in at.error)
+
+
+def test_retrieval_text_and_case_queries(demo_workspace, on_workspace):
+    on_workspace(demo_workspace)
+    at = run_page("Retrieval")
+    header = at.subheader[0].value
+    assert header.startswith("Top 8 of")
+    first = [m.value for m in at.markdown if m.value.startswith("**#")]
+    assert len(first) == 8 and any("Reference label" in c.value for c in at.caption)
+    at.slider(key="rt_k").set_value(3).run()
+    assert at.subheader[0].value.startswith("Top 3 of")
+    at.radio(key="rt_mode").set_value("case").run()
+    assert not at.exception
+    second = [m.value for m in at.markdown if m.value.startswith("**#")]
+    assert len(second) == 3 and second != first[:3]
+
+
+def test_survival_without_table_says_so(demo_workspace, on_workspace):
+    on_workspace(demo_workspace)
+    at = run_page("Survival")
+    if at.metric:  # a demo that ships a survival table: the curves are shown
+        assert at.metric[0].label == "C-index"
+    else:
+        assert any("no survival table" in i.value for i in at.info)
+
+
+def test_survival_curves_and_patient(survival_workspace, on_workspace):
+    on_workspace(survival_workspace)
+    at = run_page("Survival")
+    metrics = {m.label: m.value for m in at.metric}
+    assert 0.5 < float(metrics["C-index"]) <= 1.0
+    assert float(metrics["log-rank p (low vs high risk)"]) < 0.05
+    assert metrics["patients / events"].startswith("871 / ")
+    shown = texts(at)
+    assert "TCGA-" not in shown  # patient identifiers never appear
+    before = next(m.value for m in at.markdown if "predicted risk" in m.value)
+    at.selectbox(key="sv_patient").set_value(5).run()
+    after = next(m.value for m in at.markdown if "predicted risk" in m.value)
+    assert after != before and after.startswith("**patient-")
+
+
+@pytest.mark.parametrize("page", ["Slide_viewer", "CT_viewer", "Zero-shot_diagnosis", "Retrieval", "Survival"])
+def test_pages_on_empty_workspace(page, empty_workspace, on_workspace):
+    on_workspace(empty_workspace)
+    at = run_page(page)
+    assert any("is empty" in i.value for i in at.info)
+
+
+def test_non_slide_upload_is_a_message(demo_workspace, on_workspace):
+    on_workspace(demo_workspace)
+    at = run_page("Slide_viewer")
+    at.radio(key="slide_source").set_value("upload a slide").run()
+    at.get("file_uploader")[0].set_value(("scan.svs", b"this is not a slide at all", "application/octet-stream"))
+    at.run()
+    assert not at.exception
+    assert at.error, "expected an error message"
+    assert "Upload" not in at.error[0].value and at.error[0].value
+
+
+def test_unreadable_ct_upload_is_a_message(demo_workspace, on_workspace):
+    on_workspace(demo_workspace)
+    at = run_page("CT_viewer")
+    at.radio(key="ct_source").set_value("upload a NIfTI").run()
+    at.get("file_uploader")[0].set_value(("study.nii.gz", b"\x1f\x8b broken gzip", "application/gzip"))
+    at.run()
+    assert not at.exception
+    assert any("NIfTI" in e.value or "nifti" in e.value.lower() for e in at.error), [e.value for e in at.error]
