@@ -14,6 +14,7 @@ channels are never mis-read as RGB.
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
@@ -480,6 +481,51 @@ def _check_path(path: Path) -> None:
         raise InputError(path, "empty file, not a slide")
 
 
+_TIFF_MAGIC = (b"II*\0", b"MM\0*", b"II+\0", b"MM\0+")
+
+
+class _Collect(logging.Handler):
+    """Keeps tifffile's warnings (a broken page chain) for the error message instead of printing them."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        text = " ".join(record.getMessage().split())
+        self.messages.append(text.split("> ", 1)[1] if text.startswith("<") and "> " in text else text)
+
+
+def _check_tiff_intact(path: Path) -> None:
+    """Refuse a TIFF-based slide (SVS, TIFF, ...) cut short: page chain or tile data past the end of the file.
+
+    The coarse-level probe at open time reads one corner; a copy that stopped mid-transfer often still has that
+    corner and would only fail hours into a cohort run.
+    """
+    if path.is_dir():
+        return
+    with open(path, "rb") as fh:
+        if fh.read(4) not in _TIFF_MAGIC:
+            return
+    import tifffile
+
+    size, collect, logger = path.stat().st_size, _Collect(), logging.getLogger("tifffile")
+    logger.addHandler(collect)
+    try:
+        with tifffile.TiffFile(path) as tf:
+            end = max((int(o) + int(c) for page in tf.pages
+                       for o, c in zip(getattr(page, "dataoffsets", ()), getattr(page, "databytecounts", ()),
+                                       strict=False)), default=0)
+    except Exception as exc:  # tifffile's own error types; the message names the file and the reason
+        raise InputError(path, f"not a readable slide: truncated or damaged TIFF ({_reason(exc)})") from None
+    finally:
+        logger.removeHandler(collect)
+    broken = [m for m in collect.messages if "offset" in m]
+    if end > size or broken:
+        detail = broken[0] if broken else f"image data runs to byte {end}"
+        raise InputError(path, f"not a readable slide: truncated or damaged TIFF ({detail}; the file has {size} bytes)")
+
+
 def _channels_of(path: Path) -> tuple[int, str | None]:
     if path.suffix.lower() not in (".tif", ".tiff"):
         return 3, None
@@ -501,6 +547,7 @@ def open_slide(path: str | Path, mpp: float | None = None) -> Slide:
     """
     path = Path(path)
     _check_path(path)
+    _check_tiff_intact(path)
     if mpp is not None and not PLAUSIBLE_MPP[0] <= mpp <= PLAUSIBLE_MPP[1]:
         raise InputError(path, f"the mpp override {mpp} is outside the plausible range {PLAUSIBLE_MPP} µm/px")
     reasons = []
