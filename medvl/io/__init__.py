@@ -1,1 +1,27 @@
-"""Readers and stores: slides, volumes, cohort manifests, feature stores, atomic writes."""
+"""Readers and stores: slides, volumes, cohort manifests, feature stores, atomic writes.
+
+The names below load their module on first use, so ``import medvl.io`` stays light.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_LAZY = {
+    "open_slide": "medvl.io.slide",
+    "Slide": "medvl.io.slide",
+    "load_volume": "medvl.io.volume",
+    "Volume": "medvl.io.volume",
+    "FeatureStore": "medvl.io.features",
+    "read_features": "medvl.io.features",
+    "read_manifest": "medvl.io.manifest",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'medvl.io' has no attribute {name!r}")
