@@ -43,13 +43,18 @@ def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
     path = Path(path)
     if not path.is_file():
         raise InputError(path, "weights file not found")
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
 
-        state = load_file(str(path))
-    else:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        state = state.get("state_dict", state) if isinstance(state, dict) else state
+            state = load_file(str(path))
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+            state = state.get("state_dict", state) if isinstance(state, dict) else state
+    except Exception as exc:  # safetensors/torch raise their own types; a refused pickle lands here too
+        raise InputError(path, f"cannot read weights ({' '.join(str(exc).split())[:200]})") from None
+    if not isinstance(state, dict):
+        raise InputError(path, "the file holds no state dict")
     return {k.removeprefix("module."): v for k, v in state.items()}
 
 
