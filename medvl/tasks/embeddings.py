@@ -89,9 +89,12 @@ def _load_npz(path: Path) -> EmbeddingSet:
         raise InputError(path, f"no 'embeddings' array (arrays: {', '.join(data.files)})")
     get = (lambda k: data[k] if k in data.files else None)  # noqa: E731
     scalar = (lambda k: str(data[k]) if k in data.files else None)  # noqa: E731
-    projected = bool(data["projected"]) if "projected" in data.files else None
-    return EmbeddingSet(np.asarray(data[key], dtype=np.float32), get("ids"), get("labels"), get("split"),
-                        scalar("encoder"), scalar("modality"), projected, get("coords"))
+    try:  # members are read lazily: object (pickled) or damaged members fail here
+        projected = bool(data["projected"]) if "projected" in data.files else None
+        return EmbeddingSet(np.asarray(data[key], dtype=np.float32), get("ids"), get("labels"), get("split"),
+                            scalar("encoder"), scalar("modality"), projected, get("coords"))
+    except (ValueError, OSError, EOFError) as exc:
+        raise InputError(path, f"cannot read npz ({' '.join(str(exc).split())[:200]})") from None
 
 
 def _load_npy(path: Path) -> EmbeddingSet:
