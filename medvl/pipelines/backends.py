@@ -125,7 +125,8 @@ class RayBackend:
         cfg = spec.pipeline()
         ds = ray.data.from_items([{"case": json.dumps(c)} for c in cases], override_num_blocks=len(cases))
         ds = ds.map_batches(RayCaseWorker, fn_constructor_kwargs={"spec": asdict(spec)}, batch_size=1,
-                            concurrency=workers, num_cpus=cfg.threads_per_worker, num_gpus=self._gpus(ray, spec))
+                            compute=ray.data.ActorPoolStrategy(size=workers), num_cpus=cfg.threads_per_worker,
+                            num_gpus=self._gpus(ray, spec))
         for row in ds.iter_rows():
             yield json.loads(str(row["record"]))
 

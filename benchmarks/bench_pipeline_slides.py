@@ -1,0 +1,99 @@
+"""Cases/hour of the slide pipeline (tile -> extract -> zero-shot, then the index) on this machine.
+
+Same cohort (the bundled CMU-1 slide under N case ids, tiles at 0.5 µm/px), same tiny model, three ways in one run:
+the local backend with one inline worker (the baseline: what a plain loop over the CLI functions does), the local
+backend with W worker processes, and the Ray backend with W actors (local Ray, W CPUs). Wall time includes worker
+start-up and model loading; ``steady`` figures exclude the time to the first finished case.
+
+Run: ``.venv/bin/python benchmarks/bench_pipeline_slides.py [--cases N] [--workers W] [--device cpu|cuda]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+os.environ.setdefault("MEDVL_NO_PROGRESS", "1")
+
+import yaml  # noqa: E402
+
+from benchmarks.common import write_record  # noqa: E402
+from medvl.resources import bundled, config_dir  # noqa: E402
+
+
+def _pipeline(folder: Path, n: int, workers: int, device: str, mpp: float) -> Path:
+    slide = bundled("slide")
+    lines = ["case_id,modality,path"] + [f"slide-{i:03d},slide,{slide}" for i in range(n)]
+    (folder / "cohort.csv").write_text("\n".join(lines) + "\n")
+    cfg = yaml.safe_load((config_dir() / "pipelines" / "demo-cohort.yaml").read_text())
+    cfg.update(manifest=str(folder / "cohort.csv"), name="bench", workers=workers, device=device,
+               cohort_steps=["index"])
+    cfg["slide"].update(mpp=mpp, batch_size=64)
+    cfg["steps"] = {"slide": ["tile", "extract", "zeroshot"]}
+    path = folder / "bench.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def _measure(pipeline: Path, ws: Path, backend: str, workers: int) -> dict:
+    from medvl.pipelines import PipelineConfig, run_pipeline
+
+    firsts: list[float] = []
+    start = time.perf_counter()
+    summary = run_pipeline(PipelineConfig.load(pipeline, workers=workers), ws, backend=backend,
+                           on_record=lambda r: firsts.append(time.perf_counter() - start))
+    wall = time.perf_counter() - start
+    n = summary["counts"].get("done", 0)
+    steady = wall - firsts[0]
+    tiles = summary["records"][0]["results"]["extract"]["tiles"]
+    return {"backend": backend, "workers": workers, "cases": n, "tiles_per_case": tiles, "wall_s": round(wall, 2),
+            "first_case_s": round(firsts[0], 2), "cases_per_hour": round(n * 3600 / wall, 1),
+            "steady_cases_per_hour": round((n - 1) * 3600 / steady, 1) if n > 1 and steady > 0 else None}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--cases", type=int, default=8)
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--mpp", type=float, default=0.5)
+    args = ap.parse_args()
+    load = os.getloadavg()[0]
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        pipeline = _pipeline(tmp, args.cases, args.workers, args.device, args.mpp)
+        from medvl.pipelines import PipelineConfig
+        from medvl.pipelines.context import materialise_model
+
+        materialise_model(PipelineConfig.load(pipeline).model, tmp / "shared-models")  # warm file caches
+        runs = [_measure(pipeline, tmp / "ws-inline", "local", 1),
+                _measure(pipeline, tmp / "ws-local", "local", args.workers)]
+        import ray
+
+        ray.init(num_cpus=args.workers, include_dashboard=False, log_to_driver=False)
+        try:
+            runs.append(_measure(pipeline, tmp / "ws-ray", "ray", args.workers))
+        finally:
+            ray.shutdown()
+    inline, local, ray_run = runs
+    figures = {"runs": runs, "device": args.device, "mpp": args.mpp, "load_average_at_start": round(load, 2)}
+    suffix = "" if args.device == "cpu" else f"_{args.device.split(':')[0]}"
+    write_record(
+        f"pipeline_slides{suffix}",
+        baseline=f"local backend, 1 inline worker ({inline['cases_per_hour']} cases/h)",
+        figures=figures,
+        ratio=local["cases_per_hour"] / inline["cases_per_hour"],
+        ratio_meaning=f"cases/hour of the local backend with {args.workers} workers over one inline worker "
+                      f"(ray/{args.workers} actors: {ray_run['cases_per_hour'] / inline['cases_per_hour']:.2f}x)",
+        notes="Wall time includes worker start-up and model loading; the bundled slide under N case ids; tiny "
+              "model (timm-tiny image tower). On a shared machine the load average above skews the numbers.",
+    )
+
+
+if __name__ == "__main__":
+    main()
