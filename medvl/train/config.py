@@ -109,6 +109,7 @@ class TrainConfig(Config):
         checkpoint_every: write a resumable checkpoint every N optimizer steps (and at the end of each stage).
         keep_checkpoints: how many resumable checkpoints to keep.
         grad_checkpointing: enable gradient checkpointing in towers that support it.
+        threads: CPU threads per process (``None``: torch's default; 1 is fastest on a busy shared machine).
     """
 
     stages: list[StageConfig]
@@ -124,6 +125,7 @@ class TrainConfig(Config):
     log_every: int = 10
     grad_checkpointing: bool = False
     find_unused_parameters: bool = False
+    threads: int | None = None
     tensorboard: bool = True
 
     def validate(self) -> None:

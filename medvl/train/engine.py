@@ -299,6 +299,8 @@ class Trainer:
         self.out = Path(out)
         self.dist = init_distributed(config.device)
         self.last_loss: float | None = None
+        if config.threads:
+            torch.set_num_threads(config.threads)
         torch.manual_seed(config.seed)
         from medvl.models import create_model
         from medvl.models.checkpoint import checkpoint_config
