@@ -168,7 +168,12 @@ def load_tile_encoder(spec: EncoderSpec) -> TileEncoder:
         raise ConfigError(f"tower '{spec.name}' encodes {entry.modality}, not image tiles")
     kwargs = {k: v for k, v in (("model_name", spec.model_name), ("weights", spec.weights),
                                 ("img_size", spec.img_size)) if v is not None}
-    tower = create_tower(spec.name, **kwargs)
+    import torch
+
+    with torch.random.fork_rng(devices=[]):
+        # a tower without weights starts from a fixed init: a resumed run extracts with the same encoder
+        torch.manual_seed(0)
+        tower = create_tower(spec.name, **kwargs)
     data_config = getattr(tower, "data_config", None) or _default_data_config()
     return TileEncoder(model=tower.eval(), name=encoder_label(spec), embed_dim=int(tower.embed_dim),
                        data_config=data_config)
