@@ -73,7 +73,13 @@ def load_volume_encoder(spec: str, tower_kwargs: dict[str, Any] | None = None, d
     entry = get_tower_entry(spec)
     if entry.modality != "volume":
         raise ConfigError(f"tower '{spec}' encodes {entry.modality}, not volumes")
-    tower = create_tower(spec, **(tower_kwargs or {})).to(device).eval()
+    import torch
+
+    with torch.random.fork_rng(devices=[]):
+        # a tower without weights starts from a fixed init: cases reused from an earlier run match new ones
+        torch.manual_seed(0)
+        tower = create_tower(spec, **(tower_kwargs or {}))
+    tower = tower.to(device).eval()
     return VolumeEncoder(spec, tower.encode, tower.embed_dim, None, getattr(tower, "input_shape", None), device)
 
 
