@@ -3,20 +3,24 @@
 Layout: ``<root>/<config fingerprint[:16]>/config.json`` (the resolved config, next to its outputs) and
 ``<root>/<config fingerprint[:16]>/<key>.npz`` per volume, where the key hashes the bytes of the input (every file of a
 DICOM folder), the label map, the series selector and the config. Entries are written atomically (temporary file +
-rename), so a crash never leaves a partial entry, and a failed case writes nothing.
+rename), so a crash never leaves a partial entry, and a failed case writes nothing. Temporaries a killed writer left
+behind are removed when the cache is next opened, once idle for :data:`STALE_TMP_SECONDS` (other processes may be
+writing into the same cache right now).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from medvl.io.atomic import atomic_path, atomic_write_json
+from medvl.io.atomic import TMP_MARKER, atomic_path, atomic_write_json
 from medvl.log import get_logger
 from medvl.radiology.transforms import CTPreprocessConfig
 
@@ -25,6 +29,8 @@ log = get_logger(__name__)
 __all__ = ["CacheEntry", "VolumeCache", "content_hash"]
 
 _CHUNK = 1 << 20
+#: a temporary untouched this long belongs to a killed writer (a live one writes its entry in one go)
+STALE_TMP_SECONDS = 60.0
 
 
 def content_hash(path: str | Path) -> str:
@@ -58,6 +64,16 @@ class VolumeCache:
     def __init__(self, root: str | Path, config: CTPreprocessConfig):
         self.config = config
         self.dir = Path(root) / config.fingerprint()[:16]
+        self._sweep_stale()
+
+    def _sweep_stale(self) -> None:
+        if not self.dir.is_dir():
+            return
+        now = time.time()
+        for tmp in self.dir.glob(f".*{TMP_MARKER}"):
+            with contextlib.suppress(FileNotFoundError):
+                if now - tmp.stat().st_mtime > STALE_TMP_SECONDS:
+                    tmp.unlink()
 
     def key(self, path: str | Path, labels: str | Path | None = None, series: str | None = None) -> str:
         parts = [content_hash(path), content_hash(labels) if labels else "", series or "", self.config.fingerprint()]
