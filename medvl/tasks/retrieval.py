@@ -185,12 +185,18 @@ class RetrievalIndex:
         return results
 
     def save(self, folder: str | Path) -> Path:
-        """Write ``index.faiss``, ``metadata.parquet`` and ``index.json`` (each atomically)."""
+        """Write ``index.faiss``, ``metadata.parquet`` and ``index.json`` (each atomically).
+
+        ``index.json`` goes first out and last in: a build killed halfway leaves a folder :meth:`load` refuses, never
+        new vectors beside old metadata. Temporaries of an earlier killed build are removed.
+        """
         import faiss
 
-        from medvl.io.atomic import atomic_path, atomic_write_json
+        from medvl.io.atomic import atomic_path, atomic_write_json, sweep_temporaries
 
         folder = Path(folder)
+        sweep_temporaries(folder)
+        (folder / INFO_FILE).unlink(missing_ok=True)
         with atomic_path(folder / INDEX_FILE) as tmp:
             faiss.write_index(self.index, str(tmp))
         with atomic_path(folder / META_FILE) as tmp:
@@ -209,11 +215,14 @@ class RetrievalIndex:
             raise InputError(folder, f"not an index folder (missing {', '.join(missing)})")
         info = json.loads((folder / INFO_FILE).read_text())
         index = faiss.read_index(str(folder / INDEX_FILE))
+        metadata = pd.read_parquet(folder / META_FILE)
+        if index.ntotal != len(metadata):
+            raise InputError(folder, f"index holds {index.ntotal} vectors, metadata {len(metadata)} rows: rebuild it")
         if info["kind"] == "ivf":
             index.nprobe = int(info["config"].get("nprobe", 32))
         elif info["kind"] == "hnsw":
             index.hnsw.efSearch = int(info["config"].get("ef_search", 64))
-        return cls(index, pd.read_parquet(folder / META_FILE), info)
+        return cls(index, metadata, info)
 
 
 def exact_neighbours(base: np.ndarray, queries: np.ndarray, k: int, batch: int = 200_000) -> np.ndarray:
