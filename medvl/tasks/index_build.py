@@ -50,10 +50,11 @@ def _rows(path: Path, emb: EmbeddingSet, vectors: np.ndarray, level: str) -> tup
     meta = pd.DataFrame({"source": path.stem, "row": np.arange(len(vectors))})
     if emb.coords is not None:
         meta["x"], meta["y"] = emb.coords[:, 0], emb.coords[:, 1]
-    for key in ("ids", "labels", "split"):
+    # case ids go under "case_id": "id" is the vector row number that search puts in front of every hit
+    for key, column in (("ids", "case_id"), ("labels", "label"), ("split", "split")):
         value = getattr(emb, key)
         if value is not None:
-            meta[key.rstrip("s") if key != "split" else key] = np.asarray(value)
+            meta[column] = np.asarray(value)
     return vectors, meta
 
 
