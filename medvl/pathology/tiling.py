@@ -141,6 +141,9 @@ def make_tile_grid(slide: Slide, config: TileConfig | None = None, tissue: Tissu
     patch0 = config.size * downsample
     read_px = max(1, int(round(patch0 / slide.level_downsamples[level])))
     stride0 = (config.size - config.overlap) * downsample
+    if stride0 < 1:  # steps below one scan pixel round to the same coordinates: the grid would repeat tiles
+        raise ConfigError(f"{slide.slide_id}: size {config.size} with overlap {config.overlap} at {config.mpp:g} µm/px "
+                          f"steps {stride0:.3g} scan pixels (< 1); lower --overlap or use a coarser --mpp")
     w0, h0 = slide.dimensions
     patch0_int = int(round(patch0))
     xs, ys = _axis_starts(w0, patch0_int, stride0), _axis_starts(h0, patch0_int, stride0)
