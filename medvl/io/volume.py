@@ -8,6 +8,7 @@ affine mapping voxel indices to RAS millimetres (the NIfTI convention; DICOM LPS
 from __future__ import annotations
 
 import gzip
+import logging
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -82,13 +83,19 @@ class NiftiReader(VolumeReader):
     def read(self, path: Path, series: str | None = None, deid: Any = None) -> Volume:
         import nibabel as nib
 
+        nib_log = nib.imageglobals.logger
+        level = nib_log.level
+        nib_log.setLevel(logging.CRITICAL + 1)  # nibabel prints header repairs on stderr; the error line says it
         try:
             img = nib.load(str(path))
             data = np.asarray(img.get_fdata(dtype=np.float32), dtype=np.float32)
         except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
             raise InputError(path, f"truncated or corrupt compressed NIfTI ({exc})") from None
-        except (nib.filebasedimages.ImageFileError, ValueError, OSError) as exc:
-            raise InputError(path, f"cannot read NIfTI: {exc}") from None
+        except (nib.filebasedimages.ImageFileError, nib.spatialimages.HeaderDataError, ValueError, OSError,
+                OverflowError, MemoryError) as exc:  # damaged header fields: bad data code, negative or huge dims
+            raise InputError(path, f"cannot read NIfTI: {str(exc) or type(exc).__name__}") from None
+        finally:
+            nib_log.setLevel(level)
         data = _squeeze_to_3d(data, path)
         nan = int(np.isnan(data).sum())
         if nan:
