@@ -53,6 +53,7 @@ class TextTrainConfig(Config):
         holdout: hold one synonym out of training for concepts with at least two, for the linking evaluation.
         evaluate: measure synonym linking before and after training.
         eval_max_queries: cap on held-out queries (0: all); eval_batch: texts per encoder call when evaluating.
+        eval_max_length: tokens per text when evaluating (independent of the training truncation).
         max_minutes: stop training early after this many minutes (0: no limit).
         num_threads: torch CPU threads (0: leave as is).
         seed: seeds the split, the sampling and the model.
@@ -79,6 +80,7 @@ class TextTrainConfig(Config):
     evaluate: bool = True
     eval_max_queries: int = 0
     eval_batch: int = 256
+    eval_max_length: int = 32
     max_minutes: float = 0.0
     num_threads: int = 0
     seed: int = 0
@@ -159,8 +161,19 @@ class TextEncoder:
 
 
 def synonym_linking(encoder: TextEncoder, graph: DiseaseGraph, queries: list[tuple[str, str]],
-                    candidates: list[str], batch_size: int = 256) -> dict[str, float]:
+                    candidates: list[str], batch_size: int = 256, max_length: int | None = None) -> dict[str, float]:
     """Recall@1/5/10 of retrieving each query's concept among the names of ``candidates``."""
+
+    train_length = encoder.max_length
+    encoder.max_length = max_length or train_length
+    try:
+        return _recall(encoder, graph, queries, candidates, batch_size)
+    finally:
+        encoder.max_length = train_length
+
+
+def _recall(encoder: TextEncoder, graph: DiseaseGraph, queries: list[tuple[str, str]], candidates: list[str],
+            batch_size: int) -> dict[str, float]:
     import torch
 
     names = [graph.concept(c).name for c in candidates]
@@ -274,10 +287,12 @@ def train_text_encoder(config: TextTrainConfig, out: str | Path, graph: DiseaseG
     report: dict[str, Any] = {"base_model": str(base), "concepts": len(data.ids), "held_out": len(data.queries)}
     if config.evaluate and queries:
         report["eval"] = {"queries": len(queries), "candidates": len(data.ids),
-                          "base": synonym_linking(encoder, graph, queries, data.ids, config.eval_batch)}
+                          "base": synonym_linking(encoder, graph, queries, data.ids, config.eval_batch,
+                                                  config.eval_max_length)}
     report.update(_train(encoder, graph, data, config))
     if config.evaluate and queries:
-        report["eval"]["trained"] = synonym_linking(encoder, graph, queries, data.ids, config.eval_batch)
+        report["eval"]["trained"] = synonym_linking(encoder, graph, queries, data.ids, config.eval_batch,
+                                                    config.eval_max_length)
     report["out"] = str(out)
     _save(encoder, config, report, out)
     return report
