@@ -185,3 +185,35 @@ def test_nifti_header_damage_reads_or_raises_input_error(small_nifti, flips):
             assert "v.nii" in str(exc)
         else:
             assert vol.array.ndim == 3 and np.isfinite(vol.array).all()
+
+
+@pytest.fixture(scope="module")
+def dicom_slices(tmp_path_factory) -> list[bytes]:
+    from tests.radiology.dicom_series import write_ct_series
+
+    folder = write_ct_series(tmp_path_factory.mktemp("dcm") / "s", bundled("ct_small"), slices=range(3))
+    return [p.read_bytes() for p in sorted(folder.iterdir())]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(which=st.integers(0, 2), flips=st.lists(st.tuples(st.integers(128, 1400), st.integers(0, 255)), min_size=1,
+                                                max_size=6), cut=st.none() | st.integers(0, 2000))
+def test_dicom_damage_reads_or_raises_input_error(dicom_slices, which, flips, cut):
+    from medvl.io.volume import load_volume
+
+    data = bytearray(dicom_slices[which])
+    for offset, value in flips:
+        data[offset] = value
+    if cut is not None:
+        data = data[:cut]
+    with tempfile.TemporaryDirectory() as d:
+        folder = Path(d) / "series"
+        folder.mkdir()
+        for i, raw in enumerate(dicom_slices):
+            (folder / f"{i}.dcm").write_bytes(bytes(data) if i == which else raw)
+        try:
+            vol = load_volume(folder)
+        except InputError as exc:
+            assert "series" in str(exc)
+        else:
+            assert vol.array.ndim == 3 and np.isfinite(vol.array).all()
