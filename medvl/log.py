@@ -49,4 +49,8 @@ def progress(iterable: Iterable[T], total: int | None = None, desc: str | None =
         return
     from tqdm.auto import tqdm
 
-    yield from tqdm(iterable, total=total, desc=desc, unit=unit, file=sys.stderr, leave=False, dynamic_ncols=True)
+    # disable=None: no bar when stderr is not a terminal (batch logs stay clean); MEDVL_PROGRESS=1 forces it on
+    disable = False if os.environ.get("MEDVL_PROGRESS") == "1" else None
+    yield from tqdm(
+        iterable, total=total, desc=desc, unit=unit, file=sys.stderr, leave=False, dynamic_ncols=True, disable=disable
+    )

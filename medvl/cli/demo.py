@@ -23,8 +23,7 @@ def demo(
     report = build_demo(ws)
     lines = [f"demo workspace: {ws}"]
     for name, rec in report["steps"].items():
-        summary = ", ".join(f"{k}={v}" for k, v in rec.items() if not isinstance(v, (dict, list)))
-        lines.append(f"  {name}: {summary}")
+        lines.append(f"  {name}: " + ", ".join(f"{k}={v}" for k, v in _flatten(rec)))
     if no_serve:
         return Result(report, "\n".join(lines))
     echo("\n".join(lines))
@@ -32,3 +31,14 @@ def demo(
 
     serve(ws, port=port, host="127.0.0.1")
     return None
+
+
+def _flatten(record: dict, prefix: str = "") -> list[tuple[str, object]]:
+    """``{"zero_shot": {"auc": 0.9}}`` -> ``[("zero_shot.auc", 0.9)]`` (lists are left out of the summary line)."""
+    items: list[tuple[str, object]] = []
+    for key, value in record.items():
+        if isinstance(value, dict):
+            items += _flatten(value, f"{prefix}{key}.")
+        elif not isinstance(value, list):
+            items.append((f"{prefix}{key}", value))
+    return items
