@@ -92,6 +92,8 @@ def extract(
     model_name: Annotated[Optional[str], typer.Option("--model-name", help="timm architecture for --encoder timm.")] = None,  # noqa: UP045,E501
     weights: Annotated[Optional[Path], typer.Option("--weights", help="Local weights file (.safetensors/.pth).")] = None,  # noqa: UP045,E501
     project: Annotated[bool, typer.Option("--project", help="Store joint-space embeddings (checkpoints).")] = False,
+    trust_pickle: Annotated[bool, typer.Option("--trust-pickle", help="Accept pickle-based --weights (they can run "
+                                               "code): only for files you made yourself.")] = False,
     batch_size: Annotated[int, typer.Option("--batch-size")] = 64,
     workers: Annotated[int, typer.Option("--workers", help="Tile reader threads.")] = 2,
     device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda, cuda:N.")] = "auto",
@@ -109,7 +111,7 @@ def extract(
 
     tiles, tissue = _tile_configs(mpp, size, overlap, min_tissue)
     spec = EncoderSpec(name=encoder, model_name=model_name, weights=None if weights is None else str(weights),
-                       project=project)
+                       project=project, trust_pickle=trust_pickle)
     config = ExtractConfig(batch_size=batch_size, workers=workers, device=device)
     jobs = resolve_slide_jobs(source, slide_mpp)
     tile_encoder = LazyTileEncoder(spec)

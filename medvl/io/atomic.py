@@ -54,13 +54,24 @@ def atomic_write_json(target: str | Path, obj: Any, indent: int | None = 2) -> P
     return atomic_write_text(target, json.dumps(obj, indent=indent, default=_json_default) + "\n")
 
 
-def sweep_temporaries(folder: str | Path) -> list[Path]:
-    """Remove temporary files a killed run left in ``folder`` (non-recursive); return what was removed."""
+def sweep_temporaries(folder: str | Path, older_than: float | None = None) -> list[Path]:
+    """Remove temporary files a killed run left in ``folder`` (non-recursive); return what was removed.
+
+    Args:
+        folder: the output folder.
+        older_than: only remove temporaries idle for more than this many seconds (a folder that live writers share
+            keeps their fresh temporaries); ``None`` removes all.
+    """
+    import time
+
     removed = []
     folder = Path(folder)
+    now = time.time()
     if folder.is_dir():
         for p in folder.glob(f".*{TMP_MARKER}"):
             with contextlib.suppress(FileNotFoundError):
+                if older_than is not None and now - p.stat().st_mtime <= older_than:
+                    continue
                 p.unlink()
                 removed.append(p)
     return removed

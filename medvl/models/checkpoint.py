@@ -188,8 +188,9 @@ def load_state_file(path: str | Path, *, trust_pickle: bool = False) -> dict[str
             raise InputError(path, "refused: this file needs full unpickling (weights_only=True failed); convert it to "
                                    "safetensors or pass trust_pickle=True if you trust it") from None
         state = _trusted_pickle(path, exc)
-    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
-        state = state["state_dict"]
+    for key in ("state_dict", "model", "module"):  # training scripts wrap the weights in a dict
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
     if not isinstance(state, dict):
         raise InputError(path, "the file does not hold a state dict")
     return state

@@ -17,32 +17,10 @@ from medvl.errors import ConfigError, InputError
 from medvl.models.registry import register_tower
 from medvl.models.tower import Tower
 
-__all__ = ["TimmImageTower", "load_state_dict_file"]
+__all__ = ["TimmImageTower"]
 
 #: key prefixes that wrappers (DDP, Lightning, open_clip visual towers) put before the backbone's own names
 _PREFIXES = ("module.", "model.", "backbone.", "visual.trunk.", "trunk.", "encoder.")
-
-
-def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
-    """Read a state dict from ``.safetensors`` or a torch file (``weights_only=True``: no code runs)."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(path, "weights file not found")
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            state = load_file(str(path))
-        else:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise InputError(path, f"cannot read weights ({' '.join(str(exc).split())[:200]})") from None
-    for key in ("state_dict", "model", "module"):
-        if isinstance(state, dict) and isinstance(state.get(key), dict):
-            state = state[key]
-    if not isinstance(state, dict):
-        raise InputError(path, "the file holds no state dict")
-    return state
 
 
 def _strip_prefixes(state: dict[str, torch.Tensor], own: set[str]) -> dict[str, torch.Tensor]:
@@ -58,12 +36,19 @@ class TimmImageTower(Tower):
     Args:
         model_name: any timm architecture name.
         weights: optional local weights file; classifier-head keys are ignored, any other mismatch is an error.
+        trust_pickle: allow a pickle-based weights file that needs full unpickling (runs code from the file).
         img_size: input size for architectures that take it (ViTs); ``None`` keeps the default.
     """
 
     modality = "image"
 
-    def __init__(self, model_name: str, weights: str | Path | None = None, img_size: int | None = None):
+    def __init__(
+        self,
+        model_name: str,
+        weights: str | Path | None = None,
+        img_size: int | None = None,
+        trust_pickle: bool = False,
+    ):
         super().__init__()
         import timm
 
@@ -78,14 +63,16 @@ class TimmImageTower(Tower):
             raise ConfigError(f"timm model '{model_name}': {exc}") from None
         self.model_name = model_name
         if weights is not None:
-            self._load(weights)
+            self._load(weights, trust_pickle)
         self.embed_dim = int(self.model.num_features if not hasattr(self.model, "head_hidden_size")
                              else self.model.head_hidden_size or self.model.num_features)
         self.data_config = self._data_config()
 
-    def _load(self, weights: str | Path) -> None:
+    def _load(self, weights: str | Path, trust_pickle: bool) -> None:
+        from medvl.models.checkpoint import load_state_file
+
         own = self.model.state_dict()
-        state = _strip_prefixes(load_state_dict_file(weights), set(own))
+        state = _strip_prefixes(load_state_file(weights, trust_pickle=trust_pickle), set(own))
         state = {k: v for k, v in state.items() if k in own or not k.startswith(("head", "fc.", "classifier"))}
         missing, unexpected = self.model.load_state_dict(state, strict=False)
         if missing or unexpected:
@@ -128,13 +115,14 @@ def _example(tower: TimmImageTower) -> torch.Tensor:
 @register_tower("timm", "image", description="any timm architecture (model_name=...), optional local weights",
                 example_input=_example)
 def timm_tower(model_name: str = "vit_base_patch16_224", weights: str | None = None,
-               img_size: int | None = None) -> TimmImageTower:
+               img_size: int | None = None, trust_pickle: bool = False) -> TimmImageTower:
     """Any timm image backbone."""
-    return TimmImageTower(model_name, weights=weights, img_size=img_size)
+    return TimmImageTower(model_name, weights=weights, img_size=img_size, trust_pickle=trust_pickle)
 
 
 @register_tower("timm-tiny", "image", tiny=True, description="timm test_vit (tiny ViT for tests)",
                 example_input=_example)
-def timm_tiny_tower(weights: str | None = None, img_size: int | None = None) -> TimmImageTower:
+def timm_tiny_tower(weights: str | None = None, img_size: int | None = None,
+                    trust_pickle: bool = False) -> TimmImageTower:
     """timm's ``test_vit``: a few thousand parameters, for tests and the demo."""
-    return TimmImageTower("test_vit", weights=weights, img_size=img_size)
+    return TimmImageTower("test_vit", weights=weights, img_size=img_size, trust_pickle=trust_pickle)

@@ -26,7 +26,6 @@ __all__ = [
     "ViT3DConfig",
     "ViT3DTower",
     "VolumeTower",
-    "load_state_dict_file",
 ]
 
 #: MONAI ResNet depth -> (block, layers)
@@ -36,26 +35,6 @@ RESNET_DEPTHS: dict[int, tuple[str, tuple[int, int, int, int]]] = {
     34: ("basic", (3, 4, 6, 3)),
     50: ("bottleneck", (3, 4, 6, 3)),
 }
-
-
-def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
-    """Weights from a local ``.safetensors`` file or a torch file loaded with ``weights_only=True``."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(path, "weights file not found")
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            state = load_file(str(path))
-        else:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-            state = state.get("state_dict", state) if isinstance(state, dict) else state
-    except Exception as exc:  # safetensors/torch raise their own types; a refused pickle lands here too
-        raise InputError(path, f"cannot read weights ({' '.join(str(exc).split())[:200]})") from None
-    if not isinstance(state, dict):
-        raise InputError(path, "the file holds no state dict")
-    return {k.removeprefix("module."): v for k, v in state.items()}
 
 
 class VolumeTower(Tower):
@@ -75,9 +54,13 @@ class VolumeTower(Tower):
             raise ValueError(f"volume towers take Tensor[B, 1, D, H, W], got {shape}")
         return x
 
-    def _load_weights(self, module: nn.Module, weights: Path | None) -> None:
+    def _load_weights(self, module: nn.Module, weights: Path | None, trust_pickle: bool = False) -> None:
         if weights is not None:
-            missing, unexpected = module.load_state_dict(load_state_dict_file(weights), strict=False)
+            from medvl.models.checkpoint import load_state_file
+
+            state = load_state_file(weights, trust_pickle=trust_pickle)
+            state = {k.removeprefix("module."): v for k, v in state.items()}  # saved from a DDP-wrapped model
+            missing, unexpected = module.load_state_dict(state, strict=False)
             if unexpected or missing:
                 raise InputError(weights, f"weights do not fit this tower (missing {len(missing)} keys, e.g. "
                                           f"{missing[:2]}; unexpected {len(unexpected)}, e.g. {unexpected[:2]})")
@@ -92,6 +75,7 @@ class ResNet3DConfig(Config):
     widths: tuple[int, int, int, int] = (64, 128, 256, 512)
     conv1_stride: int = 2
     weights: Path | None = None
+    trust_pickle: bool = False
 
     def validate(self) -> None:
         if self.depth not in RESNET_DEPTHS:
@@ -110,7 +94,7 @@ class ResNet3DTower(VolumeTower):
         self.net = ResNet(block=block, layers=list(layers), block_inplanes=list(config.widths), spatial_dims=3,
                           n_input_channels=1, conv1_t_stride=config.conv1_stride, feed_forward=False)
         self.embed_dim = config.widths[-1] * (4 if block == "bottleneck" else 1)
-        self._load_weights(self.net, config.weights)
+        self._load_weights(self.net, config.weights, config.trust_pickle)
 
     def _feature_map(self, x: torch.Tensor) -> torch.Tensor:
         n = self.net
@@ -138,6 +122,7 @@ class ViT3DConfig(Config):
     num_layers: int = 12
     num_heads: int = 12
     weights: Path | None = None
+    trust_pickle: bool = False
 
     def validate(self) -> None:
         if any(s % p for s, p in zip(self.img_size, self.patch_size, strict=True)):
@@ -161,7 +146,7 @@ class ViT3DTower(VolumeTower):
         self.embed_dim = config.hidden_size
         self.example_shape = tuple(config.img_size)
         self.input_shape = tuple(config.img_size)
-        self._load_weights(self.net, config.weights)
+        self._load_weights(self.net, config.weights, config.trust_pickle)
 
     def encode_tokens(self, batch: Any) -> torch.Tensor:
         x = self._volumes(batch)
@@ -190,6 +175,7 @@ class SliceTowerConfig(Config):
     slice_stride: int = 1
     slice_batch: int = 64
     weights: Path | None = None
+    trust_pickle: bool = False
 
     def validate(self) -> None:
         if self.slice_stride < 1 or self.slice_batch < 1:
@@ -211,7 +197,7 @@ class SliceTower(VolumeTower):
             self.net = timm.create_model(config.model_name, **kwargs)
         except RuntimeError as exc:
             raise ConfigError(f"SliceTowerConfig.model_name: {exc}") from None
-        self._load_weights(self.net, config.weights)
+        self._load_weights(self.net, config.weights, config.trust_pickle)
         data = timm.data.resolve_data_config({}, model=self.net)
         self.input_size = tuple(data["input_size"][1:])
         self.register_buffer("mean", torch.tensor(data["mean"]).view(1, 3, 1, 1), persistent=False)

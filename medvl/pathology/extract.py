@@ -39,6 +39,7 @@ class EncoderSpec(Config):
         weights: local weights file for the tower.
         img_size: model input size override (ViTs).
         project: with a checkpoint, store joint-space (projected, normalised) embeddings instead of raw features.
+        trust_pickle: accept a pickle-based weights file that needs full unpickling (it can run code).
     """
 
     name: str = "timm-tiny"
@@ -46,6 +47,7 @@ class EncoderSpec(Config):
     weights: str | None = None
     img_size: int | None = None
     project: bool = False
+    trust_pickle: bool = False
 
 
 @dataclass
@@ -168,6 +170,8 @@ def load_tile_encoder(spec: EncoderSpec) -> TileEncoder:
         raise ConfigError(f"tower '{spec.name}' encodes {entry.modality}, not image tiles")
     kwargs = {k: v for k, v in (("model_name", spec.model_name), ("weights", spec.weights),
                                 ("img_size", spec.img_size)) if v is not None}
+    if spec.trust_pickle:
+        kwargs["trust_pickle"] = True
     import torch
 
     with torch.random.fork_rng(devices=[]):

@@ -10,17 +10,15 @@ writing into the same cache right now).
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from medvl.io.atomic import TMP_MARKER, atomic_path, atomic_write_json
+from medvl.io.atomic import atomic_path, atomic_write_json, sweep_temporaries
 from medvl.log import get_logger
 from medvl.radiology.transforms import CTPreprocessConfig
 
@@ -64,16 +62,8 @@ class VolumeCache:
     def __init__(self, root: str | Path, config: CTPreprocessConfig):
         self.config = config
         self.dir = Path(root) / config.fingerprint()[:16]
-        self._sweep_stale()
-
-    def _sweep_stale(self) -> None:
-        if not self.dir.is_dir():
-            return
-        now = time.time()
-        for tmp in self.dir.glob(f".*{TMP_MARKER}"):
-            with contextlib.suppress(FileNotFoundError):
-                if now - tmp.stat().st_mtime > STALE_TMP_SECONDS:
-                    tmp.unlink()
+        # a killed writer's temporary stays forever otherwise; live writers sharing the folder keep fresh ones
+        sweep_temporaries(self.dir, older_than=STALE_TMP_SECONDS)
 
     def key(self, path: str | Path, labels: str | Path | None = None, series: str | None = None) -> str:
         parts = [content_hash(path), content_hash(labels) if labels else "", series or "", self.config.fingerprint()]

@@ -46,11 +46,12 @@ def hostile(tmp_path) -> tuple[dict[str, Path], Path]:
 
 
 def _loaders():
-    from medvl.models import checkpoint, image, volume
+    """Every way a weights file enters medvl: the one loader, and the towers that take a ``weights`` path."""
+    from medvl.models import checkpoint, create_tower
 
     return {"checkpoint.load_state_file": checkpoint.load_state_file,
-            "image.load_state_dict_file": image.load_state_dict_file,
-            "volume.load_state_dict_file": volume.load_state_dict_file}
+            "timm-tiny weights": lambda path: create_tower("timm-tiny", weights=str(path)),
+            "resnet3d-tiny weights": lambda path: create_tower("resnet3d-tiny", weights=path)}
 
 
 @pytest.mark.parametrize("loader", list(_loaders()))
@@ -139,3 +140,32 @@ def test_no_unsafe_loading_in_the_package():
                     hits.append(f"{path.relative_to(root)}:{number}: {what}")
     trusted = [h for h in hits if "weights_only" in h and "checkpoint.py" in h]  # weights_only=not trust_pickle
     assert [h for h in hits if h not in trusted] == []
+
+
+def test_trust_flag_on_the_cli_loads_own_pickled_weights(tmp_path):
+    """Legacy torch weights that need full unpickling load only with --trust-pickle (and then really are used)."""
+    import torch
+    from typer.testing import CliRunner
+
+    from medvl.cli.main import app
+    from medvl.io.features import read_features
+    from medvl.models import create_tower
+    from medvl.resources import bundled
+
+    tower = create_tower("timm", model_name="test_vit")
+    weights = tmp_path / "own.pth"
+    # a plain (non-zip) pickle that torch's weights_only loader refuses
+    torch.save({"model": tower.model.state_dict(), "note": _Plain()}, weights, _use_new_zipfile_serialization=False)
+    args = ["slide", "extract", str(bundled("slide")), "--encoder", "timm", "--model-name", "test_vit", "--weights",
+            str(weights), "--device", "cpu", "--mpp", "4.0", "--size", "64"]
+    runner = CliRunner()
+    refused = runner.invoke(app, [*args, "--out", str(tmp_path / "a")])
+    assert refused.exit_code != 0 and "trust" in refused.stderr
+    trusted = runner.invoke(app, [*args, "--out", str(tmp_path / "b"), "--trust-pickle"])
+    assert trusted.exit_code == 0, trusted.stderr
+    features, _, _ = read_features(next((tmp_path / "b").glob("*.h5")))
+    assert features.shape[1] == tower.embed_dim
+
+
+class _Plain:
+    """An ordinary object: harmless, but only full unpickling can restore it."""
