@@ -62,6 +62,7 @@ STEP_MODULES = (
     "medvl.radiology.demo",
     "medvl.train.demo",
     "medvl.tasks.demo",
+    "medvl.pipelines.demo",
 )
 
 
