@@ -69,8 +69,9 @@ def case_vector(ctx: CaseContext, row: ManifestRow) -> np.ndarray:
 
     if row.modality == "slide":
         vectors = ctx.space.to_joint(load_embeddings(_slide_h5(ctx, row)), "image")
-    else:
-        vectors = load_embeddings(ctx.layout.ct / f"{row.case_id}.joint.npz").embeddings
+    else:  # written projected by the checkpoint: to_joint checks it came from this model and keeps it as is
+        path = ctx.layout.ct / f"{row.case_id}.npz"
+        vectors = ctx.space.to_joint(load_embeddings(path), "volume", origin=path)
     v = vectors.mean(axis=0)
     return (v / max(float(np.linalg.norm(v)), 1e-12)).astype(np.float32)
 

@@ -199,20 +199,14 @@ def preprocess_step(ctx: Any, row: ManifestRow) -> StepOutput:
 
 @register_step("ct", "embed", needs=("preprocess",), config=lambda c: {"encoder": "model"})
 def embed_step(ctx: Any, row: ManifestRow) -> StepOutput:
-    """Volume embedding with the model: ``ct/<case_id>.npz`` (+ config) and its joint-space ``.joint.npz``."""
-    from medvl.radiology.embed import embed_cases, read_embeddings
-    from medvl.tasks.embeddings import EmbeddingSet, save_embeddings
+    """Volume embedding with the model: ``ct/<case_id>.npz`` (+ config), joint-space vectors marked as projected."""
+    from medvl.radiology.embed import embed_cases
 
     out = ctx.layout.ct / f"{row.case_id}.npz"
     out.unlink(missing_ok=True)  # not finished per the resume state: do not let embed_cases reuse it
     summary = embed_cases([_ct_case(row)], ctx.ct_preprocess, ctx.volume_encoder, out, ctx.volume_cache,
                           batch_size=ctx.config.ct.batch_size, stop_on_error=True, **_ct_options(ctx.config))
-    ids, emb = read_embeddings(out)
-    # the checkpoint's encode_volume returns joint-space vectors: record that, so zero-shot and the index accept them
-    joint = save_embeddings(ctx.layout.ct / f"{row.case_id}.joint.npz",
-                            EmbeddingSet(emb, ids=list(ids), encoder=str(ctx.model_dir.resolve()), modality="volume",
-                                         projected=True))
-    return StepOutput({"embed_dim": summary["embed_dim"]}, [str(out), summary["config"], str(joint)])
+    return StepOutput({"embed_dim": summary["embed_dim"]}, [str(out), summary["config"]])
 
 
 @register_step("ct", "zeroshot", needs=("embed",), config=_zs_settings)
@@ -221,7 +215,7 @@ def ct_zeroshot_step(ctx: Any, row: ManifestRow) -> StepOutput:
     from medvl.tasks.zeroshot_run import classify_case
 
     ids, free = ctx.classes
-    record = classify_case(ctx.layout.ct / f"{row.case_id}.joint.npz", ctx.space, ctx.graph, ids, free,
+    record = classify_case(ctx.layout.ct / f"{row.case_id}.npz", ctx.space, ctx.graph, ids, free,
                            _zeroshot_config(ctx.config, ctx.config.zeroshot.ct_templates), modality="volume")
     out = ctx.write_json(ctx.layout.zeroshot / f"{row.case_id}.json", record)
     return StepOutput(_zs_summary(record), [str(out)])

@@ -1,7 +1,9 @@
 """CT batch inputs: one path (DICOM folder, DICOM file, NIfTI) or a cohort manifest (CSV/TSV/Parquet).
 
 A manifest has a ``path`` column (relative paths are read from the manifest's folder) and optionally ``case_id``,
-``modality`` (rows whose modality is not CT are skipped), ``labels`` (a label map per case) and ``series``.
+``modality`` (rows whose modality is not CT are skipped), ``label_map`` (a label map per case, e.g. a
+TotalSegmentator NIfTI; relative to the manifest's folder) and ``series``. These are the column names of the cohort
+manifest (:mod:`medvl.io.manifest`), where ``labels`` holds diagnostic labels, not label maps.
 """
 
 from __future__ import annotations
@@ -9,11 +11,16 @@ from __future__ import annotations
 from pathlib import Path
 
 from medvl.errors import InputError
+from medvl.log import get_logger
 from medvl.radiology.preprocess import CTCase
 
-__all__ = ["MANIFEST_SUFFIXES", "case_id_for", "read_ct_cases"]
+log = get_logger(__name__)
+
+__all__ = ["LABEL_MAP_COLUMN", "MANIFEST_SUFFIXES", "case_id_for", "read_ct_cases"]
 
 MANIFEST_SUFFIXES = (".csv", ".tsv", ".parquet")
+#: the manifest column with each case's label map (the cohort manifest's name for it)
+LABEL_MAP_COLUMN = "label_map"
 
 
 def case_id_for(path: Path) -> str:
@@ -43,14 +50,30 @@ def _optional(row, column: str) -> str | None:
     return str(value).strip()
 
 
+def _hint_renamed_column(path: Path, table) -> None:
+    """Label-map paths under ``labels`` (the diagnostic-label column) are not read: say where they belong."""
+    if LABEL_MAP_COLUMN in table.columns or "labels" not in table.columns:
+        return
+    if any(str(v).strip().lower().endswith((".nii", ".nii.gz")) for v in table["labels"]):
+        log.warning("%s: the 'labels' column holds diagnostic labels; label maps are read from '%s' (rename the "
+                    "column to use them)", path.name, LABEL_MAP_COLUMN)
+
+
 def read_ct_cases(path: str | Path, labels: str | Path | None = None, series: str | None = None) -> list[CTCase]:
-    """The cases named by ``path``: itself, or the CT rows of a manifest."""
+    """The cases named by ``path``: itself, or the CT rows of a manifest.
+
+    Args:
+        path: a DICOM folder or file, a NIfTI file, or a manifest.
+        labels: the label map to use where a manifest row names none in its ``label_map`` column (or for ``path``).
+        series: the series to read where a row names none.
+    """
     path = Path(path)
     if not path.exists():
         raise InputError(path, "not found")
     if not (path.is_file() and path.suffix.lower() in MANIFEST_SUFFIXES):
         return [CTCase(path=path, case_id=case_id_for(path), labels=Path(labels) if labels else None, series=series)]
     table = _read_table(path)
+    _hint_renamed_column(path, table)
     if "path" not in table.columns:
         raise InputError(path, f"manifest has no 'path' column (columns: {', '.join(map(str, table.columns))})")
     cases = []
@@ -60,7 +83,7 @@ def read_ct_cases(path: str | Path, labels: str | Path | None = None, series: st
             continue
         item = Path(str(row["path"]))
         item = item if item.is_absolute() else path.parent / item
-        label_path = _optional(row, "labels")
+        label_path = _optional(row, LABEL_MAP_COLUMN)
         cases.append(
             CTCase(
                 path=item,

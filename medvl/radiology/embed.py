@@ -10,8 +10,9 @@ from typing import Any
 
 import numpy as np
 
-from medvl.errors import ConfigError, InputError
-from medvl.io.atomic import atomic_path, atomic_write_json
+from medvl.errors import ConfigError, InputError, MedvlError
+from medvl.io.atomic import atomic_write_json
+from medvl.io.embeddings import WRITE_SUFFIXES, EmbeddingSet, load_embeddings, save_embeddings
 from medvl.log import get_logger
 from medvl.radiology.transforms import CTPreprocessConfig
 
@@ -39,6 +40,8 @@ class VolumeEncoder:
         preprocess: the preprocessing the model was trained with (from its checkpoint), if known.
         input_shape: ``(D, H, W)`` the model requires, or ``None`` when any size works.
         device: where ``encode`` runs.
+        projected: True when ``encode`` returns joint-space (projected, normalised) vectors: a checkpoint's
+            ``encode_volume``; False for a bare tower's raw features.
     """
 
     name: str
@@ -47,6 +50,7 @@ class VolumeEncoder:
     preprocess: CTPreprocessConfig | None = None
     input_shape: tuple[int, int, int] | None = None
     device: str = "cpu"
+    projected: bool = False
 
 
 def resolve_device(device: str) -> str:
@@ -102,7 +106,9 @@ def _checkpoint_encoder(path: Path, device: str) -> VolumeEncoder:
         log.warning("%s stores no CT preprocessing config; using the command line's", path)
     tower = model.towers["volume"]
     dim = int(model.config.embed_dim)
-    return VolumeEncoder(str(path), model.encode_volume, dim, preprocess, getattr(tower, "input_shape", None), device)
+    # named by the resolved folder: the name JointSpace checks projected embeddings against
+    return VolumeEncoder(str(path.resolve()), model.encode_volume, dim, preprocess,
+                         getattr(tower, "input_shape", None), device, projected=True)
 
 
 def embed_arrays(encoder: VolumeEncoder, arrays: Iterable[np.ndarray], batch_size: int = 4) -> np.ndarray:
@@ -128,80 +134,50 @@ def embed_arrays(encoder: VolumeEncoder, arrays: Iterable[np.ndarray], batch_siz
 
 
 # ------------------------------------------------------------------------------------------------------ files
-def _write_npz(tmp: Path, ids: list[str], emb: np.ndarray) -> None:
-    with open(tmp, "wb") as fh:
-        np.savez(fh, embeddings=emb, case_ids=np.array(ids, dtype=str))
+#: suffixes :func:`write_embeddings` writes (the layouts of :mod:`medvl.io.embeddings`)
+EMBEDDING_FORMATS = WRITE_SUFFIXES
 
 
-def _write_h5(tmp: Path, ids: list[str], emb: np.ndarray) -> None:
-    import h5py
-
-    with h5py.File(tmp, "w") as f:
-        f.create_dataset("embeddings", data=emb)
-        f.create_dataset("case_ids", data=np.array(ids, dtype=object), dtype=h5py.string_dtype())
-
-
-def _write_parquet(tmp: Path, ids: list[str], emb: np.ndarray) -> None:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    table = pa.table({"case_id": ids, "embedding": pa.array(list(emb), type=pa.list_(pa.float32()))})
-    pq.write_table(table, tmp)
-
-
-def _read_npz(path: Path) -> tuple[list[str], np.ndarray]:
-    with np.load(path, allow_pickle=False) as z:
-        return [str(i) for i in z["case_ids"]], z["embeddings"]
-
-
-def _read_h5(path: Path) -> tuple[list[str], np.ndarray]:
-    import h5py
-
-    with h5py.File(path, "r") as f:
-        return [i.decode() if isinstance(i, bytes) else str(i) for i in f["case_ids"][()]], f["embeddings"][()]
-
-
-def _read_parquet(path: Path) -> tuple[list[str], np.ndarray]:
-    import pyarrow.parquet as pq
-
-    table = pq.read_table(path)
-    emb = np.array(table.column("embedding").to_pylist(), dtype=np.float32)
-    return [str(i) for i in table.column("case_id").to_pylist()], emb
-
-
-#: suffix -> (writer, reader)
-EMBEDDING_FORMATS = {
-    ".npz": (_write_npz, _read_npz),
-    ".h5": (_write_h5, _read_h5),
-    ".parquet": (_write_parquet, _read_parquet),
-}
-
-
-def _format(path: Path):
-    fmt = EMBEDDING_FORMATS.get(path.suffix.lower())
-    if fmt is None:
+def _format(path: Path) -> None:
+    if path.suffix.lower() not in EMBEDDING_FORMATS:
         raise ConfigError(f"{path}: embeddings file must end in {', '.join(EMBEDDING_FORMATS)}")
-    return fmt
 
 
-def write_embeddings(path: str | Path, case_ids: list[str], embeddings: np.ndarray, config: dict[str, Any]) -> Path:
-    """Write embeddings with their case ids (atomically) and the resolved config beside them (``<path>.config.json``).
+def write_embeddings(path: str | Path, case_ids: list[str], embeddings: np.ndarray, config: dict[str, Any], *,
+                     encoder: str, projected: bool) -> Path:
+    """Write volume embeddings with their case ids and provenance, and the resolved config beside them.
+
+    The file has the layout of its suffix in :mod:`medvl.io.embeddings` (what ``medvl zeroshot``, ``medvl index
+    build`` and survival ``--embeddings`` read); ``<path>.config.json`` holds ``config``. Both are written atomically.
+
+    Args:
+        path: ``.npz``, ``.parquet``, ``.csv`` or ``.h5``.
+        case_ids: one id per row.
+        embeddings: ``[N, D]``.
+        config: the resolved preprocessing/encoder config.
+        encoder: the tower name, or the (resolved) checkpoint folder for projected vectors.
+        projected: True when the vectors are a checkpoint's joint-space embeddings, False for a bare tower's features.
     """
     path = Path(path)
-    writer, _ = _format(path)
-    with atomic_path(path) as tmp:
-        writer(tmp, list(case_ids), np.asarray(embeddings, dtype=np.float32))
+    _format(path)
+    emb = EmbeddingSet(np.asarray(embeddings, dtype=np.float32), ids=np.array(list(case_ids), dtype=str),
+                       encoder=encoder, modality="volume", projected=bool(projected))
+    save_embeddings(path, emb)
     atomic_write_json(config_path(path), config)
     return path
 
 
 def read_embeddings(path: str | Path) -> tuple[list[str], np.ndarray]:
-    """``(case_ids, embeddings [N, D])`` from a file written by :func:`write_embeddings`."""
+    """``(case_ids, embeddings [N, D])`` from a file written by :func:`write_embeddings`.
+
+    Use :func:`medvl.io.embeddings.load_embeddings` for the encoder, modality and ``projected`` flag too.
+    """
     path = Path(path)
-    _, reader = _format(path)
-    if not path.is_file():
-        raise InputError(path, "embeddings file not found")
-    return reader(path)
+    _format(path)
+    emb = load_embeddings(path)
+    if emb.ids is None:
+        raise InputError(path, "holds no case ids (expected the 'ids' of medvl.io.embeddings)")
+    return [str(i) for i in emb.ids], emb.embeddings
 
 
 def config_path(path: Path) -> Path:
@@ -232,7 +208,7 @@ def embed_cases(
     out = Path(out)
     _format(out)
     resolved = {"ct_preprocess": config.to_dict(), "encoder": encoder.name, "embed_dim": encoder.embed_dim,
-                "medvl_version": medvl.__version__}
+                "projected": encoder.projected, "medvl_version": medvl.__version__}
     done = _previous(out, resolved)
     todo = [c for c in cases if c.case_id not in done]
     results = list(iter_preprocess(todo, config, cache, stop_on_error=stop_on_error, **options))
@@ -241,7 +217,8 @@ def embed_cases(
     merged = {**done, **{r.case.case_id: e for r, e in zip(ok, new, strict=True)}}
     order = [c.case_id for c in cases if c.case_id in merged]
     if order:
-        write_embeddings(out, order, np.stack([merged[i] for i in order]), resolved)
+        write_embeddings(out, order, np.stack([merged[i] for i in order]), resolved, encoder=encoder.name,
+                         projected=encoder.projected)
     return {
         "out": str(out),
         "config": str(config_path(out)),
@@ -263,6 +240,6 @@ def _previous(out: Path, resolved: dict[str, Any]) -> dict[str, np.ndarray]:
             log.info("%s was written with another config; recomputing all cases", out.name)
             return {}
         ids, emb = read_embeddings(out)
-    except (ValueError, OSError, KeyError):
+    except (ValueError, OSError, KeyError, MedvlError):
         return {}
     return dict(zip(ids, emb, strict=True))

@@ -44,8 +44,8 @@ def run_outputs(run_dir: Path) -> dict[str, np.ndarray]:
         feats, coords, _ = read_features(h5)
         out[f"features/{h5.stem}"] = np.asarray(feats)
         out[f"coords/{h5.stem}"] = np.asarray(coords)
-    for npz in sorted((run_dir / "ct").glob("*.joint.npz")):
-        with np.load(npz) as z:
+    for npz in sorted((run_dir / "ct").glob("*.npz")):
+        with np.load(npz, allow_pickle=False) as z:
             out[f"ct/{npz.name}"] = z["embeddings"]
     for js in sorted((run_dir / "zeroshot").glob("*.json")):
         top = json.loads(js.read_text())["result"]["top"]

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from medvl.io.embeddings import load_embeddings
 from medvl.resources import bundled
 from tests.conftest import assert_clean_error, run_cli
 from tests.pipelines.conftest import assert_same_outputs, run_outputs, write_cohort
@@ -38,7 +39,10 @@ def test_local_run_streams_one_line_per_case_and_writes_outputs(local_run):
         zs = json.loads((run / "zeroshot" / f"{cid}.json").read_text())
         assert abs(sum(t["probability"] for t in zs["result"]["top"]) - 1) < 1e-3 or len(zs["result"]["top"]) < 4
         assert zs["result"]["prediction"] in {"DOID:1612", "DOID:1324", "DOID:263", "DOID:9256"}
-    assert (run / "features" / "slide-a.h5").is_file() and (run / "ct" / "ct-d.joint.npz").is_file()
+    assert (run / "features" / "slide-a.h5").is_file()
+    ct = load_embeddings(run / "ct" / "ct-d.npz")  # one file per CT case, in the layout zeroshot and index read
+    assert list(ct.ids) == ["ct-d"] and ct.projected is True and ct.modality == "volume"
+    assert not list((run / "ct").glob("*.joint.npz"))
     assert summary["cohort"]["index"]["count"] == 2  # the two slides
     assert summary["cohort"]["survival"]["n"] == 6
     # the same file under two case ids gives the same numbers

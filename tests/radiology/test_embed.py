@@ -6,22 +6,27 @@ import numpy as np
 import pytest
 
 from medvl.errors import ConfigError
+from medvl.io.embeddings import load_embeddings
 from medvl.radiology.cache import VolumeCache
 from medvl.radiology.embed import embed_cases, load_volume_encoder, read_embeddings, write_embeddings
 from medvl.radiology.preprocess import CTCase
 from medvl.radiology.transforms import CTPreprocessConfig
 
 
-@pytest.mark.parametrize("suffix", [".npz", ".h5", ".parquet"])
+@pytest.mark.parametrize("suffix", [".npz", ".h5", ".parquet", ".csv"])
 def test_formats_round_trip(tmp_path, suffix):
     emb = np.random.default_rng(0).normal(size=(3, 5)).astype(np.float32)
-    path = write_embeddings(tmp_path / f"e{suffix}", ["a", "b", "c"], emb, {"x": 1})
+    path = write_embeddings(tmp_path / f"e{suffix}", ["a", "b", "c"], emb, {"x": 1}, encoder="resnet3d-tiny",
+                            projected=False)
     ids, back = read_embeddings(path)
     assert ids == ["a", "b", "c"]
     np.testing.assert_array_equal(back, emb)
     assert (tmp_path / f"e{suffix}.config.json").is_file()
+    # the one layout the tasks read: ids and provenance come along
+    full = load_embeddings(path)
+    assert list(full.ids) == ids and (full.encoder, full.modality, full.projected) == ("resnet3d-tiny", "volume", False)
     with pytest.raises(ConfigError, match="must end in"):
-        write_embeddings(tmp_path / "e.csv", ["a"], emb[:1], {})
+        write_embeddings(tmp_path / "e.txt", ["a"], emb[:1], {}, encoder="resnet3d-tiny", projected=False)
 
 
 def test_resume_and_same_embedding_for_same_volume(tmp_path, ct_small, dicom_series):
@@ -36,6 +41,7 @@ def test_resume_and_same_embedding_for_same_volume(tmp_path, ct_small, dicom_ser
     assert both["embedded"] == 1 and both["reused"] == 1
     ids, emb = read_embeddings(out)
     assert ids == ["nifti", "dicom"]
+    assert load_embeddings(out).projected is False  # a bare tower's raw features
     # the DICOM series and the NIfTI it came from are the same scan: same preprocessing, same embedding
     np.testing.assert_allclose(emb[0], emb[1], atol=1e-5)
 
@@ -57,5 +63,7 @@ def test_checkpoint_carries_its_preprocessing(tmp_path, ct_small):
     assert enc.preprocess == trained and enc.embed_dim == 16
     summary = embed_cases([CTCase(ct_small, "a")], enc.preprocess, enc, tmp_path / "e.npz")
     assert summary["embed_dim"] == 16
-    _, emb = read_embeddings(tmp_path / "e.npz")
-    assert np.linalg.norm(emb[0]) == pytest.approx(1.0, abs=1e-5)  # joint-space embeddings are normalised
+    emb = load_embeddings(tmp_path / "e.npz")
+    assert np.linalg.norm(emb.embeddings[0]) == pytest.approx(1.0, abs=1e-5)  # joint-space embeddings are normalised
+    # recorded as this checkpoint's joint space, so the tasks do not project them a second time
+    assert (emb.encoder, emb.modality, emb.projected) == (str((tmp_path / "ckpt").resolve()), "volume", True)
