@@ -179,7 +179,7 @@ def preprocess(
 @command(app, "embed")
 def embed(
     path: InputArg,
-    out: Annotated[Path, typer.Option("--out", "-o", help="Embeddings file: .npz, .h5 or .parquet (with case ids).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Embeddings file (case ids): .npz, .parquet, .csv, .h5.")],
     tower: Annotated[str | None, typer.Option("--tower", help="Registered volume tower (e.g. resnet3d-tiny).")] = None,
     model: Annotated[Path | None, typer.Option("--model", help="medvl checkpoint directory.")] = None,
     device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda, cuda:1 ...")] = "auto",
