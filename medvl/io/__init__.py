@@ -16,6 +16,9 @@ _LAZY = {
     "FeatureStore": "medvl.io.features",
     "read_features": "medvl.io.features",
     "read_manifest": "medvl.io.manifest",
+    "EmbeddingSet": "medvl.io.embeddings",
+    "load_embeddings": "medvl.io.embeddings",
+    "save_embeddings": "medvl.io.embeddings",
 }
 
 __all__ = sorted(_LAZY)

@@ -42,6 +42,7 @@ __all__ = [
     "WRITE_SUFFIXES",
     "EmbeddingSet",
     "h5_layout",
+    "is_tile_features",
     "load_embeddings",
     "save_embeddings",
 ]
@@ -133,6 +134,11 @@ def save_embeddings(path: str | Path, emb: EmbeddingSet) -> Path:
     with atomic_path(path) as tmp:
         writer(tmp, emb, matrix)
     return path
+
+
+def is_tile_features(path: str | Path) -> bool:
+    """Whether ``path`` is one slide's tile-feature store (pooled per slide), not a file of case embeddings."""
+    return Path(path).suffix.lower() in (".h5", ".hdf5") and h5_layout(path) == "features"
 
 
 def h5_layout(path: str | Path) -> str:

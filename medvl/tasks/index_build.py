@@ -15,10 +15,10 @@ import numpy as np
 import pandas as pd
 
 from medvl.errors import ConfigError, InputError
+from medvl.io.embeddings import READ_SUFFIXES as EMBEDDING_SUFFIXES
+from medvl.io.embeddings import is_tile_features
 from medvl.tasks.embeddings import EmbeddingSet, load_embeddings
 from medvl.tasks.retrieval import IndexConfig, RetrievalIndex
-
-EMBEDDING_SUFFIXES = (".h5", ".hdf5", ".npz", ".npy", ".parquet")
 
 
 def expand_inputs(inputs: Sequence[str | Path]) -> list[Path]:
@@ -43,8 +43,7 @@ def _vectors(emb: EmbeddingSet, path: Path, space: Any | None) -> np.ndarray:
 
 
 def _rows(path: Path, emb: EmbeddingSet, vectors: np.ndarray, level: str) -> tuple[np.ndarray, pd.DataFrame]:
-    is_slide = path.suffix.lower() in (".h5", ".hdf5")
-    if is_slide and level == "slide":
+    if level == "slide" and is_tile_features(path):
         pooled = vectors.mean(axis=0, keepdims=True)
         return pooled, pd.DataFrame({"source": [path.stem], "n_tiles": [len(vectors)]})
     meta = pd.DataFrame({"source": path.stem, "row": np.arange(len(vectors))})
@@ -123,7 +122,7 @@ def query_vectors(index: RetrievalIndex, *, texts: Sequence[str] = (), files: Se
             if not joint and emb.encoder and index.info.get("encoder") and emb.encoder != index.info["encoder"]:
                 raise InputError(f, f"features come from encoder '{emb.encoder}' but the index holds "
                                     f"'{index.info['encoder']}' features")
-            pooled = f.suffix.lower() in (".h5", ".hdf5") and index.info.get("level") == "slide"
+            pooled = index.info.get("level") == "slide" and is_tile_features(f)
             vectors.append(v.mean(axis=0, keepdims=True) if pooled else v)
             labels.extend([f"file: {f.name}"] if pooled else [f"file: {f.name}#{i}" for i in range(len(v))])
         else:

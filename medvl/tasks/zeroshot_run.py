@@ -15,12 +15,11 @@ from typing import Any
 import numpy as np
 
 from medvl.errors import InputError
+from medvl.io.embeddings import READ_SUFFIXES as EMBEDDING_SUFFIXES
+from medvl.io.embeddings import is_tile_features
 from medvl.tasks.embeddings import load_embeddings
 from medvl.tasks.slide import slide_zeroshot
 from medvl.tasks.zeroshot import NORMAL_ID, NORMAL_NAMES, PresenceClassifier, ZeroShotClassifier, ZeroShotConfig
-
-FEATURE_SUFFIXES = (".h5", ".hdf5")
-EMBEDDING_SUFFIXES = (".npz", ".npy", ".parquet")
 
 
 def case_ref(path: str | Path) -> str:
@@ -77,7 +76,7 @@ def classify_case(path: Path, space: Any, graph: Any, ids: list[str], free: dict
         raise InputError(path, "case file not found")
     suffix = path.suffix.lower()
     record: dict[str, Any] = {"case_ref": case_ref(path)}
-    if suffix in FEATURE_SUFFIXES:
+    if is_tile_features(path):
         record.update(_classify_slide(path, space, graph, ids, free, config, method, topk, tile_scores_out))
         return record
     if suffix in EMBEDDING_SUFFIXES:

@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from medvl.errors import ConfigError, InputError
-from medvl.io.embeddings import EmbeddingSet, h5_layout, load_embeddings, save_embeddings
+from medvl.io.embeddings import EmbeddingSet, h5_layout, is_tile_features, load_embeddings, save_embeddings
 
 SUFFIXES = [".npz", ".parquet", ".csv", ".h5"]
 
@@ -87,6 +87,17 @@ def test_h5_feature_store_is_still_read_as_tiles(tmp_path):
     np.testing.assert_array_equal(emb.embeddings, feats)
     np.testing.assert_array_equal(emb.coords, coords)
     assert (emb.encoder, emb.modality, emb.projected, emb.ids) == ("timm-tiny", "image", False, None)
+
+
+def test_case_h5_is_indexed_per_case_not_pooled_as_a_slide(tmp_path):
+    """A case-embeddings .h5 (as `ct embed` writes) keeps one row per case in a slide-level index."""
+    from medvl.tasks.index_build import build_index
+
+    vectors = np.eye(3, 8, dtype=np.float32)
+    save_embeddings(tmp_path / "cases.h5", EmbeddingSet(vectors, ids=np.array(["a", "b", "c"]), encoder="t"))
+    assert not is_tile_features(tmp_path / "cases.h5")
+    rec = build_index([tmp_path / "cases.h5"], tmp_path / "idx", level="slide")
+    assert rec["count"] == 3
 
 
 def test_bad_files_fail_with_one_clear_error(tmp_path):
