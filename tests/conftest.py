@@ -16,6 +16,21 @@ ROOT = project_root()
 os.environ.setdefault("MEDVL_NO_PROGRESS", "1")
 
 
+@pytest.fixture(autouse=True)
+def _restore_main_module():
+    """Streamlit's AppTest runs page scripts as ``__main__`` and leaves them there; a later test that spawns processes
+    (multiprocessing's spawn re-runs ``__main__`` in the child, e.g. the DDP tests) would run a page script. Put the
+    real main module, its file and ``sys.argv`` back after every test."""
+    main, argv = sys.modules.get("__main__"), list(sys.argv)
+    main_file = getattr(main, "__file__", None)
+    yield
+    if main is not None:
+        sys.modules["__main__"] = main
+        if main_file is not None:
+            main.__file__ = main_file
+    sys.argv[:] = argv
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     """``../shared/data`` (read-only real test data); tests using it skip cleanly when it is absent."""

@@ -31,17 +31,6 @@ CHROMIUM_FLAGS = [
 ]
 
 
-@pytest.fixture(autouse=True)
-def _restore_main_module():
-    """AppTest runs page scripts as ``__main__`` and leaves them there; a later test that spawns processes
-    (multiprocessing's spawn re-imports ``__main__`` in the child) would run a page script. Put the real one back."""
-    main, argv = sys.modules.get("__main__"), list(sys.argv)
-    yield
-    if main is not None:
-        sys.modules["__main__"] = main
-    sys.argv[:] = argv
-
-
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
