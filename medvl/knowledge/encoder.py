@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import shutil
 import time
 from dataclasses import dataclass as plain_dataclass
@@ -48,6 +49,13 @@ class TextTrainConfig(Config):
         name_anchor_prob: probability that a pair's anchor is the concept name (otherwise any group text).
         kind_weights: how often each kind of text is drawn as the positive (synonyms matter most for linking).
         freeze_layers: keep the embeddings and this many lower transformer layers fixed (faster on CPU).
+        extra_sources: more graph sources whose names and synonyms are added to the groups as extra synonyms: texts
+            of the same concept id and of concepts linked to it (OncoTree, ICD-10-CM inclusion terms). Any text equal
+            to a held-out query (case, plural, punctuation and qualifier insensitive) is left out.
+        sibling_fraction: share of each batch filled with hierarchy siblings of the other concepts (hard negatives;
+            siblings are neither ancestors nor descendants, so the hierarchy mask keeps them as negatives).
+        synonym_sampling: draw concepts with probability proportional to 1 + their number of synonyms (more
+            synonym pairs per step) instead of uniformly.
         hierarchy_mask: remove ancestor/descendant pairs from the negatives.
         group: what goes into a semantic group.
         holdout: hold one synonym out of training for concepts with at least two, for the linking evaluation.
@@ -74,6 +82,9 @@ class TextTrainConfig(Config):
     kind_weights: dict[str, float] = field(
         default_factory=lambda: {"name": 1.0, "synonym": 3.0, "definition": 1.0, "hierarchy": 1.0})
     freeze_layers: int = 0
+    extra_sources: list[str] = field(default_factory=list)
+    sibling_fraction: float = 0.0
+    synonym_sampling: bool = False
     hierarchy_mask: bool = True
     group: GroupConfig = field(default_factory=GroupConfig)
     holdout: bool = True
@@ -91,6 +102,8 @@ class TextTrainConfig(Config):
             raise ConfigError("TextTrainConfig: steps must be >= 0 and batch_concepts >= 2")
         if not 0.0 <= self.name_anchor_prob <= 1.0:
             raise ConfigError("TextTrainConfig.name_anchor_prob: must be within [0, 1]")
+        if not 0.0 <= self.sibling_fraction < 1.0:
+            raise ConfigError("TextTrainConfig.sibling_fraction: must be within [0, 1)")
 
 
 @plain_dataclass
@@ -113,11 +126,48 @@ def split_groups(graph: DiseaseGraph, config: TextTrainConfig) -> TrainingData:
         kept = list(zip(group.texts, group.kinds, strict=True))
         if held is not None:
             queries.append((held, group.concept_id))
-            kept = [(t, k) for t, k in kept if t != held and not t.startswith(held + ", ")]
+            key = leak_key(held)
+            kept = [(t, k) for t, k in kept
+                    if t != held and not t.startswith(held + ", ") and leak_key(t.split(", ")[0]) != key]
         ids.append(group.concept_id)
         texts.append([t for t, _ in kept])
         kinds.append([k for _, k in kept])
     return TrainingData(ids, texts, kinds, queries)
+
+
+_QUALIFIER = re.compile(r"\([^)]*\)|\[[^]]*\]|,? *\bnos\b|,? *\bnot otherwise specified\b")
+
+
+def leak_key(text: str) -> str:
+    """Comparison key for leakage checks: lower case, qualifiers (``(...)``, ``NOS``) and punctuation dropped,
+    British/US ``ae``/``oe`` folded, plural ``s`` stripped from each word."""
+    text = _QUALIFIER.sub(" ", text.lower()).replace("ae", "e").replace("oe", "e")
+    words = re.sub(r"[^a-z0-9]+", " ", text).split()
+    return " ".join(w[:-1] if len(w) > 3 and w.endswith("s") and not w.endswith("ss") else w for w in words)
+
+
+def add_extra_texts(data: TrainingData, graph: DiseaseGraph) -> int:
+    """Add names and synonyms of the same concept and its linked concepts in ``graph`` as extra synonyms.
+
+    Texts whose :func:`leak_key` equals that of any held-out query (of any concept) are never added, so the
+    linking evaluation stays free of leakage. Returns the number of texts added.
+    """
+    held = {leak_key(q) for q, _ in data.queries}
+    added = 0
+    for i, cid in enumerate(data.ids):
+        if cid not in graph:
+            continue
+        seen = {leak_key(t) for t in data.texts[i]}
+        for other in [cid, *graph.links(cid)]:
+            concept = graph.concept(other)
+            for text in [concept.name, *(s.text for s in concept.synonyms if s.scope in ("EXACT", "RELATED"))]:
+                key = leak_key(text)
+                if key and key not in held and key not in seen and not text.isupper():
+                    seen.add(key)
+                    data.texts[i].append(text)
+                    data.kinds[i].append("synonym")
+                    added += 1
+    return added
 
 
 # ---------------------------------------------------------------------- encoding
@@ -200,6 +250,48 @@ def _pairs(data: TrainingData, batch: list[int], rng: random.Random, config: Tex
     return anchors, positives
 
 
+def _draw(trainable: list[int], weights: list[float] | None, k: int, rng: random.Random) -> list[int]:
+    """``k`` distinct concepts, uniformly or by ``weights``."""
+    if weights is None:
+        return rng.sample(trainable, k)
+    chosen: dict[int, None] = {}
+    while len(chosen) < k:
+        for pick in rng.choices(trainable, weights=weights, k=k):
+            chosen.setdefault(pick)
+    return list(chosen)[:k]
+
+
+def _sample_batch(trainable: list[int], weights: list[float] | None, siblings: dict[int, list[int]],
+                  rng: random.Random, config: TextTrainConfig) -> list[int]:
+    """``batch_concepts`` distinct concepts; a ``sibling_fraction`` share are siblings of the others."""
+    n = config.batch_concepts
+    batch = _draw(trainable, weights, n - int(n * config.sibling_fraction), rng)
+    chosen = set(batch)
+    for seed in list(batch):
+        if len(batch) >= n:
+            break
+        options = [j for j in siblings.get(seed, ()) if j not in chosen]
+        if options:
+            pick = rng.choice(options)
+            chosen.add(pick)
+            batch.append(pick)
+    while len(batch) < n:
+        pick = rng.choice(trainable)
+        if pick not in chosen:
+            chosen.add(pick)
+            batch.append(pick)
+    return batch
+
+
+def _sibling_index(graph: DiseaseGraph, data: TrainingData, trainable: list[int]) -> dict[int, list[int]]:
+    pos = {data.ids[i]: i for i in trainable}
+    out: dict[int, list[int]] = {}
+    for i in trainable:
+        sibs = {c for p in graph.parents(data.ids[i]) for c in graph.children(p)}
+        out[i] = sorted(pos[c] for c in sibs if c in pos and pos[c] != i)
+    return out
+
+
 def _freeze(model, layers: int) -> None:
     """Fix the embeddings and the lowest ``layers`` transformer layers (BERT-style encoders)."""
     if layers <= 0:
@@ -228,9 +320,11 @@ def _train(encoder: TextEncoder, graph: DiseaseGraph, data: TrainingData, config
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / max(1, config.warmup_steps)))
+    siblings = _sibling_index(graph, data, trainable) if config.sibling_fraction else {}
+    weights = [1.0 + data.kinds[i].count("synonym") for i in trainable] if config.synonym_sampling else None
     start, losses, step = time.perf_counter(), [], 0
     for step in progress(range(config.steps), total=config.steps, desc="train-text", unit="step"):
-        batch = rng.sample(trainable, config.batch_concepts)
+        batch = _sample_batch(trainable, weights, siblings, rng, config)
         anchors, positives = _pairs(data, batch, rng, config)
         ids = [data.ids[i] for i in batch]
         mask = torch.as_tensor(graph.relatives_mask(ids)) if config.hierarchy_mask else None
@@ -282,9 +376,14 @@ def train_text_encoder(config: TextTrainConfig, out: str | Path, graph: DiseaseG
     data = split_groups(graph, config)
     if not data.ids:
         raise ConfigError(f"TextTrainConfig.source: no concepts of source {config.source!r} in the graph")
+    extra = 0
+    if config.extra_sources:  # built together with config.sources so cross-references link into its concepts
+        extra_graph = cached_graph(BuildConfig(sources=[*config.sources, *config.extra_sources]))
+        extra = add_extra_texts(data, extra_graph)
     encoder = TextEncoder(base, config.max_length, config.device)
     queries = data.queries[: config.eval_max_queries] if config.eval_max_queries else data.queries
-    report: dict[str, Any] = {"base_model": str(base), "concepts": len(data.ids), "held_out": len(data.queries)}
+    report: dict[str, Any] = {"base_model": str(base), "concepts": len(data.ids), "held_out": len(data.queries),
+                              "extra_texts": extra}
     if config.evaluate and queries:
         report["eval"] = {"queries": len(queries), "candidates": len(data.ids),
                           "base": synonym_linking(encoder, graph, queries, data.ids, config.eval_batch,

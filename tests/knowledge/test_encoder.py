@@ -10,7 +10,7 @@ import torch
 import yaml
 
 from medvl.knowledge import BuildConfig, cached_graph
-from medvl.knowledge.encoder import TextEncoder, TextTrainConfig, split_groups
+from medvl.knowledge.encoder import TextEncoder, TextTrainConfig, add_extra_texts, leak_key, split_groups
 from medvl.resources import config_dir
 from tests.conftest import assert_clean_error, run_cli
 
@@ -39,6 +39,31 @@ def test_held_out_synonyms_never_reach_training():
         assert held not in texts[cid]
         assert not any(t.startswith(held + ", ") for t in texts[cid])
     assert split_groups(graph, TextTrainConfig(sources=["doid_cancer_slim"], seed=3)).queries == data.queries
+
+
+def test_leak_key_folds_case_plural_spelling_and_qualifiers():
+    assert leak_key("Malignant Tumours of the Breast (disorder)") == leak_key("malignant tumour of the breast")
+    assert leak_key("Fructosaemia") == leak_key("fructosemia")
+    assert leak_key("Cor pulmonale NOS") == leak_key("cor pulmonale")
+    assert leak_key("Gilbert's disease") == leak_key("gilbert s disease")
+    assert leak_key("breast cancer") != leak_key("lung cancer")
+
+
+def test_extra_source_texts_never_equal_a_held_out_query():
+    config = TextTrainConfig(sources=["doid_cancer_slim"], seed=3)
+    data = split_groups(cached_graph(BuildConfig(sources=config.sources)), config)
+    before = [list(t) for t in data.texts]
+    # doid_ncit repeats the slim's synonyms, so the extra graph does contain the held-out strings themselves
+    extra = cached_graph(BuildConfig(sources=["doid_cancer_slim", "doid_ncit", "oncotree"]))
+    held = {leak_key(q) for q, _ in data.queries}
+    assert any(leak_key(s.text) in held for c in extra for s in c.synonyms)
+    added = add_extra_texts(data, extra)
+    new = [t for old, now in zip(before, data.texts, strict=True) for t in now[len(old):]]
+    assert added == len(new) > 50
+    assert not [t for t in new if leak_key(t) in held]
+    for (held_text, cid), texts in zip(data.queries, [data.texts[data.ids.index(c)] for _, c in data.queries],
+                                       strict=True):
+        assert leak_key(held_text) not in {leak_key(t) for t in texts}, cid
 
 
 def test_train_text_cli_writes_a_loadable_model(tiny_base, tmp_path):
