@@ -150,12 +150,10 @@ def _one_line(exc: BaseException) -> str:
 
 
 def _default(obj: Any) -> Any:
-    if isinstance(obj, Path):
+    """Command output never fails on an odd value: what JSON cannot hold is printed as text."""
+    from medvl.io.atomic import json_default
+
+    try:
+        return json_default(obj)
+    except TypeError:
         return str(obj)
-    if hasattr(obj, "tolist"):
-        return obj.tolist()
-    if hasattr(obj, "item"):
-        return obj.item()
-    if hasattr(obj, "to_dict"):
-        return obj.to_dict()
-    return str(obj)

@@ -51,7 +51,7 @@ def atomic_write_text(target: str | Path, text: str) -> Path:
 
 
 def atomic_write_json(target: str | Path, obj: Any, indent: int | None = 2) -> Path:
-    return atomic_write_text(target, json.dumps(obj, indent=indent, default=_json_default) + "\n")
+    return atomic_write_text(target, json.dumps(obj, indent=indent, default=json_default) + "\n")
 
 
 def sweep_temporaries(folder: str | Path, older_than: float | None = None) -> list[Path]:
@@ -77,12 +77,14 @@ def sweep_temporaries(folder: str | Path, older_than: float | None = None) -> li
     return removed
 
 
-def _json_default(obj: Any) -> Any:
-    """JSON encoding for numpy scalars/arrays and paths."""
+def json_default(obj: Any) -> Any:
+    """JSON encoding of what medvl records hold besides plain types: paths, numpy arrays/scalars, configs."""
     if isinstance(obj, Path):
         return str(obj)
     if hasattr(obj, "tolist"):
         return obj.tolist()
     if hasattr(obj, "item"):
         return obj.item()
+    if hasattr(obj, "to_dict"):
+        return obj.to_dict()
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
