@@ -5,8 +5,7 @@ The names below load their module on first use, so ``import medvl.io`` stays lig
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from medvl.lazy import lazy_exports
 
 _LAZY = {
     "open_slide": "medvl.io.slide",
@@ -23,8 +22,4 @@ _LAZY = {
 
 __all__ = sorted(_LAZY)
 
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'medvl.io' has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _LAZY)

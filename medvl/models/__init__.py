@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from medvl.lazy import lazy_exports
 from medvl.models.registry import (
     create_tower,
     get_model_config,
@@ -45,13 +46,12 @@ def create_model(name_or_checkpoint_dir: str | Path | Any, device: str = "cpu") 
     return create_model_from(name_or_checkpoint_dir, device)
 
 
-def __getattr__(name: str) -> Any:  # torch-heavy names load on first use
-    if name in ("ModelConfig", "MultiModalModel", "TowerSpec"):
-        from medvl.models import multimodal
 
-        return getattr(multimodal, name)
-    if name in ("load_checkpoint", "save_checkpoint"):
-        from medvl.models import checkpoint
-
-        return getattr(checkpoint, name)
-    raise AttributeError(name)
+# torch-heavy names load on first use
+__getattr__ = lazy_exports(
+    __name__,
+    {
+        **dict.fromkeys(("ModelConfig", "MultiModalModel", "TowerSpec"), "medvl.models.multimodal"),
+        **dict.fromkeys(("load_checkpoint", "save_checkpoint"), "medvl.models.checkpoint"),
+    },
+)

@@ -6,8 +6,7 @@ feature file. Names are imported lazily so ``import medvl.tasks`` stays light.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from medvl.lazy import lazy_exports
 
 _EXPORTS = {
     "ZeroShotClassifier": "medvl.tasks.zeroshot",
@@ -37,8 +36,4 @@ _EXPORTS = {
 
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'medvl.tasks' has no attribute '{name}'")
+__getattr__ = lazy_exports(__name__, _EXPORTS)

@@ -7,18 +7,12 @@ Example:
 
 from __future__ import annotations
 
-from typing import Any
+from medvl.lazy import lazy_exports
 
-__all__ = ["DataConfig", "ParamGroupConfig", "StageConfig", "TrainConfig", "TrainingDiverged", "train"]
-
-
-def __getattr__(name: str) -> Any:  # torch loads on first use
-    if name in ("DataConfig", "ParamGroupConfig", "StageConfig", "TrainConfig"):
-        from medvl.train import config
-
-        return getattr(config, name)
-    if name in ("train", "TrainingDiverged"):
-        from medvl.train import engine
-
-        return getattr(engine, name)
-    raise AttributeError(name)
+# torch loads on first use
+_EXPORTS = {
+    **dict.fromkeys(("DataConfig", "ParamGroupConfig", "StageConfig", "TrainConfig"), "medvl.train.config"),
+    **dict.fromkeys(("train", "TrainingDiverged"), "medvl.train.engine"),
+}
+__all__ = sorted(_EXPORTS)
+__getattr__ = lazy_exports(__name__, _EXPORTS)
