@@ -41,6 +41,13 @@ class ServedApp:
     def __init__(self, url: str, proc: subprocess.Popen, log: Path):
         self.url, self.proc, self.log = url, proc, log
 
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
 
 def serve_app(workspace: Path, log_dir: Path) -> ServedApp:
     port = free_port()
@@ -72,11 +79,7 @@ def serve_app(workspace: Path, log_dir: Path) -> ServedApp:
 def served_app(demo_workspace, tmp_path_factory):
     app = serve_app(demo_workspace, tmp_path_factory.mktemp("logs"))
     yield app
-    app.proc.terminate()
-    try:
-        app.proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        app.proc.kill()
+    app.stop()
 
 
 @pytest.fixture(scope="session")
@@ -148,8 +151,4 @@ def survival_app(survival_workspace, tmp_path_factory):
     """A second served app, on the workspace with a survival table."""
     app = serve_app(survival_workspace, tmp_path_factory.mktemp("survlogs"))
     yield app
-    app.proc.terminate()
-    try:
-        app.proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        app.proc.kill()
+    app.stop()
