@@ -9,7 +9,7 @@ SUDO := $(shell [ "$$(id -u)" = "0" ] || echo sudo)
 ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: install system-deps demo test test-all bench lint app clean
+.PHONY: install system-deps demo test test-all fuzz bench lint app clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -37,6 +37,10 @@ test: install system-deps
 
 test-all: install system-deps
 	$(PY) -m pytest -m "" $(PYTEST_ARGS)
+
+# property tests with 50x the examples from a random seed (the default run draws the same examples every time)
+fuzz: install
+	MEDVL_FUZZ=$${MEDVL_FUZZ:-50} $(PY) -m pytest tests/reliability/test_properties.py $(PYTEST_ARGS)
 
 bench: install
 	@set -e; for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b; done

@@ -38,6 +38,13 @@ class MissingDependencyError(MedvlError):
         self.package = package
 
 
+def reason(exc: BaseException) -> str:
+    """An exception's message for an error line: one line, at most 200 characters, a ``KeyError`` without the quotes
+    ``str`` adds, and the exception's type name when it has no message."""
+    text = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+    return " ".join(str(text).split())[:200] or type(exc).__name__
+
+
 def require(module: str, extra: str | None = None, feature: str | None = None):
     """Import an optional module or raise :class:`MissingDependencyError` naming the extra that provides it."""
     import importlib

@@ -9,11 +9,18 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from medvl.resources import bundled, project_root, shared_data_dir
 
 ROOT = project_root()
 os.environ.setdefault("MEDVL_NO_PROGRESS", "1")
+
+# Property tests draw the same examples on every run (a CI result does not depend on the seed); `make fuzz` sets
+# MEDVL_FUZZ to draw many more from a random seed, and a failure it finds becomes an explicit @example.
+settings.register_profile("repeatable", derandomize=True, database=None)
+settings.register_profile("fuzz", derandomize=False, database=None, print_blob=True)
+settings.load_profile("fuzz" if os.environ.get("MEDVL_FUZZ") else "repeatable")
 
 
 @pytest.fixture(autouse=True)

@@ -15,8 +15,13 @@ Every identifying attribute is removed before anything leaves this module (see :
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import struct
+import threading
 import warnings
 from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -67,6 +72,42 @@ class DicomSeries:
 
 
 # ---------------------------------------------------------------------------------------------------- scanning
+_QUIET_LOCK = threading.Lock()
+_quiet_depth = 0
+_quiet_saved: tuple[Any, ...] = ()
+
+
+@contextlib.contextmanager
+def _quiet_pydicom() -> Iterator[None]:
+    """pydicom warns and logs about malformed values by quoting them, and a quoted UID or name is an identifier:
+    within this context its warnings are dropped, its logger is muted and its value validation is off.
+
+    The settings are process-wide, so concurrent readers (app sessions are threads) share one reference count: the
+    first to enter changes them and the last to leave restores them.
+    """
+    global _quiet_depth, _quiet_saved
+    from pydicom import config
+
+    logger = logging.getLogger("pydicom")
+    with _QUIET_LOCK:
+        if _quiet_depth == 0:
+            caught = warnings.catch_warnings()
+            caught.__enter__()
+            warnings.simplefilter("ignore")
+            _quiet_saved = (caught, logger.disabled, config.settings.reading_validation_mode)
+            logger.disabled, config.settings.reading_validation_mode = True, config.IGNORE
+        _quiet_depth += 1
+    try:
+        yield
+    finally:
+        with _QUIET_LOCK:
+            _quiet_depth -= 1
+            if _quiet_depth == 0:
+                caught, disabled, mode = _quiet_saved
+                logger.disabled, config.settings.reading_validation_mode = disabled, mode
+                caught.__exit__(None, None, None)
+
+
 def _dicom_files(path: Path) -> list[Path]:
     if path.is_file():
         return [path]
@@ -75,13 +116,12 @@ def _dicom_files(path: Path) -> list[Path]:
 
 def _read_header(path: Path, pydicom: Any) -> Any | None:
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # pydicom warnings may quote header values (identifiers)
-            return pydicom.dcmread(path, defer_size=4096)
-    except (pydicom.errors.InvalidDicomError, EOFError, OSError, ValueError, KeyError, TypeError):
-        return None
+        return pydicom.dcmread(path, defer_size=4096)
+    except (pydicom.errors.InvalidDicomError, EOFError, OSError, ValueError, KeyError, TypeError, struct.error):
+        return None  # struct.error: a length field cut short by truncation
 
 
+@_quiet_pydicom()
 def scan_dicom(path: str | Path, deid: Any = None) -> tuple[list[DicomSeries], list[str]]:
     """Read the headers under ``path`` and group the image files by series.
 
@@ -242,16 +282,14 @@ def _slice_hu(ds: Any, path: Path) -> np.ndarray:
     if int(ds.get("NumberOfFrames", 1) or 1) > 1:
         raise InputError(path, "multi-frame DICOM images are not supported; convert to one slice per file")
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            stored = ds.pixel_array
+        stored = ds.pixel_array
     except (RuntimeError, NotImplementedError) as exc:
         syntax = ds.file_meta.get("TransferSyntaxUID")
         name = getattr(syntax, "name", str(syntax))
         if "plugin" in str(exc).lower() or "no pixel data decoders" in str(exc).lower():
             raise MissingDependencyError("pylibjpeg-openjpeg", feature=f"decoding {name}") from None
         raise InputError(path, f"cannot decode pixel data ({name}): {exc}") from None
-    except (ValueError, EOFError, OSError) as exc:
+    except (ValueError, EOFError, OSError, struct.error) as exc:
         raise InputError(path, f"pixel data unreadable or truncated: {exc}") from None
     if stored.ndim != 2:
         raise InputError(path, f"expected 2-D grayscale slices, got pixel array of shape {stored.shape}")
@@ -259,6 +297,7 @@ def _slice_hu(ds: Any, path: Path) -> np.ndarray:
     return np.asarray(apply_modality_lut(stored, ds), dtype=np.float32)
 
 
+@_quiet_pydicom()
 def read_dicom_series(
     path: str | Path, series: str | None = None, deid: Any = None
 ) -> tuple[np.ndarray, np.ndarray, dict[str, Any], list[str]]:

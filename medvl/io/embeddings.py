@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from medvl.errors import ConfigError, InputError
+from medvl.errors import ConfigError, InputError, reason
 from medvl.io.atomic import atomic_path
 
 __all__ = [
@@ -145,11 +145,13 @@ def h5_layout(path: str | Path) -> str:
     """``"cases"`` for an ``.h5`` of case embeddings (an ``embeddings`` dataset), else ``"features"`` (tile store)."""
     import h5py
 
+    from medvl.io.features import H5_ERRORS
+
     try:
         with h5py.File(path, "r") as f:
             return "cases" if "embeddings" in f else "features"
-    except OSError as exc:
-        raise InputError(path, f"not a readable HDF5 file ({exc})") from None
+    except H5_ERRORS as exc:
+        raise InputError(path, f"not a readable HDF5 file ({reason(exc)})") from None
 
 
 # ------------------------------------------------------------------------------------------------------ helpers
@@ -333,13 +335,15 @@ def _h5_rows(dataset) -> np.ndarray:
 def _load_h5_cases(path: Path) -> EmbeddingSet:
     import h5py
 
+    from medvl.io.features import H5_ERRORS
+
     try:
         with h5py.File(path, "r") as f:
             rows = {key: _h5_rows(f[key]) if key in f else None for key in ("ids", "labels", "split", "coords")}
             attrs = dict(f.attrs)
             matrix = np.asarray(f["embeddings"][()], dtype=np.float32)
-    except (OSError, ValueError, TypeError) as exc:
-        raise InputError(path, f"cannot read HDF5 embeddings ({' '.join(str(exc).split())[:200]})") from None
+    except H5_ERRORS as exc:
+        raise InputError(path, f"cannot read HDF5 embeddings ({reason(exc)})") from None
     return EmbeddingSet(matrix, rows["ids"], rows["labels"], rows["split"], _as_str(attrs.get("encoder")),
                         _as_str(attrs.get("modality")), _as_bool(attrs.get("projected")), rows["coords"])
 

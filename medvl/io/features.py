@@ -25,13 +25,17 @@ from typing import Any
 
 import numpy as np
 
-from medvl.errors import InputError
+from medvl.errors import InputError, reason
 from medvl.io.atomic import atomic_path
 
 __all__ = ["FeatureStore", "TileTable", "read_features"]
 
 #: attributes mirrored on the ``coords`` dataset under the names other tools use
 _COORD_ALIASES = {"tile_px": "patch_size", "level": "patch_level"}
+
+#: what h5py raises on a damaged file: OSError when the superblock is bad, but KeyError, RuntimeError or ValueError
+#: when an object header, heap or attribute inside it is (the message says which)
+H5_ERRORS = (OSError, KeyError, RuntimeError, ValueError, TypeError)
 
 
 def _plain(value: Any) -> Any:
@@ -116,8 +120,8 @@ class FeatureStore:
                     feats = np.asarray(f["features"][()])
                     attrs.update({k: _plain(v) for k, v in f["features"].attrs.items()})
                 tissue = np.asarray(f["tissue_fraction"][()]) if "tissue_fraction" in f else None
-        except OSError as exc:
-            raise InputError(self.path, f"not a readable HDF5 file ({exc})") from None
+        except H5_ERRORS as exc:
+            raise InputError(self.path, f"not a readable HDF5 file ({reason(exc)})") from None
         return TileTable(_normalise_coords(coords, self.path), _normalise_attrs(attrs),
                          None if feats is None else _normalise_features(feats, len(coords), self.path), tissue)
 
@@ -132,7 +136,7 @@ class FeatureStore:
                 if "features" not in f:
                     return False
                 return encoder is None or _plain(f.attrs.get("encoder")) == encoder
-        except OSError:
+        except H5_ERRORS:
             return False
 
 

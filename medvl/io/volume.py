@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from medvl.errors import InputError
+from medvl.errors import InputError, reason
 
 __all__ = ["READERS", "Volume", "VolumeReader", "load_volume", "require_ct", "volume_info"]
 
@@ -126,6 +126,8 @@ class DicomReader(VolumeReader):
         return path.suffix.lower() in (".dcm", ".dicom") or head[128:132] == b"DICM"
 
     def read(self, path: Path, series: str | None = None, deid: Any = None) -> Volume:
+        import struct
+
         from pydicom.errors import BytesLengthException
 
         from medvl.io.dicom import read_dicom_series
@@ -133,11 +135,10 @@ class DicomReader(VolumeReader):
         try:
             array, affine, meta, notes = read_dicom_series(path, series=series, deid=deid)
         except (ValueError, TypeError, NotImplementedError, KeyError, IndexError, AttributeError,
-                BytesLengthException) as exc:
+                BytesLengthException, struct.error) as exc:
             # pydicom parses header values lazily: a damaged element (unknown VR, non-numeric DS, wrong type)
             # surfaces here, wherever the reader first touches it
-            reason = " ".join(str(exc).split())[:200] or type(exc).__name__
-            raise InputError(path, f"damaged DICOM header ({reason})") from None
+            raise InputError(path, f"damaged DICOM header ({reason(exc)})") from None
         return Volume(array=array, affine=affine, meta=meta, warnings=notes, source=str(path))
 
 

@@ -49,3 +49,34 @@ def test_volume_metadata_carries_no_identifiers(dicom_series):
     ds = pydicom.dcmread(next(dicom_series.iterdir()))
     assert vol.meta["SeriesInstanceUID"] != ds.SeriesInstanceUID
     assert set(safe_metadata(ds)) <= set(vol.meta)
+
+
+def test_malformed_identifiers_are_not_echoed_in_warnings_or_logs(tmp_path, ct_small, caplog, recwarn):
+    """pydicom quotes a malformed value when it warns; a malformed patient ID or UID must not reach a log."""
+    import logging
+
+    from tests.radiology.dicom_series import write_ct_series
+
+    bad = {"PatientID": "MRN-" + "7" * 70, "PatientName": "Qwobble^" + "x" * 70}  # both longer than the VR allows
+    folder = write_ct_series(tmp_path / "s", ct_small, slices=range(3), phi=bad, study_uid="1.2.3.4x5")
+    caplog.clear(), recwarn.clear()  # writing the series warned too
+    caplog.set_level(logging.DEBUG)
+    vol = load_volume(folder)
+    heard = caplog.text + " ".join(str(w.message) for w in recwarn)
+    assert vol.array.shape[2] == 3
+    assert not any(v in heard for v in [*bad.values(), "1.2.3.4x5"])
+    assert not any(v in json.dumps(vol.meta, default=str) for v in bad.values())
+
+
+def test_concurrent_reads_keep_pydicom_quiet_and_restore_it(dicom_series):
+    """App sessions read in threads: pydicom stays quiet while any read runs and is restored after the last."""
+    import logging
+    from concurrent.futures import ThreadPoolExecutor
+
+    from pydicom import config
+
+    mode = config.settings.reading_validation_mode
+    with ThreadPoolExecutor(4) as pool:
+        shapes = list(pool.map(lambda _: load_volume(dicom_series).array.shape, range(8)))
+    assert len(set(shapes)) == 1
+    assert config.settings.reading_validation_mode == mode and not logging.getLogger("pydicom").disabled

@@ -8,12 +8,13 @@ through the slide backends. The parsers get arbitrary text/bytes and must either
 from __future__ import annotations
 
 import math
+import os
 import tempfile
 from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
 from medvl.errors import ConfigError, InputError
@@ -21,7 +22,10 @@ from medvl.io.slide import PLAUSIBLE_MPP, open_slide
 from medvl.pathology.tiling import TileConfig, make_tile_grid
 from medvl.resources import bundled
 
-FAST = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+#: ``MEDVL_FUZZ=N`` (``make fuzz``) runs N times the examples from a random seed; see tests/conftest.py
+FUZZ = int(os.environ.get("MEDVL_FUZZ", "1"))
+
+FAST = settings(max_examples=40 * FUZZ, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
 @pytest.fixture(scope="module")
@@ -40,6 +44,7 @@ sizes = st.integers(8, 512)
 @FAST
 @given(slide_mpp=slide_mpps, mpp=target_mpps, size=sizes, overlap_frac=st.floats(0, 0.9), which=st.sampled_from(
     ["pyramid", "svs"]))
+@example(slide_mpp=2.0, mpp=0.2, size=31, overlap_frac=0.25, which="svs")  # last row ends at the edge: was dropped
 def test_tile_grid_stays_inside_and_counts_the_grid(pyramid, slide_mpp, mpp, size, overlap_frac, which):
     overlap = min(size - 1, int(size * overlap_frac))
     path = pyramid if which == "pyramid" else bundled("slide")
@@ -73,7 +78,7 @@ def test_tile_grid_stays_inside_and_counts_the_grid(pyramid, slide_mpp, mpp, siz
     assert abs(grid.read_px * ds - patch0) <= ds  # the read size covers the patch at that level
 
 
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=30 * FUZZ, deadline=None)
 @given(mpp=st.floats(PLAUSIBLE_MPP[0], 10.0, allow_nan=False))
 def test_mpp_round_trips_through_a_tiff_resolution_tag(mpp):
     import tifffile
@@ -89,7 +94,7 @@ def test_mpp_round_trips_through_a_tiff_resolution_tag(mpp):
             assert slide.mpp_source == "header"
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=60 * FUZZ, deadline=None)
 @given(st.text(alphabet=st.sampled_from(list("[]Term:id!\"\\ _{}abcDOI0123:\n\t,.-^")), max_size=300))
 def test_obo_parser_parses_or_raises_input_error(text):
     from medvl.knowledge.obo import read_obo
@@ -112,8 +117,9 @@ terms = st.lists(
     min_size=1, max_size=8, unique_by=lambda t: t[0])
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=40 * FUZZ, deadline=None)
 @given(terms)
+@example([(1, "0", ["0  0"])])
 def test_obo_terms_round_trip(terms):
     from medvl.knowledge.obo import read_obo
 
@@ -131,14 +137,16 @@ def test_obo_terms_round_trip(terms):
     assert list(parsed) == [f"DOID:{code}" for code, _, _ in terms]
     for i, (code, name, synonyms) in enumerate(terms):
         concept = parsed[f"DOID:{code}"]
-        assert concept.name == name and [s.text for s in concept.synonyms] == synonyms
+        # inner whitespace runs collapse; repeats and copies of the name are dropped
+        kept = [s for s in dict.fromkeys(" ".join(x.split()) for x in synonyms) if s != name]
+        assert concept.name == name and [s.text for s in concept.synonyms] == kept
         assert concept.parents == ([] if i == 0 else [f"DOID:{terms[0][0]}"])
 
 
 cells = st.text(st.characters(blacklist_categories=["Cs", "Cc"]), max_size=12)
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=60 * FUZZ, deadline=None)
 @given(header=st.lists(st.sampled_from(["case_id", "modality", "path", "time", "event", "x"]), max_size=6),
        rows=st.lists(st.lists(cells, min_size=0, max_size=6), max_size=5))
 def test_manifest_reader_parses_or_raises_input_error(header, rows):
@@ -160,6 +168,18 @@ def test_manifest_reader_parses_or_raises_input_error(header, rows):
             assert all(row.path.exists() for row in manifest.rows)
 
 
+def _reads_a_volume_or_names(path: Path, name: str) -> None:
+    """A damaged volume either loads as a finite 3-D array or raises an InputError that names it."""
+    from medvl.io.volume import load_volume
+
+    try:
+        vol = load_volume(path)
+    except InputError as exc:
+        assert name in str(exc)
+    else:
+        assert vol.array.ndim == 3 and np.isfinite(vol.array).all()
+
+
 @pytest.fixture(scope="module")
 def small_nifti() -> bytes:
     import gzip
@@ -167,11 +187,9 @@ def small_nifti() -> bytes:
     return gzip.decompress(bundled("ct_small").read_bytes())[:352 + 16 * 16 * 4 * 2]
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=60 * FUZZ, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(flips=st.lists(st.tuples(st.integers(0, 351), st.integers(0, 255)), min_size=1, max_size=6))
 def test_nifti_header_damage_reads_or_raises_input_error(small_nifti, flips):
-    from medvl.io.volume import load_volume
-
     data = bytearray(small_nifti)
     for offset, value in flips:
         data[offset] = value
@@ -179,12 +197,7 @@ def test_nifti_header_damage_reads_or_raises_input_error(small_nifti, flips):
     with tempfile.TemporaryDirectory() as d:
         path = Path(d) / "v.nii"
         path.write_bytes(bytes(data))
-        try:
-            vol = load_volume(path)
-        except InputError as exc:
-            assert "v.nii" in str(exc)
-        else:
-            assert vol.array.ndim == 3 and np.isfinite(vol.array).all()
+        _reads_a_volume_or_names(path, "v.nii")
 
 
 @pytest.fixture(scope="module")
@@ -195,12 +208,11 @@ def dicom_slices(tmp_path_factory) -> list[bytes]:
     return [p.read_bytes() for p in sorted(folder.iterdir())]
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=60 * FUZZ, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(which=st.integers(0, 2), flips=st.lists(st.tuples(st.integers(128, 1400), st.integers(0, 255)), min_size=1,
                                                 max_size=6), cut=st.none() | st.integers(0, 2000))
+@example(which=0, flips=[(150, 0)], cut=152)  # length field cut short: pydicom raised struct.error
 def test_dicom_damage_reads_or_raises_input_error(dicom_slices, which, flips, cut):
-    from medvl.io.volume import load_volume
-
     data = bytearray(dicom_slices[which])
     for offset, value in flips:
         data[offset] = value
@@ -211,9 +223,124 @@ def test_dicom_damage_reads_or_raises_input_error(dicom_slices, which, flips, cu
         folder.mkdir()
         for i, raw in enumerate(dicom_slices):
             (folder / f"{i}.dcm").write_bytes(bytes(data) if i == which else raw)
+        _reads_a_volume_or_names(folder, "series")
+
+
+@pytest.fixture(scope="module")
+def embedding_files(tmp_path_factory) -> dict[str, bytes]:
+    """The same small set written in every layout medvl writes, plus a tile feature store (.h5, CLAM-like)."""
+    from medvl.io.embeddings import EmbeddingSet, save_embeddings
+    from medvl.io.features import FeatureStore, TileTable
+
+    folder = tmp_path_factory.mktemp("emb")
+    rng = np.random.default_rng(0)
+    emb = EmbeddingSet(rng.normal(size=(6, 4)).astype(np.float32), ids=np.array([f"c{i}" for i in range(6)]),
+                       labels=np.array(["a", "b"] * 3), encoder="timm-tiny", modality="image", projected=False)
+    out = {suffix: save_embeddings(folder / f"e{suffix}", emb).read_bytes()
+           for suffix in (".npz", ".parquet", ".csv", ".h5")}
+    table = TileTable(np.arange(12).reshape(6, 2) * 224, {"mpp": 0.5, "tile_px": 224, "encoder": "timm-tiny"},
+                      emb.embeddings, np.linspace(0, 1, 6, dtype=np.float32))
+    out["tiles.h5"] = FeatureStore(folder / "t.h5").write(table).read_bytes()
+    return out
+
+
+@settings(max_examples=80 * FUZZ, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(kind=st.sampled_from([".npz", ".parquet", ".csv", ".h5", "tiles.h5"]),
+       flips=st.lists(st.tuples(st.floats(0, 1), st.integers(0, 255)), max_size=6), cut=st.none() | st.floats(0, 1))
+@example(kind="tiles.h5", flips=[(0.0625, 1)], cut=None)  # h5py raised KeyError on a damaged object header
+def test_embeddings_damage_reads_or_raises_input_error(embedding_files, kind, flips, cut):
+    """A damaged embeddings or feature file either reads as a finite [N, D] set or raises an InputError naming it."""
+    from medvl.io.embeddings import load_embeddings
+
+    data = bytearray(embedding_files[kind])
+    for pos, value in flips:
+        data[min(len(data) - 1, int(pos * len(data)))] = value
+    if cut is not None:
+        data = data[:int(cut * len(data))]
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / f"damaged{Path(kind).suffix}"
+        path.write_bytes(bytes(data))
         try:
-            vol = load_volume(folder)
+            emb = load_embeddings(path)
         except InputError as exc:
-            assert "series" in str(exc)
+            assert path.name in str(exc)
         else:
-            assert vol.array.ndim == 3 and np.isfinite(vol.array).all()
+            assert emb.embeddings.ndim == 2 and np.isfinite(emb.embeddings).all()
+
+
+def _config_cases() -> list[tuple[str, str]]:
+    """(config class, shipped recipe) pairs: every YAML recipe medvl ships, with the class its command reads it as."""
+    return [("medvl.train.config:TrainConfig", "tiny-keep.yaml"), ("medvl.train.config:TrainConfig",
+            "tiny-two-stage.yaml"), ("medvl.knowledge.encoder:TextTrainConfig", "knowledge/text_bench.yaml"),
+            ("medvl.pipelines.config:PipelineConfig", "pipelines/demo-cohort.yaml"),
+            ("medvl.tasks.report:EvalConfig", "eval/gbsg2_survival.yaml")]
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-10**6, 10**6) | st.floats() | st.text(max_size=12),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3), max_leaves=6)
+
+
+@settings(max_examples=80 * FUZZ, deadline=None)
+@given(case=st.sampled_from(_config_cases()), pick=st.lists(st.integers(0, 50), min_size=1, max_size=4),
+       value=json_values, drop=st.booleans())
+def test_config_damage_builds_or_raises_config_error(case, pick, value, drop):
+    """A shipped recipe with one value replaced (any JSON value, at any depth) or one key dropped either builds or
+    raises a ConfigError: never a TypeError, KeyError or AttributeError from inside the config classes."""
+    import importlib
+
+    import yaml
+
+    from medvl.resources import config_dir
+
+    module, name = case[0].split(":")
+    cls = getattr(importlib.import_module(module), name)
+    data = yaml.safe_load((config_dir() / case[1]).read_text(encoding="utf-8"))
+    node = data
+    for i in pick:  # walk down the picked path as far as it goes
+        keys = list(node) if isinstance(node, dict) else list(range(len(node))) if isinstance(node, list) else []
+        if not keys:
+            break
+        key = keys[i % len(keys)]
+        if i == pick[-1] or not isinstance(node[key], (dict, list)) or not node[key]:
+            if drop and isinstance(node, dict):
+                del node[key]
+            else:
+                node[key] = value
+            break
+        node = node[key]
+    try:
+        cls.from_dict(data, source=case[1])
+    except ConfigError:
+        pass
+
+
+@pytest.fixture(scope="module")
+def svs_bytes() -> bytes:
+    return bundled("slide").read_bytes()
+
+
+@settings(max_examples=30 * FUZZ, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(flips=st.lists(st.tuples(st.floats(0, 1), st.integers(0, 255)), max_size=8), head=st.booleans(),
+       cut=st.none() | st.floats(0, 1))
+def test_slide_damage_tiles_or_raises_input_error(svs_bytes, flips, head, cut):
+    """A damaged slide (header or tile bytes flipped, or cut short) either tiles and reads every tile through the
+    threaded loader, or raises an InputError naming it."""
+    from medvl.pathology.loader import iter_tile_batches
+
+    data = bytearray(svs_bytes)
+    span = 4096 if head else len(data)  # the TIFF header and first IFD, or anywhere (mostly JPEG tile data)
+    for pos, value in flips:
+        data[int(pos * (span - 1))] = value
+    if cut is not None:
+        data = data[:int(cut * len(data))]
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / "damaged.svs"
+        path.write_bytes(bytes(data))
+        try:
+            with open_slide(path, mpp=0.5) as slide:
+                grid = make_tile_grid(slide, TileConfig(mpp=0.5, size=224, min_tissue=0.0))
+                read = sum(len(tiles) for _, tiles in iter_tile_batches(slide, grid, batch_size=32, workers=2))
+                assert read == len(grid)
+        except InputError as exc:
+            assert "damaged.svs" in str(exc)
