@@ -16,6 +16,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import os
+import sys
+import threading
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +26,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from medvl.errors import InputError
+from medvl.errors import InputError, reason
 from medvl.log import get_logger
 
 log = get_logger(__name__)
@@ -68,6 +71,10 @@ class _Reader(ABC):
     @abstractmethod
     def read_region(self, xy: tuple[int, int], level: int, size: tuple[int, int]) -> np.ndarray:
         """RGB uint8 ``[h, w, 3]`` region; ``xy`` in level-0 pixels, ``size`` in pixels of ``level``."""
+
+    def read_region_into(self, xy: tuple[int, int], level: int, size: tuple[int, int], out: np.ndarray) -> None:
+        """:meth:`read_region` written into ``out`` (uint8 ``[h, w, 3]``); backends override it to skip a copy."""
+        out[...] = self.read_region(xy, level, size)
 
     @abstractmethod
     def associated_image(self, name: str) -> np.ndarray: ...
@@ -116,6 +123,20 @@ def _rgba_to_rgb(arr: np.ndarray) -> np.ndarray:
     return rgb
 
 
+def _argb_to_rgb(argb: np.ndarray, out: np.ndarray) -> None:
+    """OpenSlide's premultiplied ARGB words (native little-endian uint32, row-major) into RGB uint8 ``out [h, w, 3]``,
+    with :func:`_rgba_to_rgb`'s rule for pixels outside the scanned area."""
+    h, w = out.shape[:2]
+    if argb.min() < 0xFF000000:  # some pixel not opaque: let PIL un-premultiply, as openslide-python does
+        from PIL import Image
+
+        rgba = Image.frombuffer("RGBa", (w, h), argb, "raw", "BGRa", 0, 1).convert("RGBA")
+        out[...] = _rgba_to_rgb(np.asarray(rgba))
+        return
+    bgra = argb.view(np.uint8).reshape(h, w, 4)  # little-endian ARGB words are B, G, R, A bytes
+    out[..., 0], out[..., 1], out[..., 2] = bgra[..., 2], bgra[..., 1], bgra[..., 0]
+
+
 def _tiff_channels(path: Path) -> tuple[int, str | None]:
     """Samples per pixel of a TIFF's main image and a note when they are not RGB (read with tifffile)."""
     import tifffile
@@ -140,6 +161,7 @@ def _tiff_channels(path: Path) -> tuple[int, str | None]:
 class _OpenSlideReader(_Reader):
     def __init__(self, path: Path):
         import openslide
+        from openslide import lowlevel
 
         self._slide = openslide.OpenSlide(str(path))
         props = self._slide.properties
@@ -154,6 +176,16 @@ class _OpenSlideReader(_Reader):
             objective_power=_float_or_none(props.get(openslide.PROPERTY_NAME_OBJECTIVE_POWER)),
             associated=tuple(sorted(self._slide.associated_images)),
         )
+        # openslide-python's ctypes binding of openslide_read_region (it checks the handle and raises OpenSlideError
+        # after a failed read). Calling it with our own buffer skips the PIL image and its two copies; without it
+        # (another openslide-python layout, a big-endian host) every read takes the public PIL path.
+        self._raw_read = getattr(lowlevel, "_read_region", None) if sys.byteorder == "little" else None
+        self._handle = getattr(self._slide, "_osr", None)
+        self._scratch = threading.local()  # one ARGB buffer per reading thread, reused across tiles
+        self._path = path
+        self._tiled: dict[int, Any] | None = None  # level -> medvl.io.tiled.TiledLevel, opened on first read
+        self._tiled_fd: int | None = None
+        self._init_lock = threading.Lock()
 
     def read_region(self, xy, level, size):
         img = self._slide.read_region(xy, level, size)
@@ -161,11 +193,81 @@ class _OpenSlideReader(_Reader):
             return _rgba_to_rgb(np.asarray(img))
         return np.asarray(img.convert("RGB"))  # C conversion: contiguous RGB without a strided numpy copy
 
+    def read_region_into(self, xy, level, size, out):
+        tiled = self._tiled if self._tiled is not None else self._open_tiled()
+        fast = tiled.get(level)
+        if fast is not None:
+            ds = int(self.meta.level_downsamples[level])
+            if xy[0] % ds == 0 and xy[1] % ds == 0:  # starts on the level's pixel grid: no resampling involved
+                fast.read_into(xy[0] // ds, xy[1] // ds, out)
+                return
+        self._read_openslide_into(xy, level, size, out)
+
+    def _read_openslide_into(self, xy, level, size, out):
+        w, h = size
+        if self._raw_read is None or self._handle is None or w * h == 0:
+            out[...] = self.read_region(xy, level, size)
+            return
+        argb = getattr(self._scratch, "buf", None)
+        if argb is None or argb.size < w * h:
+            argb = self._scratch.buf = np.empty(w * h, dtype=np.uint32)
+        argb = argb[: w * h]
+        import ctypes
+
+        self._raw_read(self._handle, argb.ctypes.data_as(ctypes.POINTER(ctypes.c_uint32)), xy[0], xy[1], level, w, h)
+        _argb_to_rgb(argb, out)
+
+    def _open_tiled(self) -> dict[int, Any]:
+        """Levels served by :mod:`medvl.io.tiled` (tiled TIFF pages of the same size, whole-number downsample, same
+        pixels as OpenSlide on a check region across four scanner tiles); empty for other formats."""
+        with self._init_lock:
+            if self._tiled is not None:
+                return self._tiled
+            levels: dict[int, Any] = {}
+            try:
+                levels = self._tiled_candidates()
+                for level in list(levels):
+                    if not self._agrees(level, levels[level]):
+                        log.debug("level %d: direct tile decoding differs from OpenSlide; using OpenSlide", level)
+                        del levels[level]
+            except Exception as exc:  # anything tifffile cannot follow is read through OpenSlide, as before
+                log.debug("direct tile decoding unavailable (%s)", reason(exc))
+                levels = {}
+            self._tiled = levels
+            return levels
+
+    def _tiled_candidates(self) -> dict[int, Any]:
+        path = self._path
+        if not _is_tiff(path):
+            return {}
+        import tifffile
+
+        from medvl.io.tiled import TileCache, tiled_levels
+
+        self._tiled_fd = os.open(path, os.O_RDONLY)
+        with tifffile.TiffFile(path) as tf:
+            levels = tiled_levels(tf, self._tiled_fd, self.meta.level_dimensions, TileCache())
+        return {lv: t for lv, t in levels.items() if float(self.meta.level_downsamples[lv]).is_integer()}
+
+    def _agrees(self, level: int, tiled) -> bool:
+        ds = int(self.meta.level_downsamples[level])
+        w, h = min(64, tiled.width), min(64, tiled.height)
+        x = max(0, min(tiled.width - w, tiled.tile_w * (tiled.width // tiled.tile_w // 2) - w // 2))
+        y = max(0, min(tiled.height - h, tiled.tile_h * (tiled.height // tiled.tile_h // 2) - h // 2))
+        mine, theirs = np.empty((h, w, 3), np.uint8), np.empty((h, w, 3), np.uint8)
+        tiled.read_into(x, y, mine)
+        self._read_openslide_into((x * ds, y * ds), level, (w, h), theirs)
+        return bool(np.array_equal(mine, theirs))
+
     def associated_image(self, name):
         return _rgba_to_rgb(np.asarray(self._slide.associated_images[name]))
 
     def close(self):
         self._slide.close()
+        self._tiled = {}
+        if self._tiled_fd is not None:
+            os.close(self._tiled_fd)
+            self._tiled_fd = None
 
 
 class OpenSlideBackend(SlideBackend):
@@ -396,13 +498,23 @@ class Slide:
 
     def read_region(self, xy: tuple[int, int], level: int, size: tuple[int, int]) -> np.ndarray:
         """RGB uint8 ``[h, w, 3]``; ``xy`` in level-0 pixels, ``size`` = (w, h) in pixels of ``level``."""
+        out = np.empty((int(size[1]), int(size[0]), 3), dtype=np.uint8)
+        self.read_region_into(xy, level, size, out)
+        return out
+
+    def read_region_into(self, xy: tuple[int, int], level: int, size: tuple[int, int], out: np.ndarray) -> None:
+        """:meth:`read_region` written into ``out`` (uint8 ``[h, w, 3]``, e.g. one slot of a batch), without an
+        intermediate array where the backend allows it."""
         self._require_rgb()
         if not 0 <= level < self.level_count:
             raise InputError(self.path, f"level {level} does not exist (the slide has {self.level_count})")
+        w, h = int(size[0]), int(size[1])
+        if out.shape != (h, w, 3) or out.dtype != np.uint8:
+            raise ValueError(f"out must be uint8 {(h, w, 3)}, got {out.dtype} {out.shape}")
         try:
-            return self._reader.read_region((int(xy[0]), int(xy[1])), level, (int(size[0]), int(size[1])))
+            self._reader.read_region_into((int(xy[0]), int(xy[1])), level, (w, h), out)
         except Exception as exc:  # backend-specific decode errors of damaged files
-            raise InputError(self.path, f"cannot read pixels at {tuple(xy)} level {level} ({_reason(exc)})") from None
+            raise InputError(self.path, f"cannot read pixels at {tuple(xy)} level {level} ({reason(exc)})") from None
 
     def thumbnail(self, max_px: int = 1024) -> np.ndarray:
         """RGB uint8 image whose longest side is at most ``max_px`` (read band by band: memory stays bounded)."""
@@ -462,11 +574,6 @@ class Slide:
         self.close()
 
 
-def _reason(exc: BaseException) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return text[:200]
-
-
 def _check_path(path: Path) -> None:
     if not path.exists():
         raise InputError(path, "slide not found")
@@ -496,17 +603,22 @@ class _Collect(logging.Handler):
         self.messages.append(text.split("> ", 1)[1] if text.startswith("<") and "> " in text else text)
 
 
+def _is_tiff(path: Path) -> bool:
+    """Whether ``path`` is a file that starts with a TIFF or BigTIFF signature (SVS, NDPI, tiled TIFF, ...)."""
+    if path.is_dir():
+        return False
+    with open(path, "rb") as fh:
+        return fh.read(4) in _TIFF_MAGIC
+
+
 def _check_tiff_intact(path: Path) -> None:
     """Refuse a TIFF-based slide (SVS, TIFF, ...) cut short: page chain or tile data past the end of the file.
 
     The coarse-level probe at open time reads one corner; a copy that stopped mid-transfer often still has that
     corner and would only fail hours into a cohort run.
     """
-    if path.is_dir():
+    if not _is_tiff(path):
         return
-    with open(path, "rb") as fh:
-        if fh.read(4) not in _TIFF_MAGIC:
-            return
     import tifffile
 
     size, collect, logger = path.stat().st_size, _Collect(), logging.getLogger("tifffile")
@@ -517,7 +629,7 @@ def _check_tiff_intact(path: Path) -> None:
                        for o, c in zip(getattr(page, "dataoffsets", ()), getattr(page, "databytecounts", ()),
                                        strict=False)), default=0)
     except Exception as exc:  # tifffile's own error types; the message names the file and the reason
-        raise InputError(path, f"not a readable slide: truncated or damaged TIFF ({_reason(exc)})") from None
+        raise InputError(path, f"not a readable slide: truncated or damaged TIFF ({reason(exc)})") from None
     finally:
         logger.removeHandler(collect)
     broken = [m for m in collect.messages if "offset" in m]
@@ -557,7 +669,7 @@ def open_slide(path: str | Path, mpp: float | None = None) -> Slide:
         try:
             reader = backend.open(path)
         except Exception as exc:  # each backend raises its own types; collect them all for the message
-            reasons.append(f"{backend.name}: {_reason(exc)}")
+            reasons.append(f"{backend.name}: {reason(exc)}")
             continue
         channels, note = _channels_of(path)
         if note is not None:

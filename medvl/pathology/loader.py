@@ -3,8 +3,8 @@
 :func:`iter_tile_batches` reads a :class:`~medvl.pathology.tiling.TileGrid` with a pool of threads. Slide decoders
 (OpenSlide through ctypes, tifffile/imagecodecs, wsidicom) release the GIL while they decode, so threads scale
 without copying tiles between processes. Thread-safe backends (OpenSlide) share one handle and its tile cache;
-others get one handle per thread. At most ``workers * prefetch``
-chunks are in flight, so memory stays flat however large the slide; batches come out in grid order.
+others get one handle per thread. At most ``prefetch`` batches are in flight,
+so memory stays flat however large the slide; batches come out in grid order.
 
 :class:`TileDataset` is the same reading as a ``torch.utils.data.Dataset`` for users who prefer DataLoader worker
 processes (each worker opens the slide lazily).
@@ -34,19 +34,28 @@ class TileReader:
 
     def read(self, index: int) -> np.ndarray:
         """RGB uint8 ``[tile_px, tile_px, 3]`` for tile ``index``."""
+        out = np.empty((self.grid.tile_px, self.grid.tile_px, 3), dtype=np.uint8)
+        self.read_into(index, out)
+        return out
+
+    def read_into(self, index: int, out: np.ndarray) -> None:
+        """Tile ``index`` written into ``out`` (uint8 ``[tile_px, tile_px, 3]``, e.g. one slot of a batch)."""
         g = self.grid
         x, y = g.coords[index]
+        if g.read_px == g.tile_px:
+            self.slide.read_region_into((int(x), int(y)), g.level, (g.read_px, g.read_px), out)
+            return
+        from PIL import Image
+
         region = self.slide.read_region((int(x), int(y)), g.level, (g.read_px, g.read_px))
-        if g.read_px != g.tile_px:
-            from PIL import Image
+        out[...] = np.asarray(Image.fromarray(region).resize((g.tile_px, g.tile_px), Image.Resampling.BILINEAR))
 
-            region = np.asarray(Image.fromarray(region).resize((g.tile_px, g.tile_px), Image.Resampling.BILINEAR))
-        return region
-
-    def read_many(self, start: int, stop: int) -> np.ndarray:
-        out = np.empty((stop - start, self.grid.tile_px, self.grid.tile_px, 3), dtype=np.uint8)
+    def read_many(self, start: int, stop: int, out: np.ndarray | None = None) -> np.ndarray:
+        """Tiles ``start:stop`` as uint8 ``[stop - start, tile_px, tile_px, 3]``, written into ``out`` if given."""
+        if out is None:
+            out = np.empty((stop - start, self.grid.tile_px, self.grid.tile_px, 3), dtype=np.uint8)
         for j, i in enumerate(range(start, stop)):
-            out[j] = self.read(i)
+            self.read_into(i, out[j])
         return out
 
 
@@ -101,10 +110,10 @@ def iter_tile_batches(
         grid: the tiles to read.
         batch_size: tiles per yielded batch.
         workers: reader threads (0 reads in the calling thread).
-        prefetch: batches in flight per worker (bounds memory).
+        prefetch: batches in flight (bounds memory: at most ``prefetch`` batches are allocated at once).
 
-    Each task reads one batch of consecutive tiles straight into its output array (neighbouring tiles share
-    decoded scanner tiles, and no re-batching copy is needed).
+    Each batch is split into one run of consecutive tiles per worker; every run is decoded straight into its slots of
+    the batch array (neighbouring tiles share decoded scanner tiles, and no re-batching copy is needed).
     """
     n = len(grid)
     if n == 0:
@@ -122,21 +131,39 @@ def _iter_chunks(slide, grid, bounds, workers, prefetch) -> Iterator[np.ndarray]
             for start, stop in bounds:
                 yield reader.read_many(start, stop)
             return
+        px = grid.tile_px
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="medvl-tiles") as pool:
-            inflight: deque[Future] = deque()
-            todo = iter(bounds)
+            inflight: deque[tuple[np.ndarray, list[Future]]] = deque()
             try:
-                for start, stop in todo:
-                    inflight.append(pool.submit(lambda a, b: slides.reader().read_many(a, b), start, stop))
-                    if len(inflight) >= workers * prefetch:
-                        yield inflight.popleft().result()
+                for start, stop in bounds:
+                    # every worker takes a share of each batch (consecutive tiles), so the batch is ready as soon
+                    # as the slowest share is, and no worker idles on a short last batch
+                    out = np.empty((stop - start, px, px, 3), dtype=np.uint8)
+                    step = -(-(stop - start) // workers)
+                    parts = [pool.submit(_read_part, slides, a, min(a + step, stop), out[a - start:a - start + step])
+                             for a in range(start, stop, step)]
+                    inflight.append((out, parts))
+                    if len(inflight) >= prefetch:
+                        yield _finished(inflight.popleft())
                 while inflight:
-                    yield inflight.popleft().result()
+                    yield _finished(inflight.popleft())
             finally:
-                for fut in inflight:
-                    fut.cancel()
+                for _, parts in inflight:
+                    for fut in parts:
+                        fut.cancel()
     finally:
         slides.close()
+
+
+def _read_part(slides: _ThreadSlides, start: int, stop: int, out: np.ndarray) -> None:
+    slides.reader().read_many(start, stop, out)
+
+
+def _finished(entry: tuple[np.ndarray, list[Future]]) -> np.ndarray:
+    out, parts = entry
+    for fut in parts:
+        fut.result()
+    return out
 
 
 class TileDataset:

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from medvl import __version__
-from medvl.errors import InputError, MedvlError
+from medvl.errors import InputError, MedvlError, reason
 from medvl.io.atomic import atomic_write_json, sweep_temporaries
 from medvl.io.features import FeatureStore, TileTable
 from medvl.io.manifest import is_manifest, read_manifest
@@ -177,10 +177,15 @@ def heatmap_slide(job: SlideJob, features_dir: Path, out_dir: Path, scores_path:
 def _dataset(h5: Path, key: str, n: int) -> np.ndarray:
     import h5py
 
-    with h5py.File(h5, "r") as f:
-        if key not in f:
-            raise InputError(h5, f"no per-tile dataset '{key}' (has: {', '.join(f.keys())}); pass --scores FILE")
-        values = np.asarray(f[key][()], dtype=np.float64).reshape(-1)
+    from medvl.io.features import H5_ERRORS
+
+    try:
+        with h5py.File(h5, "r") as f:
+            if key not in f:
+                raise InputError(h5, f"no per-tile dataset '{key}' (has: {', '.join(f.keys())}); pass --scores FILE")
+            values = np.asarray(f[key][()], dtype=np.float64).reshape(-1)
+    except H5_ERRORS as exc:
+        raise InputError(h5, f"cannot read dataset '{key}' ({reason(exc)})") from None
     if len(values) != n:
         raise InputError(h5, f"dataset '{key}' has {len(values)} values for {n} tiles")
     return values
