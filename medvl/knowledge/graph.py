@@ -270,12 +270,13 @@ class DiseaseGraph:
         """Boolean ``[N, N]`` matrix, True where ``ids[i]`` and ``ids[j]`` are the same concept or one is an ancestor
         of the other: pairs that must not serve as each other's negatives."""
         resolved = [self.resolve(i) for i in ids]
-        anc = [self._ancestor_distances(i) for i in resolved]
-        n = len(resolved)
-        mask = np.zeros((n, n), dtype=bool)
-        for i in range(n):
-            for j in range(i, n):
-                if resolved[j] in anc[i] or resolved[i] in anc[j]:
+        rows: dict[str, list[int]] = {}
+        for j, cid in enumerate(resolved):
+            rows.setdefault(cid, []).append(j)
+        mask = np.zeros((len(resolved), len(resolved)), dtype=bool)
+        for i, cid in enumerate(resolved):  # each row's ancestors (itself included) among the ids: O(N x depth)
+            for ancestor in self._ancestor_distances(cid):
+                for j in rows.get(ancestor, ()):
                     mask[i, j] = mask[j, i] = True
         return mask
 

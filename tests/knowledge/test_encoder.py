@@ -99,3 +99,76 @@ def test_train_text_bad_config_is_a_clear_error(tmp_path):
     path.write_text(f"base_model: {tmp_path / 'nope'}\nsources: [doid_top_nodes]\nbatch_concepts: 4\n")
     assert_clean_error(run_cli("ontology", "train-text", "--config", str(path), "--out", str(tmp_path / "m")),
                        "nope")
+
+
+def test_pairs_draw_several_distinct_positives_per_concept():
+    import random
+
+    from medvl.knowledge.encoder import _pairs
+
+    config = TextTrainConfig(sources=["doid_cancer_slim"], texts_per_concept=4, name_anchor_prob=1.0)
+    data = split_groups(cached_graph(BuildConfig(sources=config.sources)), config)
+    batch = [i for i, t in enumerate(data.texts) if len(t) >= 2][:40]
+    anchors, positives, rows, is_name = _pairs(data, batch, random.Random(0), config)
+    assert len(anchors) == len(batch) and is_name == [data.kinds[i][0] == "name" for i in batch]
+    assert sorted(set(rows)) == list(range(len(batch)))
+    for r, i in enumerate(batch):
+        mine = [p for p, row in zip(positives, rows, strict=True) if row == r]
+        assert len(mine) == min(3, len(data.texts[i]) - 1) == len(set(mine))
+        assert anchors[r] == data.texts[i][0] and anchors[r] not in mine and set(mine) <= set(data.texts[i])
+
+
+def test_name_bank_training_options_run_and_the_bank_masks_relatives(tiny_base, tmp_path):
+    from medvl.knowledge.encoder import _NameBank, train_text_encoder
+
+    config = TextTrainConfig(base_model=str(tiny_base), sources=["doid_top_nodes"], steps=3, batch_concepts=6,
+                             texts_per_concept=3, name_bank_every=2, bf16=True, dropout=False, max_length=16,
+                             eval_max_queries=10, num_threads=1)
+    report = train_text_encoder(config, tmp_path / "model")
+    assert report["steps"] == 3 and report["loss_last"] > 0 and (tmp_path / "model" / "model.safetensors").is_file()
+
+    graph = cached_graph(BuildConfig(sources=["doid_top_nodes"]))
+    data = split_groups(graph, config)
+    bank = _NameBank(TextEncoder(tiny_base, 16), graph, data, config)
+    bank.refresh()
+    assert bank.embeddings.shape == (len(data.ids), 32)
+    child = next(i for i, c in enumerate(data.ids) if graph.parents(c) and graph.parents(c)[0] in data.ids)
+    parent = data.ids.index(graph.parents(data.ids[child])[0])
+    assert bank.relatives[child, parent] and bank.relatives[parent, child] and not bank.relatives[child, child]
+    queries = torch.nn.functional.normalize(torch.randn(2, 32), dim=-1)
+    names = bank.embeddings[[child, parent]].clone().requires_grad_(True)
+    loss = bank.loss(queries, names, [child, parent], [True, True])
+    loss.backward()
+    assert torch.isfinite(loss) and names.grad.abs().sum() > 0
+
+
+def test_frozen_layer_cache_equals_the_full_forward_and_trains(tiny_base, tmp_path):
+    from medvl.knowledge.encoder import _FrozenCache, train_text_encoder
+
+    encoder = TextEncoder(tiny_base, 16)
+    texts = ["kidney cancer", "clear cell renal cell carcinoma of the left kidney, a renal cell carcinoma", "RCC"]
+    cache = _FrozenCache(encoder, texts * 2, layers=1)
+    encoder.model.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(cache.forward(texts[::-1]), encoder.forward(texts[::-1]), atol=1e-5, rtol=0)
+
+    config = TextTrainConfig(base_model=str(tiny_base), sources=["doid_top_nodes"], steps=2, batch_concepts=6,
+                             freeze_layers=1, cache_frozen=True, max_length=16, eval_max_queries=10, num_threads=1)
+    report = train_text_encoder(config, tmp_path / "model")
+    assert report["steps"] == 2 and report["eval"]["trained"]["r@1"] >= 0
+    with pytest.raises(Exception, match="freeze_layers"):
+        TextTrainConfig(cache_frozen=True, freeze_layers=0).validate()
+
+
+def test_learning_rate_warms_up_then_decays_to_zero_at_the_step_or_time_budget():
+    from medvl.knowledge.encoder import _lr_factor
+
+    constant = TextTrainConfig(warmup_steps=10, steps=100)
+    assert _lr_factor(0, 0.0, constant) == 0.1 and _lr_factor(50, 1e6, constant) == 1.0
+    linear = TextTrainConfig(warmup_steps=10, steps=100, lr_schedule="linear")
+    assert _lr_factor(9, 0.0, linear) == 1.0 - 0.09
+    assert _lr_factor(50, 0.0, linear) == 0.5 and _lr_factor(100, 0.0, linear) == 0.0
+    budget = TextTrainConfig(warmup_steps=1, steps=10_000, lr_schedule="linear", max_minutes=2.0)
+    assert _lr_factor(10, 90.0, budget) == 0.25  # three quarters of the two minutes used
+    with pytest.raises(Exception, match="lr_schedule"):
+        TextTrainConfig(lr_schedule="cosine").validate()
