@@ -13,7 +13,7 @@ from pathlib import Path
 from medvl.errors import InputError
 
 ENV_VAR = "MEDVL_WORKSPACE"
-SUBDIRS = ("features", "volumes", "models", "index", "runs", "graph", "slides", "ct", "tables")
+SUBDIRS = ("features", "volumes", "models", "index", "runs", "graph", "slides", "ct", "tables", "cache")
 
 
 def default_workspace() -> Path:

@@ -70,7 +70,7 @@ if model_dir is not None:
         abst = None
     if dset is not None:
         try:
-            tiles = ui.slide_tiles(path, model_dir, str(features) if features else None)
+            tiles = ui.slide_tiles(path, model_dir, str(features) if features else None, str(cat.cache_dir))
             clf = ui.classifier(model_dir, ui.graph_path(cat), dset.ids, dset.free, abst)
         except MedvlError as exc:
             ui.error(exc)

@@ -118,7 +118,7 @@ def slide_cases(space: Any, catalog: Catalog) -> CaseSet:
     for path in catalog.slides:
         try:
             with open_slide(path) as slide:
-                tiles = slide_tiles(slide, space, catalog.features_for(path))
+                tiles = slide_tiles(slide, space, catalog.features_for(path), catalog.cache_dir)
                 thumb = slide.thumbnail(160)
         except MedvlError as exc:
             log.warning("slide case skipped: %s", exc)

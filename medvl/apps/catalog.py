@@ -63,6 +63,13 @@ class Catalog:
     survival_models: list[Path] = field(default_factory=list)
 
     @property
+    def cache_dir(self) -> Path:
+        """Where the apps keep what they computed and may need again (tile encodings of slides)."""
+        from medvl.workspace import Workspace
+
+        return Workspace(self.root).cache
+
+    @property
     def empty(self) -> bool:
         return not any((self.slides, self.cts, self.models, self.indexes, self.tables, self.graph))
 

@@ -189,14 +189,14 @@ def encode_tiles(model: Any, tiles: np.ndarray, batch_size: int = 64) -> np.ndar
     return emb / np.clip(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12, None)
 
 
-def slide_tiles(slide: Slide, space: Any, features: Path | None = None) -> SlideTiles:
+def slide_tiles(slide: Slide, space: Any, features: Path | None = None, cache_dir: Path | None = None) -> SlideTiles:
     """Tile embeddings of a slide in ``space`` (a :class:`~medvl.tasks.space.JointSpace`).
 
     Stored features are projected when they come from the model's own image tower; otherwise (another encoder, or
-    no feature file) the tiles are read from the slide and encoded with the model's image tower.
+    no feature file) the tiles are read from the slide in batches and encoded with the model's image tower. With
+    ``cache_dir``, those encodings are kept there, keyed by the slide's bytes, the checkpoint's weights and the tile
+    grid, so reopening the slide (a new app session, another page) does not encode it again.
     """
-    from medvl.pathology.loader import TileReader
-
     grid = tile_grid_for(slide, features)
     if len(grid) == 0:
         raise InputError(slide.path, "no tissue tiles on this slide")
@@ -211,5 +211,51 @@ def slide_tiles(slide: Slide, space: Any, features: Path | None = None) -> Slide
             note = f"stored features do not fit this model ({exc.problem}); tiles re-encoded"
     else:
         note = "tiles encoded with the model's image tower"
-    tiles = TileReader(slide, grid).read_many(0, len(grid))
-    return SlideTiles(grid.coords, float(grid.patch_size_level0), encode_tiles(space.model, tiles), note)
+    cached = _tile_cache_file(slide, space, grid, cache_dir)
+    if cached is not None and cached.is_file():
+        try:
+            joint = np.load(cached, allow_pickle=False)
+        except (OSError, ValueError):
+            joint = None  # unreadable: encode again and replace it
+        if joint is not None and joint.shape == (len(grid), space.dim):
+            return SlideTiles(grid.coords, float(grid.patch_size_level0), joint, note + " (cached)")
+    joint = encode_grid(slide, grid, space.model)
+    if cached is not None:
+        import io
+
+        from medvl.io.atomic import atomic_write_bytes
+
+        buf = io.BytesIO()
+        np.save(buf, joint, allow_pickle=False)
+        try:
+            atomic_write_bytes(cached, buf.getvalue())
+        except OSError:
+            pass  # a read-only workspace: the encodings are still returned, only not kept
+    return SlideTiles(grid.coords, float(grid.patch_size_level0), joint, note)
+
+
+def encode_grid(slide: Slide, grid: Any, model: Any, batch_size: int = 64, workers: int = 2) -> np.ndarray:
+    """Joint-space embeddings of every tile of ``grid``, read and encoded batch by batch (memory flat in N)."""
+    from medvl.pathology.loader import iter_tile_batches
+
+    parts = [encode_tiles(model, tiles, batch_size)
+             for _, tiles in iter_tile_batches(slide, grid, batch_size=batch_size, workers=workers)]
+    return np.concatenate(parts) if parts else np.zeros((0, int(model.embed_dim)), np.float32)
+
+
+def _tile_cache_file(slide: Slide, space: Any, grid: Any, cache_dir: Path | None) -> Path | None:
+    """Where the encodings of this slide, checkpoint and grid are kept; None without a cache or a checkpoint folder
+    (a registered model name has no weights file to key on)."""
+    import hashlib
+
+    from medvl.models.checkpoint import WEIGHTS
+    from medvl.pipelines.config import config_hash
+    from medvl.radiology.cache import content_hash
+
+    weights = Path(space.source) / WEIGHTS
+    if cache_dir is None or not weights.is_file():
+        return None
+    coords = hashlib.blake2b(np.ascontiguousarray(grid.coords, dtype=np.int64).tobytes(), digest_size=16).hexdigest()
+    key = config_hash([content_hash(slide.path), content_hash(weights), coords, grid.level, grid.read_px,
+                       grid.tile_px])
+    return Path(cache_dir) / f"slide-tiles-{key}.npy"

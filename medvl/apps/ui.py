@@ -121,10 +121,11 @@ def tissue_mask(path: str) -> np.ndarray:
 
 
 @st.cache_resource(show_spinner="Embedding the slide's tiles…", max_entries=16)
-def slide_tiles(path: str, model_dir: str, features: str | None):
+def slide_tiles(path: str, model_dir: str, features: str | None, cache_dir: str | None = None):
     from medvl.apps.slideview import slide_tiles as _tiles
 
-    return _tiles(open_slide(path), load_space(model_dir), Path(features) if features else None)
+    return _tiles(open_slide(path), load_space(model_dir), Path(features) if features else None,
+                  Path(cache_dir) if cache_dir else None)
 
 
 @st.cache_resource(show_spinner="Preparing the disease classes…", max_entries=32)

@@ -101,7 +101,8 @@ def _build_checkpoint(source: ModelSource, folder: Path) -> None:
 
         target = ModelConfig.from_dict(dict(source.config), source="pipeline model.config")
     torch.manual_seed(source.seed)
-    save_checkpoint(create_model(target).eval(), folder)
+    # untrained: no training-time preprocessing exists, so the pipeline's own config is the right one
+    save_checkpoint(create_model(target).eval(), folder, extra={"untrained": True, "seed": source.seed})
 
 
 def _fingerprint(folder: Path) -> str:

@@ -90,8 +90,9 @@ def load_volume_encoder(spec: str, tower_kwargs: dict[str, Any] | None = None, d
 def _checkpoint_encoder(path: Path, device: str) -> VolumeEncoder:
     """A medvl checkpoint folder: its volume tower + projection (joint space), and the CT preprocessing it stored.
 
-    Training stores the preprocessing as ``save_checkpoint(model, folder, extra={"ct_preprocess": cfg.to_dict()})``;
-    that config then overrides the command line's, so inference reproduces training.
+    A checkpoint that stores its preprocessing (``save_checkpoint(model, folder, extra={"ct_preprocess": ...})``) has
+    that config override the command line's, so inference reproduces training. One without it is warned about,
+    unless it is marked ``untrained`` (a pipeline's seeded model), which has no training-time preprocessing to keep.
     """
     from medvl.models import create_model
     from medvl.models.checkpoint import read_checkpoint_config
@@ -102,7 +103,7 @@ def _checkpoint_encoder(path: Path, device: str) -> VolumeEncoder:
         raise ConfigError(f"{path}: this model has no volume tower (towers: {', '.join(model.towers)})")
     stored = meta.get("ct_preprocess")
     preprocess = CTPreprocessConfig.from_dict(stored, source=str(path / "config.json")) if stored else None
-    if preprocess is None:
+    if preprocess is None and not meta.get("untrained"):
         log.warning("%s stores no CT preprocessing config; using the command line's", path)
     tower = model.towers["volume"]
     dim = int(model.config.embed_dim)

@@ -50,6 +50,7 @@ def step_train(ws: Workspace) -> dict[str, Any]:
     from medvl.models.checkpoint import atomic_dir, is_checkpoint
     from medvl.resources import config_dir
     from medvl.train import TrainConfig, train
+    from medvl.train.state import latest_checkpoint
 
     target = ws.models / MODEL_NAME
     record_path = ws.runs / MODEL_NAME / "demo_record.json"
@@ -59,7 +60,7 @@ def step_train(ws: Workspace) -> dict[str, Any]:
         return {**json.loads(record_path.read_text()), "reused": True}
     cfg = TrainConfig.from_file(config_dir() / "demo-breastmnist.yaml")
     run_dir = ws.runs / MODEL_NAME
-    summary = train(cfg, run_dir, resume=True)
+    summary = train(cfg, run_dir, resume=latest_checkpoint(run_dir) is not None)  # an interrupted demo goes on
     with atomic_dir(target) as tmp:
         shutil.copytree(run_dir / "model", tmp, dirs_exist_ok=True)
     model = create_model(target)

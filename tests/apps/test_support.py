@@ -103,3 +103,35 @@ def test_catalog_pairs_and_pseudonyms(tmp_path):
     ref = pseudonym(cat.slides[0], "slide")
     assert ref.startswith("slide-") and "TCGA" not in ref and ref == pseudonym(cat.slides[0], "slide")
     assert scan_workspace(tmp_path / "absent").empty
+
+
+def test_slide_tile_encodings_are_kept_in_the_workspace_cache(tmp_path, svs_path):
+    """A slide without features that fit the model is encoded once; reopening it reads the cached encodings."""
+    from medvl.models import create_model, save_checkpoint
+    from medvl.models.multimodal import ModelConfig, TowerSpec
+    from medvl.tasks.space import JointSpace
+
+    save_checkpoint(create_model(ModelConfig(towers={"image": TowerSpec("timm-tiny")}, embed_dim=16)),
+                    tmp_path / "ckpt")
+    space = JointSpace.load(tmp_path / "ckpt")
+    cache = tmp_path / "ws" / "cache"
+    with open_slide(svs_path) as slide:
+        first = slideview.slide_tiles(slide, space, None, cache)
+        grid = slideview.tile_grid_for(slide)
+        direct = slideview.encode_tiles(space.model, np.stack([
+            slide.read_region((int(x), int(y)), grid.level, (grid.read_px, grid.read_px)) for x, y in grid.coords]))
+    assert first.source == "tiles encoded with the model's image tower"
+    assert first.embeddings.shape == (len(grid), 16)
+    np.testing.assert_allclose(first.embeddings, direct, atol=1e-5)  # batched reading changes nothing
+    assert len(list(cache.glob("slide-tiles-*.npy"))) == 1
+    with open_slide(svs_path) as slide:
+        again = slideview.slide_tiles(slide, space, None, cache)
+    assert again.source.endswith("(cached)")
+    np.testing.assert_array_equal(again.embeddings, first.embeddings)
+
+    (tmp_path / "other").mkdir()  # other weights: another entry, never the first model's encodings
+    save_checkpoint(create_model(ModelConfig(towers={"image": TowerSpec("timm-tiny")}, embed_dim=16)),
+                    tmp_path / "other" / "ckpt")
+    with open_slide(svs_path) as slide:
+        other = slideview.slide_tiles(slide, JointSpace.load(tmp_path / "other" / "ckpt"), None, cache)
+    assert not other.source.endswith("(cached)") and len(list(cache.glob("slide-tiles-*.npy"))) == 2

@@ -63,10 +63,14 @@ def test_sigkill_then_rerun_redoes_nothing_finished(local_run, cohort_pipeline, 
                             env={**os.environ, "MEDVL_NO_PROGRESS": "1"})
     first = json.loads(proc.stdout.readline())  # the first case has finished every step
     assert first["status"] == "done"
-    time.sleep(1.0)  # let it get into the next case
+    run = ws / "runs" / "six"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:  # kill as soon as another case has finished a step: mid-cohort
+        if {Path(k).parts[1] for k in _markers(run)} - {first["case_id"]}:
+            break
+        time.sleep(0.005)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait(timeout=30)
-    run = ws / "runs" / "six"
     before = _markers(run)
     finished = {Path(k).parts[1] for k in before}
     assert 0 < len(before) < 18 and first["case_id"] in finished

@@ -67,3 +67,22 @@ def test_checkpoint_carries_its_preprocessing(tmp_path, ct_small):
     assert np.linalg.norm(emb.embeddings[0]) == pytest.approx(1.0, abs=1e-5)  # joint-space embeddings are normalised
     # recorded as this checkpoint's joint space, so the tasks do not project them a second time
     assert (emb.encoder, emb.modality, emb.projected) == (str((tmp_path / "ckpt").resolve()), "volume", True)
+
+
+def test_missing_preprocessing_is_warned_unless_the_checkpoint_is_untrained(tmp_path, caplog):
+    from medvl.models import create_model, save_checkpoint
+    from medvl.models.multimodal import ModelConfig
+    from medvl.pipelines.config import ModelSource
+    from medvl.pipelines.context import materialise_model
+
+    config = {"towers": {"volume": {"name": "resnet3d-tiny"}}, "embed_dim": 16}
+    save_checkpoint(create_model(ModelConfig.from_dict(config)), tmp_path / "trained")
+    with caplog.at_level("WARNING", logger="medvl"):
+        assert load_volume_encoder(str(tmp_path / "trained"), device="cpu").preprocess is None
+    assert "stores no CT preprocessing config" in caplog.text
+
+    caplog.clear()
+    folder, _ = materialise_model(ModelSource(config=config, seed=3), tmp_path / "models")  # a pipeline's inline model
+    with caplog.at_level("WARNING", logger="medvl"):
+        assert load_volume_encoder(str(folder), device="cpu").preprocess is None
+    assert "stores no CT preprocessing" not in caplog.text
