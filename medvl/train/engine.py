@@ -8,6 +8,7 @@ Launched by ``torchrun``, each process trains on its slice of every global batch
 
 from __future__ import annotations
 
+import gc
 import json
 import math
 import os
@@ -365,6 +366,9 @@ class Trainer:
 
     def close(self) -> None:
         if self.dist.started and dist.is_initialized():
+            # free DDP wrappers (their reducers hold gloo work and tensors, often in reference cycles) while the
+            # interpreter is alive: gloo threads releasing them during interpreter shutdown can SIGABRT
+            gc.collect()
             dist.destroy_process_group()
 
 

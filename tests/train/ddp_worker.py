@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 from typing import ClassVar
 
@@ -66,5 +67,6 @@ def worker(rank: int, world: int, init_file: str, out: str) -> None:
     if rank == 0:
         torch.save(results, os.path.join(out, f"world{world}.pt"))
     if world > 1:
+        gc.collect()  # as the engine does: free the DDP wrappers (gloo work, tensors) before the teardown
         dist.barrier()  # as the engine does: a rank tearing gloo down while its peer still works can SIGABRT
         dist.destroy_process_group()
