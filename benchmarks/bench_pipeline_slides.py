@@ -58,7 +58,7 @@ def _measure(pipeline: Path, ws: Path, backend: str, workers: int) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--cases", type=int, default=8)
+    ap.add_argument("--cases", type=int, default=24)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--mpp", type=float, default=0.5)
@@ -90,8 +90,13 @@ def main() -> None:
         ratio=local["cases_per_hour"] / inline["cases_per_hour"],
         ratio_meaning=f"cases/hour of the local backend with {args.workers} workers over one inline worker "
                       f"(ray/{args.workers} actors: {ray_run['cases_per_hour'] / inline['cases_per_hour']:.2f}x)",
-        notes="Wall time includes worker start-up and model loading; the bundled slide under N case ids; tiny "
-              "model (timm-tiny image tower). On a shared machine the load average above skews the numbers.",
+        notes=f"Wall time includes worker start-up and model loading; the bundled slide under {args.cases} case ids; "
+              f"tiny model (timm-tiny image tower); {os.cpu_count()} CPU cores. Start-up dominates short cohorts "
+              f"(first case after {local['first_case_s']} s with {args.workers} local workers, "
+              f"{ray_run['first_case_s']} s with Ray, {inline['first_case_s']} s inline, whose process has its imports "
+              f"already); after it, cases/h: inline {inline['steady_cases_per_hour']}, local/{args.workers} "
+              f"{local['steady_cases_per_hour']}, ray/{args.workers} {ray_run['steady_cases_per_hour']}. On a shared "
+              "machine the load average above skews the numbers.",
     )
 
 
