@@ -62,8 +62,9 @@ def main() -> None:
             "medvl_2": lambda: medvl_pass(path, grid, 2)}
     wall: dict[str, list[float]] = {k: [] for k in runs}
     cpu: dict[str, list[float]] = {k: [] for k in runs}
-    reference = np.stack([np.asarray(openslide.OpenSlide(str(path)).read_region((int(x), int(y)), 0, (224, 224)))
-                          [..., :3] for x, y in grid.coords])
+    with openslide.OpenSlide(str(path)) as ref:
+        reference = np.stack([np.asarray(ref.read_region((int(x), int(y)), 0, (224, 224)))[..., :3]
+                              for x, y in grid.coords])
     got = np.concatenate([t for _, t in iter_tile_batches(path, grid, batch_size=32, workers=2)])
     identical = bool(np.array_equal(got, reference))  # also warms the OS page cache and imports
     for _ in range(PASSES):

@@ -35,6 +35,7 @@ import numpy as np
 
 from medvl.errors import ConfigError, InputError, reason
 from medvl.io.atomic import atomic_path
+from medvl.io.features import H5_ERRORS
 
 __all__ = [
     "EMBEDDING_PREFIX",
@@ -144,8 +145,6 @@ def is_tile_features(path: str | Path) -> bool:
 def h5_layout(path: str | Path) -> str:
     """``"cases"`` for an ``.h5`` of case embeddings (an ``embeddings`` dataset), else ``"features"`` (tile store)."""
     import h5py
-
-    from medvl.io.features import H5_ERRORS
 
     try:
         with h5py.File(path, "r") as f:
@@ -334,8 +333,6 @@ def _h5_rows(dataset) -> np.ndarray:
 
 def _load_h5_cases(path: Path) -> EmbeddingSet:
     import h5py
-
-    from medvl.io.features import H5_ERRORS
 
     try:
         with h5py.File(path, "r") as f:

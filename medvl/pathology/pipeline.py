@@ -18,7 +18,7 @@ import numpy as np
 from medvl import __version__
 from medvl.errors import InputError, MedvlError, reason
 from medvl.io.atomic import atomic_write_json, sweep_temporaries
-from medvl.io.features import FeatureStore, TileTable
+from medvl.io.features import H5_ERRORS, FeatureStore, TileTable
 from medvl.io.manifest import is_manifest, read_manifest
 from medvl.io.slide import open_slide, slide_id_of
 from medvl.log import get_logger
@@ -176,8 +176,6 @@ def heatmap_slide(job: SlideJob, features_dir: Path, out_dir: Path, scores_path:
 
 def _dataset(h5: Path, key: str, n: int) -> np.ndarray:
     import h5py
-
-    from medvl.io.features import H5_ERRORS
 
     try:
         with h5py.File(h5, "r") as f:
