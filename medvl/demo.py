@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from medvl.io.atomic import atomic_write_json
+from medvl.atomic import atomic_write_json
 from medvl.log import get_logger
 from medvl.resources import BUNDLED, bundled
 from medvl.workspace import Workspace

@@ -223,7 +223,7 @@ def slide_tiles(slide: Slide, space: Any, features: Path | None = None, cache_di
     if cached is not None:
         import io
 
-        from medvl.io.atomic import atomic_write_bytes
+        from medvl.atomic import atomic_write_bytes
 
         buf = io.BytesIO()
         np.save(buf, joint, allow_pickle=False)
@@ -246,16 +246,13 @@ def encode_grid(slide: Slide, grid: Any, model: Any, batch_size: int = 64, worke
 def _tile_cache_file(slide: Slide, space: Any, grid: Any, cache_dir: Path | None) -> Path | None:
     """Where the encodings of this slide, checkpoint and grid are kept; None without a cache or a checkpoint folder
     (a registered model name has no weights file to key on)."""
-    import hashlib
-
+    from medvl.hashing import bytes_hash, config_hash, content_hash
     from medvl.models.checkpoint import WEIGHTS
-    from medvl.pipelines.config import config_hash
-    from medvl.radiology.cache import content_hash
 
     weights = Path(space.source) / WEIGHTS
     if cache_dir is None or not weights.is_file():
         return None
-    coords = hashlib.blake2b(np.ascontiguousarray(grid.coords, dtype=np.int64).tobytes(), digest_size=16).hexdigest()
+    coords = bytes_hash(np.ascontiguousarray(grid.coords, dtype=np.int64).tobytes())
     key = config_hash([content_hash(slide.path), content_hash(weights), coords, grid.level, grid.read_px,
                        grid.tile_px])
     return Path(cache_dir) / f"slide-tiles-{key}.npy"

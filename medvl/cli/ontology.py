@@ -35,7 +35,7 @@ def build(
     workspace: WorkspaceOpt = None,
 ) -> Result:
     """Build the graph from the ontology sources and write graph.json.gz plus build_summary.json."""
-    from medvl.io.atomic import atomic_write_json
+    from medvl.atomic import atomic_write_json
     from medvl.knowledge import BuildConfig, build_graph
     from medvl.knowledge.build import DEFAULT_SOURCES, cache_key
     from medvl.workspace import Workspace

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,11 +18,11 @@ from medvl.io.manifest import ManifestRow
 from medvl.log import get_logger
 from medvl.pipelines.context import CaseContext
 from medvl.pipelines.state import CaseState
-from medvl.pipelines.steps import StepOutput
+from medvl.pipelines.steps import COHORT_STEPS, StepOutput
 
 log = get_logger(__name__)
 
-__all__ = ["COHORT_STEPS", "run_cohort_steps"]
+__all__ = ["run_cohort_steps"]
 
 #: the per-case step whose output each modality contributes to cohort steps
 EMBEDDING_STEP = {"slide": "extract", "ct": "embed"}
@@ -84,7 +83,7 @@ def survival_step(ctx: CaseContext, cohort: CohortInput) -> StepOutput | None:
     """
     import pandas as pd
 
-    from medvl.io.atomic import atomic_path
+    from medvl.atomic import atomic_path
     from medvl.tasks.embeddings import EmbeddingSet, save_embeddings
     from medvl.tasks.survival import SurvivalConfig
     from medvl.tasks.survival_run import TableSpec, fit_table, predict_table
@@ -117,10 +116,8 @@ def survival_step(ctx: CaseContext, cohort: CohortInput) -> StepOutput | None:
     return StepOutput(record, files + ([str(emb_path)] if emb_path else []))
 
 
-COHORT_STEPS: dict[str, Callable[[CaseContext, CohortInput], StepOutput | None]] = {
-    "index": index_step,
-    "survival": survival_step,
-}
+COHORT_STEPS.add("index", index_step)
+COHORT_STEPS.add("survival", survival_step)
 
 
 def _cohort_key(ctx: CaseContext, name: str, cohort: CohortInput) -> str:
@@ -151,7 +148,7 @@ def run_cohort_steps(ctx: CaseContext, rows: list[ManifestRow]) -> dict[str, Any
             results[name] = {"status": "skipped", **done}
             continue
         t0 = time.perf_counter()
-        out = COHORT_STEPS[name](ctx, cohort)
+        out = COHORT_STEPS.get(name)(ctx, cohort)
         if out is None:
             results[name] = {"status": "not_applicable"}
             continue

@@ -27,7 +27,7 @@ def export_gbsg2(ws: Workspace):
     """Write GBSG2 as ``tables/gbsg2.csv`` (time in days, event = recurrence-free survival event)."""
     from sksurv.datasets import load_gbsg2
 
-    from medvl.io.atomic import atomic_path
+    from medvl.atomic import atomic_path
 
     path = ws.tables / "gbsg2.csv"
     if not path.is_file():

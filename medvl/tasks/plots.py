@@ -23,7 +23,7 @@ def save_figure(fig, path: str | Path) -> Path:
     """Save ``fig`` as PNG through a temporary file, then close it."""
     import matplotlib.pyplot as plt
 
-    from medvl.io.atomic import atomic_path
+    from medvl.atomic import atomic_path
 
     with atomic_path(path) as tmp:
         fig.tight_layout()

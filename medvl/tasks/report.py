@@ -166,7 +166,7 @@ SECTIONS = {"survival": eval_survival, "probe": eval_probe, "retrieval": eval_re
 
 def run_eval(config: EvalConfig) -> dict[str, Any]:
     """Run every configured section; write ``metrics.json``, the plots and the resolved config into ``config.out``."""
-    from medvl.io.atomic import atomic_write_json
+    from medvl.atomic import atomic_write_json
 
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)

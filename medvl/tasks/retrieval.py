@@ -192,7 +192,7 @@ class RetrievalIndex:
         """
         import faiss
 
-        from medvl.io.atomic import atomic_path, atomic_write_json, sweep_temporaries
+        from medvl.atomic import atomic_path, atomic_write_json, sweep_temporaries
 
         folder = Path(folder)
         sweep_temporaries(folder)

@@ -215,7 +215,7 @@ class SurvivalModel:
         from safetensors.numpy import save_file
 
         from medvl import __version__
-        from medvl.io.atomic import atomic_path, atomic_write_json
+        from medvl.atomic import atomic_path, atomic_write_json
 
         self._check_fitted()
         folder = Path(folder)

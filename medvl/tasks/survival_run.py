@@ -100,7 +100,7 @@ def _read_for_model(model: SurvivalModel, spec: TableSpec, require_events: bool)
 def predict_table(model_dir: Path, spec: TableSpec, out: Path | None = None, times: list[float] | None = None,
                   keep_ids: bool = False) -> dict[str, Any]:
     """Risk score, risk group (training median split) and survival at ``times`` per row; optional CSV/Parquet."""
-    from medvl.io.atomic import atomic_path
+    from medvl.atomic import atomic_path
 
     model = SurvivalModel.load(model_dir)
     table = _read_for_model(model, spec, require_events=False)
@@ -151,7 +151,7 @@ def evaluate_table(spec: TableSpec, model_dir: Path | None = None, config: Survi
     record["logrank_p"] = km["logrank_p"]
     record["risk_groups"] = [{k: g[k] for k in ("name", "n", "events", "median_survival")} for g in km["groups"]]
     if report is not None:
-        from medvl.io.atomic import atomic_write_json
+        from medvl.atomic import atomic_write_json
         from medvl.tasks.plots import new_axes, plot_km, save_figure
 
         fig, ax = new_axes()

@@ -110,7 +110,7 @@ def _classify_slide(path: Path, space: Any, graph: Any, ids: list[str], free: di
     out: dict[str, Any] = {"input": "slide features", "n_tiles": len(tiles), "method": method,
                            "result": slide_clf.decide(pred.proba[None, :])[0], **_jsonable(pred.extra)}
     if tile_scores_out is not None:
-        from medvl.io.atomic import atomic_path
+        from medvl.atomic import atomic_path
 
         with atomic_path(tile_scores_out) as tmp, open(tmp, "wb") as fh:
             np.savez(fh, scores=pred.tile_scores.astype(np.float32), class_ids=np.array(pred.tile_class_ids),

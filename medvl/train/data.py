@@ -19,8 +19,10 @@ import torch.nn.functional as F
 
 from medvl.config import Config
 from medvl.errors import ConfigError, InputError
+from medvl.registry import Registry
 
 __all__ = [
+    "DATASETS",
     "BreastMNISTOptions",
     "BreastMNISTPairs",
     "GraphGroupOptions",
@@ -33,27 +35,26 @@ __all__ = [
     "register_dataset",
 ]
 
-_DATASETS: dict[str, tuple[type[Config], Callable[..., Any]]] = {}
+#: name -> (typed options class, dataset class)
+DATASETS: Registry[tuple[type[Config], Callable[..., Any]]] = Registry("dataset")
 
 
 def register_dataset(name: str, options: type[Config]):
     """Register a dataset class built from a typed options config."""
 
     def decorator(cls):
-        _DATASETS[name] = (options, cls)
+        DATASETS.add(name, (options, cls))
         return cls
 
     return decorator
 
 
 def list_datasets() -> list[str]:
-    return sorted(_DATASETS)
+    return DATASETS.names()
 
 
 def build_dataset(name: str, options: dict[str, Any]) -> Any:
-    if name not in _DATASETS:
-        raise ConfigError(f"unknown dataset '{name}'; known datasets: {', '.join(list_datasets())}")
-    opt_cls, cls = _DATASETS[name]
+    opt_cls, cls = DATASETS.get(name)
     try:
         opts = opt_cls.from_dict(options)
     except ConfigError as exc:

@@ -45,9 +45,9 @@ def zero_shot_breastmnist(model: Any, image_size: int = 32, split: str = "test")
 
 @demo_step("train", "train an image/text model on BreastMNIST with graph captions; zero-shot its test split")
 def step_train(ws: Workspace) -> dict[str, Any]:
-    from medvl.io.atomic import atomic_write_json
+    from medvl.atomic import atomic_dir, atomic_write_json
     from medvl.models import create_model
-    from medvl.models.checkpoint import atomic_dir, is_checkpoint
+    from medvl.models.checkpoint import is_checkpoint
     from medvl.resources import config_dir
     from medvl.train import TrainConfig, train
     from medvl.train.state import latest_checkpoint

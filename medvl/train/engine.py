@@ -22,8 +22,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from medvl.atomic import atomic_write_json, atomic_write_text
 from medvl.errors import ConfigError, MedvlError
-from medvl.io.atomic import atomic_write_json, atomic_write_text
 from medvl.log import get_logger, progress
 from medvl.train.config import StageConfig, TrainConfig
 from medvl.train.data import build_dataset, collate

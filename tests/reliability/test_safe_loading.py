@@ -47,9 +47,9 @@ def hostile(tmp_path) -> tuple[dict[str, Path], Path]:
 
 def _loaders():
     """Every way a weights file enters medvl: the one loader, and the towers that take a ``weights`` path."""
-    from medvl.models import checkpoint, create_tower
+    from medvl.models import create_tower, weights
 
-    return {"checkpoint.load_state_file": checkpoint.load_state_file,
+    return {"weights.load_state_file": weights.load_state_file,
             "timm-tiny weights": lambda path: create_tower("timm-tiny", weights=str(path)),
             "resnet3d-tiny weights": lambda path: create_tower("resnet3d-tiny", weights=path)}
 
@@ -65,7 +65,7 @@ def test_every_weights_loader_refuses_a_hostile_pickle(loader, kind, hostile):
 
 
 def test_trust_flag_is_explicit_and_works_for_own_files(tmp_path):
-    from medvl.models.checkpoint import load_state_file
+    from medvl.models.weights import load_state_file
 
     own = tmp_path / "mine.pkl"
     own.write_bytes(pickle.dumps({"w": torch.ones(3)}))
@@ -75,7 +75,7 @@ def test_trust_flag_is_explicit_and_works_for_own_files(tmp_path):
 
 
 def test_safetensors_and_plain_tensor_files_load(tmp_path):
-    from medvl.models.checkpoint import load_state_file
+    from medvl.models.weights import load_state_file
 
     state = {"a.weight": torch.arange(6.0).reshape(2, 3)}
     save_file(state, tmp_path / "w.safetensors")
@@ -130,7 +130,7 @@ _RULES = [
 
 
 def test_no_unsafe_loading_in_the_package():
-    """Only :func:`medvl.models.checkpoint._trusted_pickle` (behind ``trust_pickle=True``) may unpickle."""
+    """Only :func:`medvl.models.weights._trusted_pickle` (behind ``trust_pickle=True``) may unpickle."""
     root = project_root()
     hits = []
     for path in [*(root / "medvl").rglob("*.py"), *(root / "apps").rglob("*.py")]:
@@ -138,7 +138,7 @@ def test_no_unsafe_loading_in_the_package():
             for pattern, what in _RULES:
                 if pattern.search(line) and "explicit trust_pickle=True" not in line:
                     hits.append(f"{path.relative_to(root)}:{number}: {what}")
-    trusted = [h for h in hits if "weights_only" in h and "checkpoint.py" in h]  # weights_only=not trust_pickle
+    trusted = [h for h in hits if "weights_only" in h and "weights.py" in h]  # weights_only=not trust_pickle
     assert [h for h in hits if h not in trusted] == []
 
 
