@@ -87,8 +87,8 @@ def breastmnist_cases(space: Any, catalog: Catalog, image_size: int | None = Non
     """The BreastMNIST ``split`` embedded with the model's image tower (BreastMNIST preprocessing)."""
     import torch
 
+    from medvl.models.transforms import preprocess_grayscale
     from medvl.resources import bundled
-    from medvl.train.data import preprocess_grayscale
 
     if "image" not in space.model.modalities:
         return CaseSet()

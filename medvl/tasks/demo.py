@@ -86,10 +86,10 @@ def demo_breastmnist(ws: Workspace) -> dict[str, Any]:
     import torch
 
     from medvl.models import create_model
+    from medvl.models.transforms import preprocess_grayscale
     from medvl.resources import bundled
     from medvl.tasks.probe import LinearProbe
     from medvl.tasks.retrieval import RetrievalIndex
-    from medvl.train.data import preprocess_grayscale
 
     model = create_model(ckpt).eval()
     size = int(getattr(model.towers["image"], "data_config", {}).get("input_size", (1, 32, 32))[-1])

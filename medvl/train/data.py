@@ -19,6 +19,7 @@ import torch.nn.functional as F
 
 from medvl.config import Config
 from medvl.errors import ConfigError, InputError
+from medvl.models.transforms import preprocess_grayscale
 from medvl.registry import Registry
 
 __all__ = [
@@ -31,7 +32,6 @@ __all__ = [
     "class_captions",
     "collate",
     "list_datasets",
-    "preprocess_grayscale",
     "register_dataset",
 ]
 
@@ -94,17 +94,6 @@ def class_captions(graph: Any, concept_ids: list[str], templates: list[str], def
             concept = graph.concept(cid)
             captions.extend(f"{concept.name}: {d}" for d in concept.definitions)
     return list(dict.fromkeys(captions))
-
-
-def preprocess_grayscale(images: np.ndarray | torch.Tensor, size: int) -> torch.Tensor:
-    """uint8 ``[N, H, W]`` grayscale -> float ``[N, 3, size, size]``, scaled to [0, 1] then standardised.
-
-    The one transform for BreastMNIST-style images, used by training and by zero-shot evaluation alike.
-    """
-    x = torch.as_tensor(np.asarray(images)).float().div(255.0).unsqueeze(1)
-    if x.shape[-1] != size:
-        x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
-    return ((x - 0.5) / 0.25).expand(-1, 3, -1, -1).contiguous()
 
 
 def _augment(img: torch.Tensor, rng: torch.Generator, shift: int) -> torch.Tensor:

@@ -21,9 +21,10 @@ def zero_shot_breastmnist(model: Any, image_size: int = 32, split: str = "test")
     from sklearn.metrics import balanced_accuracy_score, roc_auc_score
 
     from medvl.knowledge import default_graph
+    from medvl.models.transforms import preprocess_grayscale
     from medvl.resources import bundled
     from medvl.tasks.zeroshot import ZeroShotClassifier, class_embeddings
-    from medvl.train.data import ULTRASOUND_TEMPLATES, class_captions, preprocess_grayscale
+    from medvl.train.data import ULTRASOUND_TEMPLATES, class_captions
 
     graph = default_graph()
     templates = [t for t in ULTRASOUND_TEMPLATES if t != "{}"]

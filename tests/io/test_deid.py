@@ -1,4 +1,5 @@
 """De-identification (PS3.15 Basic Profile) of what medvl keeps from DICOM headers."""
+# ruff: noqa: F811 - pytest fixtures imported from tests.radiology.dicom_series
 
 from __future__ import annotations
 
@@ -8,9 +9,9 @@ import json
 import pydicom
 from pydicom.data import get_testdata_file
 
+from medvl.io.deid import DeidConfig, Deidentifier, safe_metadata
 from medvl.io.volume import load_volume
-from medvl.radiology.deid import DeidConfig, Deidentifier, safe_metadata
-from tests.radiology.dicom_series import PHI
+from tests.radiology.dicom_series import PHI, ct_small, dicom_series  # noqa: F401
 
 
 def test_dataset_profile_removes_identifiers_and_remaps_uids():
