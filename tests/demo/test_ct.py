@@ -6,7 +6,7 @@ import time
 
 import numpy as np
 
-from medvl.radiology.demo import step_ct
+from medvl.demo.ct import step_ct
 from medvl.workspace import Workspace
 
 

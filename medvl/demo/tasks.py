@@ -13,14 +13,14 @@ from typing import Any
 
 import numpy as np
 
-from medvl.demo import demo_step
+from medvl.demo.layout import TRAIN_MODEL
+from medvl.demo.steps import demo_step
 from medvl.log import get_logger
 from medvl.workspace import Workspace
 
 log = get_logger(__name__)
 
 COVARIATES = ["age", "tsize", "pnodes", "tgrade", "horTh", "menostat", "progrec", "estrec"]
-TRAIN_MODEL = "breastmnist-clip"
 
 
 def export_gbsg2(ws: Workspace):
@@ -110,14 +110,12 @@ def demo_breastmnist(ws: Workspace) -> dict[str, Any]:
             "linear_probe_test": {k: round(v, 4) for k, v in probe.items() if isinstance(v, float)}}
 
 
-@demo_step("tasks", "survival model on GBSG2 with a KM plot; retrieval indexes over slide tiles and BreastMNIST")
+@demo_step("tasks", "survival model on GBSG2 with a KM plot; retrieval indexes over slide tiles and BreastMNIST",
+           needs=("slides", "train"))
 def step_tasks(ws: Workspace) -> dict[str, Any]:
     record: dict[str, Any] = {"survival": demo_survival(ws)}
     for name, fn in (("tile_index", demo_tile_index), ("breastmnist", demo_breastmnist)):
-        try:
-            record[name] = fn(ws)
-        except ImportError as exc:  # a part needs a module another area has not shipped
-            record[name] = {"skipped": f"needs {exc.name}"}
+        record[name] = fn(ws)
         if "skipped" in record[name]:
             log.info("tasks demo: %s skipped: %s", name, record[name]["skipped"])
     return record

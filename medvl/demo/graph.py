@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from medvl.demo import demo_step
+from medvl.demo.layout import GRAPH_FILE
+from medvl.demo.steps import demo_step
 from medvl.workspace import Workspace
-
-GRAPH_FILE = "graph.json.gz"
 
 
 @demo_step("graph", "build (or load) the disease knowledge graph from the bundled ontologies and ICD-10-CM")

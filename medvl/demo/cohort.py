@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from medvl.demo import demo_step
+from medvl.demo.layout import COHORT_PIPELINE
+from medvl.demo.steps import demo_step
 from medvl.workspace import Workspace
 
 
@@ -15,7 +16,7 @@ def step_cohort(ws: Workspace) -> dict[str, Any]:
     from medvl.resources import config_dir
 
     # one inline worker: the demo must stay fast on 2 cores (worker processes each import torch)
-    config = PipelineConfig.load(config_dir() / "pipelines" / "demo-cohort.yaml", workers=1)
+    config = PipelineConfig.load(config_dir() / COHORT_PIPELINE, workers=1)
     summary = run_pipeline(config, workspace=ws.root, backend="local")
     return {
         "pipeline": summary["pipeline"],

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from medvl.demo import demo_step
+from medvl.demo.layout import CT_LABELS_FILE, CT_SMALL_FILE, VOLUME_TOWER
+from medvl.demo.steps import demo_step
 from medvl.workspace import Workspace
 
-#: the tiny tower used by the demo (CPU, well under a second)
-DEMO_TOWER = "resnet3d-tiny"
 
-
-@demo_step("ct", "CT: info, preprocessing into the cache, kidney-centred crop, tiny 3-D embedding")
+@demo_step("ct", "CT: info, preprocessing into the cache, kidney-centred crop, tiny 3-D embedding", needs=("data",))
 def step_ct(ws: Workspace) -> dict[str, Any]:
     import shutil
 
@@ -22,7 +20,7 @@ def step_ct(ws: Workspace) -> dict[str, Any]:
     from medvl.radiology.transforms import CTPreprocessConfig, OrganCropConfig
     from medvl.resources import bundled
 
-    image, labels = ws.ct / "example_ct_sm.nii.gz", ws.ct / "example_ct_sm_labels.nii.gz"
+    image, labels = ws.ct / CT_SMALL_FILE, ws.ct / CT_LABELS_FILE
     for name, dst in (("ct_small", image), ("ct_labels", labels)):  # the data step copies them; be self-sufficient
         if not dst.exists():
             dst.parent.mkdir(parents=True, exist_ok=True)
@@ -36,7 +34,7 @@ def step_ct(ws: Workspace) -> dict[str, Any]:
     case = CTCase(image, "example_ct_sm", labels=labels)
     crop = preprocess_case(case, kidneys, VolumeCache(ws.volumes, kidneys))
     out = ws.volumes / "demo_ct_embeddings.npz"
-    summary = embed_cases([case], kidneys, load_volume_encoder(DEMO_TOWER, device="cpu"), out,
+    summary = embed_cases([case], kidneys, load_volume_encoder(VOLUME_TOWER, device="cpu"), out,
                           VolumeCache(ws.volumes, kidneys))
     return {
         "shape": info["shape"],
@@ -48,5 +46,5 @@ def step_ct(ws: Workspace) -> dict[str, Any]:
         "kidney_crop_cached": crop.hit,
         "embedding": str(out.relative_to(ws.root)),
         "embed_dim": summary["embed_dim"],
-        "tower": DEMO_TOWER,
+        "tower": VOLUME_TOWER,
     }

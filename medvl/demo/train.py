@@ -7,10 +7,10 @@ from typing import Any
 
 import numpy as np
 
-from medvl.demo import demo_step
+from medvl.demo.layout import TRAIN_MODEL, TRAIN_RECIPE
+from medvl.demo.steps import demo_step
 from medvl.workspace import Workspace
 
-MODEL_NAME = "breastmnist-clip"
 #: the classes of the zero-shot test and the concepts whose names describe them (label 0 = malignant)
 CLASSES = {"malignant": ["DOID:1612"], "benign": ["DOID:0060085", "DOID:1618"]}
 
@@ -44,7 +44,9 @@ def zero_shot_breastmnist(model: Any, image_size: int = 32, split: str = "test")
     }
 
 
-@demo_step("train", "train an image/text model on BreastMNIST with graph captions; zero-shot its test split")
+# needs the graph: captions and zero-shot prompts come from the disease graph the graph step builds (and caches)
+@demo_step("train", "train an image/text model on BreastMNIST with graph captions; zero-shot its test split",
+           needs=("graph",))
 def step_train(ws: Workspace) -> dict[str, Any]:
     from medvl.atomic import atomic_dir, atomic_write_json
     from medvl.models import create_model
@@ -53,14 +55,14 @@ def step_train(ws: Workspace) -> dict[str, Any]:
     from medvl.train import TrainConfig, train
     from medvl.train.state import latest_checkpoint
 
-    target = ws.models / MODEL_NAME
-    record_path = ws.runs / MODEL_NAME / "demo_record.json"
+    target = ws.models / TRAIN_MODEL
+    record_path = ws.runs / TRAIN_MODEL / "demo_record.json"
     if is_checkpoint(target) and record_path.is_file():
         import json
 
         return {**json.loads(record_path.read_text()), "reused": True}
-    cfg = TrainConfig.from_file(config_dir() / "demo-breastmnist.yaml")
-    run_dir = ws.runs / MODEL_NAME
+    cfg = TrainConfig.from_file(config_dir() / TRAIN_RECIPE)
+    run_dir = ws.runs / TRAIN_MODEL
     summary = train(cfg, run_dir, resume=latest_checkpoint(run_dir) is not None)  # an interrupted demo goes on
     with atomic_dir(target) as tmp:
         shutil.copytree(run_dir / "model", tmp, dirs_exist_ok=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from medvl.knowledge.demo import step_graph
+from medvl.demo.graph import step_graph
 from medvl.workspace import Workspace
 
 

@@ -11,7 +11,7 @@ from medvl.workspace import Workspace
 
 
 def test_demo_step_fits_survival_and_indexes_tiles(tmp_path):
-    from medvl.tasks.demo import step_tasks
+    from medvl.demo.tasks import step_tasks
 
     ws = Workspace(tmp_path / "ws").create()
     feats = np.random.default_rng(0).normal(size=(30, 16)).astype(np.float32)
