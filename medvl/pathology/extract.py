@@ -7,7 +7,6 @@ the device as one batched operation. On CUDA the forward runs in bf16 autocast w
 
 from __future__ import annotations
 
-import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -189,13 +188,8 @@ def _default_data_config() -> dict[str, Any]:
 
 
 def _checkpoint_encoder(spec: EncoderSpec) -> TileEncoder:
-    if importlib.util.find_spec("medvl.models.multimodal") is None:
-        raise ConfigError(f"{spec.name}: checkpoint directories need medvl.models.create_model (not in this build)")
-    from medvl import models
+    from medvl.models import create_model
 
-    create_model = getattr(models, "create_model", None)
-    if create_model is None:
-        raise ConfigError(f"{spec.name}: checkpoint directories need medvl.models.create_model (not in this build)")
     model = create_model(spec.name).eval()
     tower = model.towers["image"]
     data_config = getattr(tower, "data_config", None) or _default_data_config()
