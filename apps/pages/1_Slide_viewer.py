@@ -76,7 +76,7 @@ if model_dir is not None:
             ui.error(exc)
     if tiles is not None and clf is not None:
         proba = clf.predict_proba(tiles.embeddings)
-        from medvl.tasks.slide import slide_zeroshot
+        from medvl.tasks.zeroshot.slide import slide_zeroshot
 
         slide_pred = slide_zeroshot(tiles.embeddings, clf, "topk", topk=16)
         default_cls = int(np.argmax(slide_pred.proba))

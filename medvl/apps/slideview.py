@@ -15,6 +15,7 @@ import numpy as np
 from medvl.apps import render
 from medvl.errors import InputError
 from medvl.io.slide import Slide
+from medvl.tasks.vectors import l2_normalise
 
 #: slide file suffixes the viewer accepts for uploads (OpenSlide / tiffslide / DICOM)
 SLIDE_SUFFIXES = (".svs", ".tif", ".tiff", ".ndpi", ".scn", ".bif", ".vms", ".svslide", ".dcm")
@@ -186,7 +187,7 @@ def encode_tiles(model: Any, tiles: np.ndarray, batch_size: int = 64) -> np.ndar
             x = F.interpolate(x / 255.0, size=(h, w), mode="bilinear", antialias=True, align_corners=False)
             out.append(model.encode_image((x - mean) / std).float().numpy())
     emb = np.concatenate(out) if out else np.zeros((0, int(model.embed_dim)), np.float32)
-    return emb / np.clip(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12, None)
+    return l2_normalise(emb)
 
 
 def slide_tiles(slide: Slide, space: Any, features: Path | None = None, cache_dir: Path | None = None) -> SlideTiles:
@@ -201,7 +202,7 @@ def slide_tiles(slide: Slide, space: Any, features: Path | None = None, cache_di
     if len(grid) == 0:
         raise InputError(slide.path, "no tissue tiles on this slide")
     if features is not None and Path(features).is_file():
-        from medvl.tasks.embeddings import load_embeddings
+        from medvl.io.embeddings import load_embeddings
 
         emb = load_embeddings(features)
         try:

@@ -39,17 +39,17 @@ def export_gbsg2(ws: Workspace):
 
 
 def demo_survival(ws: Workspace) -> dict[str, Any]:
-    from medvl.tasks.km import kaplan_meier_by_risk
     from medvl.tasks.plots import new_axes, plot_km, save_figure
-    from medvl.tasks.survival import SurvivalConfig
-    from medvl.tasks.survival_run import TableSpec, fit_table
+    from medvl.tasks.survival.km import kaplan_meier_by_risk
+    from medvl.tasks.survival.model import SurvivalConfig
+    from medvl.tasks.survival.run import TableSpec, fit_table
 
     table = export_gbsg2(ws)
     spec = TableSpec(table=table, time="time", event="event", covariates=COVARIATES)
     out = ws.models / "survival"
     rec = fit_table(spec, SurvivalConfig(), out=out)
     data = spec.read()
-    from medvl.tasks.survival import SurvivalModel
+    from medvl.tasks.survival.model import SurvivalModel
 
     model = SurvivalModel.load(out)
     km = kaplan_meier_by_risk(data.time, data.event, model.predict(data.X), cutpoints=[model.train_risk_median_])
@@ -63,7 +63,7 @@ def demo_survival(ws: Workspace) -> dict[str, Any]:
 
 
 def demo_tile_index(ws: Workspace) -> dict[str, Any]:
-    from medvl.tasks.index_build import build_index
+    from medvl.tasks.retrieval.build import build_index
 
     files = sorted(ws.features.glob("*.h5")) if ws.features.is_dir() else []
     if not files:
@@ -89,7 +89,7 @@ def demo_breastmnist(ws: Workspace) -> dict[str, Any]:
     from medvl.models.transforms import preprocess_grayscale
     from medvl.resources import bundled
     from medvl.tasks.probe import LinearProbe
-    from medvl.tasks.retrieval import RetrievalIndex
+    from medvl.tasks.retrieval.index import RetrievalIndex
 
     model = create_model(ckpt).eval()
     size = int(getattr(model.towers["image"], "data_config", {}).get("input_size", (1, 32, 32))[-1])

@@ -23,7 +23,7 @@ def zero_shot_breastmnist(model: Any, image_size: int = 32, split: str = "test")
     from medvl.knowledge import default_graph
     from medvl.models.transforms import preprocess_grayscale
     from medvl.resources import bundled
-    from medvl.tasks.zeroshot import ZeroShotClassifier, class_embeddings
+    from medvl.tasks.zeroshot.classifier import ZeroShotClassifier, class_embeddings
     from medvl.train.data import ULTRASOUND_TEMPLATES, class_captions
 
     graph = default_graph()

@@ -308,6 +308,13 @@ def cached_graph(config: BuildConfig | None = None, rebuild: bool = False) -> Di
     return graph
 
 
+def store_cached_graph(graph: DiseaseGraph, config: BuildConfig) -> None:
+    """Make ``graph`` (just built from ``config``) the cached graph of that config: written to the cache file, and the
+    in-memory copies dropped so the next :func:`cached_graph` reads the new one."""
+    _write_cache(graph, f"graph-{cache_key(config)}.json.gz")
+    _MEMORY.clear()
+
+
 def _write_cache(graph: DiseaseGraph, name: str) -> None:
     for folder in cache_dirs():
         try:

@@ -142,7 +142,7 @@ class CaseContext:
 
     @functools.cached_property
     def classes(self) -> tuple[list[str], dict[str, list[str]]]:
-        from medvl.tasks.zeroshot_run import resolve_classes
+        from medvl.tasks.zeroshot.run import resolve_classes
 
         zs = self.config.zeroshot
         return resolve_classes(self.graph, zs.node, zs.classes)

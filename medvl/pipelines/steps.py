@@ -143,7 +143,7 @@ def extract_step(ctx: Any, row: ManifestRow) -> StepOutput:
 
 
 def _zeroshot_config(cfg: Any, templates: str) -> Any:
-    from medvl.tasks.zeroshot import ZeroShotConfig
+    from medvl.tasks.zeroshot.classifier import ZeroShotConfig
 
     zs = cfg.zeroshot
     return ZeroShotConfig(templates=[templates], temperature=zs.temperature, abstain_below=zs.abstain_below)
@@ -156,7 +156,7 @@ def _zs_settings(cfg: Any) -> dict[str, Any]:
 @register_step("slide", "zeroshot", needs=("extract",), config=_zs_settings)
 def slide_zeroshot_step(ctx: Any, row: ManifestRow) -> StepOutput:
     """Slide-level zero-shot diagnosis (+ per-tile scores): ``zeroshot/<case_id>.json`` and ``_tiles.npz``."""
-    from medvl.tasks.zeroshot_run import classify_case
+    from medvl.tasks.zeroshot.run import classify_case
 
     ids, free = ctx.classes
     zs = ctx.config.zeroshot
@@ -218,7 +218,7 @@ def embed_step(ctx: Any, row: ManifestRow) -> StepOutput:
 @register_step("ct", "zeroshot", needs=("embed",), config=_zs_settings)
 def ct_zeroshot_step(ctx: Any, row: ManifestRow) -> StepOutput:
     """Volume zero-shot diagnosis against radiology prompts: ``zeroshot/<case_id>.json``."""
-    from medvl.tasks.zeroshot_run import classify_case
+    from medvl.tasks.zeroshot.run import classify_case
 
     ids, free = ctx.classes
     record = classify_case(ctx.layout.ct / f"{row.case_id}.npz", ctx.space, ctx.graph, ids, free,

@@ -91,7 +91,8 @@ def cosine_schedule(optimizer: torch.optim.Optimizer, warmup: int, total: int, m
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
-def _select_trainable(objective: nn.Module, stage: StageConfig) -> None:
+def select_trainable(objective: nn.Module, stage: StageConfig) -> None:
+    """Freeze every parameter the stage does not train (its ``train_only`` prefixes, else what the losses use)."""
     prefixes = [f"model.{p}" for p in stage.train_only] or objective.used_prefixes()
     named = dict(objective.named_parameters())
     for name, p in named.items():
@@ -186,7 +187,7 @@ class StageRunner:
         self.objective.to(trainer.dist.device)
         for field in self.stage.precompute:
             self.objective.precompute(field, self.dataset.texts())
-        _select_trainable(self.objective, self.stage)
+        select_trainable(self.objective, self.stage)
         self.optimizer = build_optimizer(self.objective, self.stage)
         self.scheduler = cosine_schedule(self.optimizer, self.stage.warmup_steps, self.stage.steps,
                                          self.stage.min_lr_ratio)

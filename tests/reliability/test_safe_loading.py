@@ -108,7 +108,7 @@ def test_cli_refuses_hostile_weights_and_checkpoints(hostile, tmp_path):
 
 
 def test_arrays_with_objects_are_refused(hostile, tmp_path):
-    from medvl.tasks.embeddings import load_embeddings
+    from medvl.io.embeddings import load_embeddings
 
     _, marker = hostile
     arr = np.array([_Payload(marker), 1], dtype=object)

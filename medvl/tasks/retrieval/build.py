@@ -16,9 +16,8 @@ import pandas as pd
 
 from medvl.errors import ConfigError, InputError
 from medvl.io.embeddings import READ_SUFFIXES as EMBEDDING_SUFFIXES
-from medvl.io.embeddings import is_tile_features
-from medvl.tasks.embeddings import EmbeddingSet, load_embeddings
-from medvl.tasks.retrieval import IndexConfig, RetrievalIndex
+from medvl.io.embeddings import EmbeddingSet, is_tile_features, load_embeddings
+from medvl.tasks.retrieval.index import IndexConfig, RetrievalIndex
 
 
 def expand_inputs(inputs: Sequence[str | Path]) -> list[Path]:

@@ -16,10 +16,15 @@ import numpy as np
 
 from medvl.errors import InputError
 from medvl.io.embeddings import READ_SUFFIXES as EMBEDDING_SUFFIXES
-from medvl.io.embeddings import is_tile_features
-from medvl.tasks.embeddings import load_embeddings
-from medvl.tasks.slide import slide_zeroshot
-from medvl.tasks.zeroshot import NORMAL_ID, NORMAL_NAMES, PresenceClassifier, ZeroShotClassifier, ZeroShotConfig
+from medvl.io.embeddings import is_tile_features, load_embeddings
+from medvl.tasks.zeroshot.classifier import (
+    NORMAL_ID,
+    NORMAL_NAMES,
+    PresenceClassifier,
+    ZeroShotClassifier,
+    ZeroShotConfig,
+)
+from medvl.tasks.zeroshot.slide import slide_zeroshot
 
 
 def case_ref(path: str | Path) -> str:

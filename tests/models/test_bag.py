@@ -1,34 +1,11 @@
-"""Heatmap rendering and MIL pooling."""
+"""MIL pooling over a bag of tile features, and the bag-attention tower that shares its gated attention."""
 
 from __future__ import annotations
 
-import io
-
-import numpy as np
-import pytest
 import torch
-from PIL import Image
 
-from medvl.io.slide import open_slide
-from medvl.pathology.heatmap import render_heatmap, score_canvas
-from medvl.pathology.mil import AttentionMIL, MeanPool, TopKPool
-
-
-def test_score_canvas_places_and_blends():
-    canvas = score_canvas(np.array([[0, 0], [10, 0]]), np.array([1.0, 3.0]), 20, (10.0, 10.0), (4, 4))
-    assert canvas[0, 0] == 1.0 and canvas[0, 1] == 2.0 and canvas[0, 2] == 3.0  # overlap averages
-    assert np.isnan(canvas[3, 3])
-
-
-def test_render_heatmap_png(svs_path, tmp_path):
-    coords = np.array([[0, 0], [1000, 1500], [1224, 1500]])
-    with open_slide(svs_path) as s:
-        png = render_heatmap(s, coords, np.array([0.1, 0.5, 0.9]), 224, tmp_path / "h.png", max_px=400)
-    img = Image.open(io.BytesIO(png))
-    assert img.format == "PNG" and img.size[0] > 300  # thumbnail plus colour bar
-    assert (tmp_path / "h.png").read_bytes() == png
-    with open_slide(svs_path) as s, pytest.raises(Exception, match="2 scores for 3 tiles"):
-        render_heatmap(s, coords, np.array([0.1, 0.2]), 224)
+from medvl.models import create_tower
+from medvl.models.bag import AttentionMIL, MeanPool, TopKPool, gated_attention_weights
 
 
 def test_pooling_modules():
@@ -65,3 +42,18 @@ def test_abmil_masking_and_training():
         loss.backward()
         opt.step()
     assert (model(x)[0].argmax(1) == y).float().mean() > 0.9
+
+
+def test_bag_attention_tower_pools_with_the_mil_attention():
+    torch.manual_seed(0)
+    tower = create_tower("bag-attention-tiny", pos_dim=0).eval()
+    feats = torch.randn(2, 5, 16)
+    mask = torch.tensor([[True] * 5, [True] * 3 + [False] * 2])
+    with torch.no_grad():
+        tokens, m = tower.encode_tokens_masked({"features": feats, "mask": mask})
+        w = gated_attention_weights(tokens, tower.attn_v, tower.attn_u, tower.attn_w, m)
+        out = tower.encode({"features": feats, "mask": mask})
+    assert torch.all(w[1, 3:] == 0) and torch.allclose(w.sum(1), torch.ones(2))
+    torch.testing.assert_close(out, torch.einsum("bn,bnd->bd", w, tokens))
+    empty = tower.encode({"features": feats, "mask": torch.zeros(2, 5, dtype=torch.bool)})
+    assert torch.all(empty == 0)  # an all-masked bag pools to zeros, not NaN

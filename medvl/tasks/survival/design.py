@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from medvl.tasks.tables import EMBEDDING_PREFIX
+from medvl.tasks.survival.tables import EMBEDDING_PREFIX
 
 
 class Design:

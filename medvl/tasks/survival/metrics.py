@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from medvl.tasks.tables import make_surv, split_surv
+from medvl.tasks.survival.tables import make_surv, split_surv
 
 
 def harrell_c(time: np.ndarray, event: np.ndarray, risk: np.ndarray) -> float:

@@ -1,8 +1,8 @@
 """Survival models with the scikit-learn contract: Cox proportional hazards (lifelines) and a deep Cox head (torch).
 
-Both share one :class:`~medvl.tasks.design.Design` (one-hot clinical covariates, standardisation, PCA of embedding
-columns ``emb_*``) and predict a risk score (log relative hazard; higher = earlier event). Individual survival curves
-come from the Breslow baseline hazard. Models save to a folder as JSON + safetensors (no pickle).
+Both share one :class:`~medvl.tasks.survival.design.Design` (one-hot clinical covariates, standardisation, PCA of
+embedding columns ``emb_*``) and predict a risk score (log relative hazard; higher = earlier event). Individual survival
+curves come from the Breslow baseline hazard. Models save to a folder as JSON + safetensors (no pickle).
 
 Example:
     >>> model = SurvivalModel(method="cox", penalizer=0.01).fit(table.X, table.y)
@@ -23,9 +23,9 @@ import pandas as pd
 
 from medvl.config import Config, dataclass
 from medvl.errors import ConfigError, InputError
-from medvl.tasks.coxloss import breslow_baseline, survival_at
-from medvl.tasks.design import Design
-from medvl.tasks.tables import split_surv
+from medvl.tasks.survival.baseline import breslow_baseline, survival_at
+from medvl.tasks.survival.design import Design
+from medvl.tasks.survival.tables import split_surv
 
 MODEL_FILE = "survival_model.json"
 ARRAYS_FILE = "survival_model.safetensors"
@@ -123,7 +123,7 @@ class SurvivalModel:
         _FITTERS[cfg.method](self, cfg, Z, time, event)
         eta = self._eta(Z)
         self.baseline_times_, self.baseline_cumhaz_ = breslow_baseline(time, event, eta)
-        from medvl.tasks.survival_metrics import harrell_c
+        from medvl.tasks.survival.metrics import harrell_c
 
         self.train_c_ = harrell_c(time, event, eta)
         self.train_risk_median_ = float(np.median(eta))  # cut point of the low/high risk groups
@@ -154,7 +154,7 @@ class SurvivalModel:
     def _fit_deep(self, cfg: SurvivalConfig, Z: np.ndarray, time: np.ndarray, event: np.ndarray) -> None:
         import torch
 
-        from medvl.tasks.coxloss import cox_nll
+        from medvl.losses.cox import cox_nll
 
         zt = torch.as_tensor(Z, dtype=torch.float32)
         tt, et = torch.as_tensor(time), torch.as_tensor(event)
@@ -198,7 +198,7 @@ class SurvivalModel:
 
     def score(self, X, y) -> float:
         """Harrell's C on ``(X, y)``."""
-        from medvl.tasks.survival_metrics import harrell_c
+        from medvl.tasks.survival.metrics import harrell_c
 
         time, event = split_surv(y)
         return harrell_c(time, event, self.predict(X))
@@ -283,7 +283,7 @@ def cross_validate_survival(config: SurvivalConfig, X: pd.DataFrame, y, cv: int 
     """
     from sklearn.model_selection import StratifiedKFold
 
-    from medvl.tasks.survival_metrics import survival_metrics
+    from medvl.tasks.survival.metrics import survival_metrics
 
     time, event = split_surv(y)
     if cv < 2 or cv > int(event.sum()):

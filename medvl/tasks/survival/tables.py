@@ -115,7 +115,7 @@ def read_survival_table(
         covariates: clinical columns to use; text columns are one-hot encoded later by the model.
         event_is_censoring: the event column holds 1 for censored rows (as in TCGA/SurvPath tables).
         id_column: column with case ids, used to drop duplicate rows per case and to join embeddings by id.
-        embeddings: optional embeddings file (see :func:`medvl.tasks.embeddings.load_embeddings`) with one row per
+        embeddings: optional embeddings file (see :func:`medvl.io.embeddings.load_embeddings`) with one row per
             table row, or with ids matching ``id_column``.
         dedupe: keep the first row per id (tables with one row per slide).
         require_events: raise when every row is censored (fitting needs events; prediction does not).
@@ -179,7 +179,7 @@ def _check_event(path: Path, col: pd.Series, name: str, is_censoring: bool) -> n
 
 
 def _join_embeddings(path: Path, X: pd.DataFrame, ids: np.ndarray | None, source: str | Path):
-    from medvl.tasks.embeddings import load_embeddings
+    from medvl.io.embeddings import load_embeddings
 
     emb = load_embeddings(source)
     matrix = emb.embeddings

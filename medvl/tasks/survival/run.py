@@ -15,8 +15,8 @@ import pandas as pd
 
 from medvl.config import Config, dataclass, field
 from medvl.errors import ConfigError, InputError
-from medvl.tasks.survival import SurvivalConfig, SurvivalModel, cross_validate_survival
-from medvl.tasks.tables import SurvivalTable, read_survival_table
+from medvl.tasks.survival.model import SurvivalConfig, SurvivalModel, cross_validate_survival
+from medvl.tasks.survival.tables import SurvivalTable, read_survival_table
 
 
 @dataclass
@@ -126,8 +126,8 @@ def predict_table(model_dir: Path, spec: TableSpec, out: Path | None = None, tim
 def evaluate_table(spec: TableSpec, model_dir: Path | None = None, config: SurvivalConfig | None = None,
                    cv: int | None = None, seed: int = 0, report: Path | None = None) -> dict[str, Any]:
     """Metrics of a saved model on a table, or cross-validated metrics of ``config``; optional KM plot."""
-    from medvl.tasks.km import kaplan_meier_by_risk
-    from medvl.tasks.survival_metrics import survival_metrics
+    from medvl.tasks.survival.km import kaplan_meier_by_risk
+    from medvl.tasks.survival.metrics import survival_metrics
 
     if model_dir is not None:
         model = SurvivalModel.load(model_dir)

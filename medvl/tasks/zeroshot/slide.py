@@ -17,7 +17,8 @@ from typing import Any
 import numpy as np
 
 from medvl.errors import ConfigError, InputError
-from medvl.tasks.zeroshot import NORMAL_ID, ZeroShotClassifier, _normalise, _softmax
+from medvl.tasks.vectors import l2_normalise, softmax
+from medvl.tasks.zeroshot.classifier import NORMAL_ID, ZeroShotClassifier
 
 
 @dataclass
@@ -42,7 +43,7 @@ class SlidePrediction:
 
 
 def _mean_pool(clf: ZeroShotClassifier, tiles: np.ndarray, **_: Any) -> SlidePrediction:
-    slide = _normalise(tiles.mean(axis=0, keepdims=True))
+    slide = l2_normalise(tiles.mean(axis=0, keepdims=True))
     return SlidePrediction(clf.class_ids, clf.predict_proba(slide)[0], clf.predict_proba(tiles), clf.class_ids,
                            "mean")
 
@@ -51,8 +52,8 @@ def _topk_pool(clf: ZeroShotClassifier, tiles: np.ndarray, topk: int = 50, **_: 
     logits = clf.similarities(tiles) / clf.temperature
     k = max(1, min(topk, len(tiles)))
     top = -np.sort(-logits, axis=0)[:k]
-    proba = _softmax(top.mean(axis=0))
-    return SlidePrediction(clf.class_ids, proba, _softmax(logits), clf.class_ids, "topk", {"k": k})
+    proba = softmax(top.mean(axis=0))
+    return SlidePrediction(clf.class_ids, proba, softmax(logits), clf.class_ids, "topk", {"k": k})
 
 
 def _keep_rule(clf: ZeroShotClassifier, tiles: np.ndarray, detect_threshold: float = 0.5,

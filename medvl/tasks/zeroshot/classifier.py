@@ -21,6 +21,7 @@ import numpy as np
 
 from medvl.config import Config, dataclass, field
 from medvl.errors import ConfigError
+from medvl.tasks.vectors import l2_normalise, softmax
 
 NORMAL_ID = "normal"
 NORMAL_NAMES = ("normal tissue", "benign tissue", "non-neoplastic tissue")
@@ -70,14 +71,12 @@ def encode_texts(model: Any, texts: Sequence[str], batch_size: int = 64) -> np.n
             vectors = model.encode_text(list(chunk)).float().cpu().numpy()
             cache.update(zip(chunk, vectors, strict=True))
     out = np.stack([cache[t] for t in texts]).astype(np.float32)
-    return out / np.clip(np.linalg.norm(out, axis=1, keepdims=True), 1e-12, None)
+    return l2_normalise(out)
 
 
 def ensemble(prompt_vectors: np.ndarray) -> np.ndarray:
     """Mean of normalised prompt embeddings, normalised again."""
-    v = prompt_vectors / np.clip(np.linalg.norm(prompt_vectors, axis=1, keepdims=True), 1e-12, None)
-    m = v.mean(axis=0)
-    return m / max(np.linalg.norm(m), 1e-12)
+    return l2_normalise(l2_normalise(prompt_vectors).mean(axis=0))
 
 
 def class_embeddings(model: Any, prompts: dict[str, list[str]]) -> np.ndarray:
@@ -89,17 +88,6 @@ def class_embeddings(model: Any, prompts: dict[str, list[str]]) -> np.ndarray:
         out.append(ensemble(vectors[start : start + len(ps)]))
         start += len(ps)
     return np.stack(out).astype(np.float32)
-
-
-def _softmax(logits: np.ndarray) -> np.ndarray:
-    z = logits - logits.max(axis=-1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=-1, keepdims=True)
-
-
-def _normalise(x: np.ndarray) -> np.ndarray:
-    x = np.atleast_2d(np.asarray(x, dtype=np.float32))
-    return x / np.clip(np.linalg.norm(x, axis=1, keepdims=True), 1e-12, None)
 
 
 # ---------------------------------------------------------------------------------------------- classifier
@@ -123,7 +111,7 @@ class ZeroShotClassifier:
         if len(set(class_ids)) != len(class_ids):
             raise ConfigError("class ids must be unique")
         self.class_ids = list(class_ids)
-        self.class_embeddings = _normalise(class_embeddings)
+        self.class_embeddings = l2_normalise(np.atleast_2d(class_embeddings))
         self.names = list(names) if names is not None else list(class_ids)
         self.ancestors = {k: list(v) for k, v in (ancestors or {}).items()}
         self.temperature = float(temperature)
@@ -186,7 +174,7 @@ class ZeroShotClassifier:
     # -------------------------------------------------------------- scoring
     def similarities(self, x: np.ndarray) -> np.ndarray:
         """Cosine similarities ``[N, C]`` of (joint-space) embeddings to the classes."""
-        x = _normalise(x)
+        x = l2_normalise(np.atleast_2d(x))
         if x.shape[1] != self.dim:
             raise ConfigError(f"embeddings are {x.shape[1]}-d but the class embeddings are {self.dim}-d "
                               "(image and text must come from the same model)")
@@ -194,7 +182,7 @@ class ZeroShotClassifier:
 
     def predict_proba(self, x: np.ndarray) -> np.ndarray:
         """Softmax over classes ``[N, C]``."""
-        return _softmax(self.similarities(x) / self.temperature)
+        return softmax(self.similarities(x) / self.temperature)
 
     def hierarchical_proba(self, proba: np.ndarray) -> np.ndarray:
         """Probability of each class or any of its descendants (parents are never below their children)."""
@@ -267,7 +255,7 @@ class PresenceClassifier:
     def __init__(self, class_ids: Sequence[str], positive: np.ndarray, negative: np.ndarray,
                  names: Sequence[str] | None = None, temperature: float = 0.01, threshold: float = 0.5):
         self.class_ids = list(class_ids)
-        self.positive, self.negative = _normalise(positive), _normalise(negative)
+        self.positive, self.negative = l2_normalise(np.atleast_2d(positive)), l2_normalise(np.atleast_2d(negative))
         self.names = list(names) if names is not None else list(class_ids)
         self.temperature = float(temperature)
         self.threshold = float(threshold)
@@ -293,7 +281,7 @@ class PresenceClassifier:
 
     def predict_proba(self, x: np.ndarray) -> np.ndarray:
         """``[N, C]`` probability that each disease is present."""
-        x = _normalise(x)
+        x = l2_normalise(np.atleast_2d(x))
         if x.shape[1] != self.positive.shape[1]:
             raise ConfigError(f"embeddings are {x.shape[1]}-d but the prompts are {self.positive.shape[1]}-d")
         pos, neg = x @ self.positive.T, x @ self.negative.T

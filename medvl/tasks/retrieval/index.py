@@ -24,6 +24,7 @@ import pandas as pd
 from medvl.config import Config, dataclass
 from medvl.errors import ConfigError, InputError
 from medvl.log import get_logger
+from medvl.tasks.vectors import l2_normalise_c
 
 log = get_logger(__name__)
 
@@ -61,13 +62,6 @@ class IndexConfig(Config):
     def validate(self) -> None:
         if self.nprobe < 1 or self.hnsw_m < 2 or self.ef_search < 1 or self.train_size < 1:
             raise ConfigError("nprobe, ef_search and train_size must be >= 1 and hnsw_m >= 2")
-
-
-def normalise(x: np.ndarray) -> np.ndarray:
-    """Row-wise L2 normalisation to contiguous float32 (what FAISS inner-product search expects)."""
-    x = np.ascontiguousarray(x, dtype=np.float32)
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    return np.ascontiguousarray(x / np.clip(norms, 1e-12, None), dtype=np.float32)
 
 
 def _build_flat(dim: int, cfg: IndexConfig, sample: np.ndarray | None, n: int):
@@ -138,9 +132,9 @@ class RetrievalIndex:
         kind = cfg.kind if cfg.kind != "auto" else ("flat" if n <= cfg.flat_max else "ivf")
         rng = np.random.default_rng(cfg.seed)
         pick = np.sort(rng.choice(n, size=min(n, cfg.train_size), replace=False))
-        index = _BUILDERS[kind](dim, cfg, normalise(embeddings[pick]) if kind == "ivf" else None, n)
+        index = _BUILDERS[kind](dim, cfg, l2_normalise_c(embeddings[pick]) if kind == "ivf" else None, n)
         for start in range(0, n, batch):
-            index.add(normalise(embeddings[start : start + batch]))
+            index.add(l2_normalise_c(embeddings[start : start + batch]))
         info = {"dim": int(dim), "kind": kind, "count": int(n), "encoder": encoder, "modality": modality,
                 "config": cfg.to_dict()}
         if kind == "ivf":
@@ -164,7 +158,7 @@ class RetrievalIndex:
         mine = self.info.get("encoder")
         if encoder and mine and encoder != mine:
             raise InputError(None, f"query vectors come from encoder '{encoder}' but the index was built with '{mine}'")
-        return normalise(queries)
+        return l2_normalise_c(queries)
 
     def search_arrays(self, queries: np.ndarray, k: int = 10, encoder: str | None = None):
         """Raw search: ``(scores [Q, k], ids [Q, k])``; missing neighbours have id -1."""
@@ -227,11 +221,11 @@ class RetrievalIndex:
 
 def exact_neighbours(base: np.ndarray, queries: np.ndarray, k: int, batch: int = 200_000) -> np.ndarray:
     """Exact top-k ids by inner product, streaming over ``base`` in blocks (ground truth for recall)."""
-    q = normalise(queries)
+    q = l2_normalise_c(queries)
     best_s = np.full((len(q), k), -np.inf, dtype=np.float32)
     best_i = np.full((len(q), k), -1, dtype=np.int64)
     for start in range(0, len(base), batch):
-        block = normalise(base[start : start + batch])
+        block = l2_normalise_c(base[start : start + batch])
         s = q @ block.T
         top = np.argpartition(-s, min(k, s.shape[1] - 1), axis=1)[:, :k]
         cand_s = np.concatenate([best_s, np.take_along_axis(s, top, axis=1)], axis=1)
