@@ -27,20 +27,3 @@ def test_a_step_name_registers_once():
     with pytest.raises(ConfigError, match="demo step 'data' is already registered"):
         DEMO_STEPS.add("data", DemoStep("data", step.fn, "again"))
 
-
-def test_no_library_package_imports_the_demo():
-    import ast
-
-    from medvl.resources import project_root
-
-    root = project_root() / "medvl"
-    offenders = []
-    for path in root.rglob("*.py"):
-        top = path.relative_to(root).parts[0]
-        if top in ("demo", "cli", "apps"):
-            continue
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            names = [node.module or ""] if isinstance(node, ast.ImportFrom) else \
-                [a.name for a in node.names] if isinstance(node, ast.Import) else []
-            offenders += [f"{path.relative_to(root)}: {n}" for n in names if n.split(".")[:2] == ["medvl", "demo"]]
-    assert offenders == []
