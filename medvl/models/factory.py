@@ -30,7 +30,6 @@ def load_checkpoint(folder: str | Path, device: str | torch.device = "cpu") -> A
     return model.to(device).eval()
 
 
-
 def create_model(name_or_dir: str | Path | Any, device: str | torch.device = "cpu") -> Any:
     """Build a :class:`MultiModalModel` from a registered name, a checkpoint folder, or a ``ModelConfig``."""
     if isinstance(name_or_dir, ModelConfig):
