@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 
 from medvl.cli.main import app
 from medvl.errors import InputError
-from medvl.resources import bundled, project_root
+from medvl.resources import bundled, package_dir
 
 
 class _Payload:
@@ -131,9 +131,9 @@ _RULES = [
 
 def test_no_unsafe_loading_in_the_package():
     """Only :func:`medvl.models.weights._trusted_pickle` (behind ``trust_pickle=True``) may unpickle."""
-    root = project_root()
+    root = package_dir().parent
     hits = []
-    for path in [*(root / "medvl").rglob("*.py"), *(root / "apps").rglob("*.py")]:
+    for path in package_dir().rglob("*.py"):  # the library and the Streamlit pages (medvl/apps/streamlit)
         for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
             for pattern, what in _RULES:
                 if pattern.search(line) and "explicit trust_pickle=True" not in line:

@@ -4,7 +4,7 @@ import streamlit as st
 
 import medvl
 from medvl.apps import ui
-from medvl.resources import BUNDLED, project_root
+from medvl.resources import BUNDLED, data_root
 
 ui.page("medvl", "🩺")
 st.markdown("Slide viewer · CT viewer · zero-shot diagnosis · retrieval · survival — pick a page in the sidebar.")
@@ -31,4 +31,6 @@ st.subheader("Environment")
 st.write(f"medvl {medvl.__version__}")
 
 st.subheader("Bundled data")
-st.table([{"name": k, "file": v, "present": (project_root() / v).is_file()} for k, v in BUNDLED.items()])
+root = data_root()
+st.write(f"`{root}`")
+st.table([{"name": k, "file": v, "present": (root / v).is_file()} for k, v in BUNDLED.items()])
