@@ -1,4 +1,4 @@
-"""Demo step: the batch cohort pipeline (``medvl run medvl/configs/pipelines/demo-cohort.yaml``) over the bundled cases."""
+"""Demo step: the batch cohort pipeline (``medvl run medvl/configs/pipelines/demo-cohort.yaml``), bundled cases."""
 
 from __future__ import annotations
 
