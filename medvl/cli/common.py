@@ -40,6 +40,12 @@ class CliState:
 
 STATE = CliState()
 
+ConfigFileOpt = Annotated[
+    Optional[Path],  # noqa: UP045
+    typer.Option("--config", help="Settings file (YAML/JSON) of this command; the flags given override it.",
+                 show_default=False),
+]
+
 WorkspaceOpt = Annotated[
     Optional[Path],  # noqa: UP045 - Typer needs Optional at runtime on some versions
     typer.Option(
@@ -145,8 +151,10 @@ def render(result: Any, json_output: bool) -> None:
 
 
 def _one_line(exc: BaseException) -> str:
+    from medvl.cli.flags import name_flags
+
     text = str(exc).strip() or type(exc).__name__
-    return " ".join(text.split())
+    return name_flags(" ".join(text.split()))
 
 
 def _default(obj: Any) -> Any:
