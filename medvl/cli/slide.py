@@ -44,8 +44,9 @@ def _summary(summary: dict, what: str) -> Result:
               for r in summary["records"]]
     if summary.get("error_report"):
         lines.append(f"errors written to {summary['error_report']}")
-    failed = summary["counts"].get("error", 0)
-    return Result(summary, "\n".join(lines), exit_code=3 if failed else 0)
+    from medvl.batch import exit_code
+
+    return Result(summary, "\n".join(lines), exit_code=exit_code(summary["records"]))
 
 
 @command(app, "info")

@@ -16,8 +16,9 @@ from typing import Any
 import numpy as np
 
 from medvl import __version__
-from medvl.atomic import atomic_write_json, sweep_temporaries
-from medvl.errors import InputError, MedvlError, reason
+from medvl.atomic import sweep_temporaries
+from medvl.batch import BatchPolicy, counts, write_error_report
+from medvl.errors import InputError, reason
 from medvl.io.features import H5_ERRORS, FeatureStore, TileTable
 from medvl.io.manifest import is_manifest, read_manifest
 from medvl.io.slide import open_slide, slide_id_of
@@ -222,12 +223,6 @@ def _dataset(h5: Path, key: str, n: int) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------------------------------ cohort
-def _as_input_error(job: SlideJob, exc: Exception) -> MedvlError:
-    if isinstance(exc, MedvlError):
-        return exc
-    return InputError(job.path, f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}")
-
-
 def run_cohort(
     jobs: Iterable[SlideJob],
     step: Callable[[SlideJob], dict[str, Any]],
@@ -237,32 +232,27 @@ def run_cohort(
 ) -> dict[str, Any]:
     """Run ``step`` over ``jobs``; returns a summary with one record per slide.
 
-    Without ``skip_errors`` the first failure is raised (as an :class:`InputError` naming the slide); with it the
-    failure is recorded and written to ``<out>/errors.json``.
+    Failures follow :class:`medvl.batch.BatchPolicy`: without ``skip_errors`` the first one is raised (one error line
+    naming the slide); with it the failure is recorded and written to ``<out>/errors.json``.
     """
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
         sweep_temporaries(out_dir)
-    records, errors = [], []
+    policy = BatchPolicy(skip_errors)
+    records = []
     for job in jobs:
         try:
             record = step(job)
         except Exception as exc:  # noqa: BLE001 - every failure becomes a per-slide record or one clear error
-            err = _as_input_error(job, exc)
-            if not skip_errors:
-                raise err from None
-            record = {"slide_id": job.slide_id, "status": "error", "error": str(err)}
-            errors.append({"slide_id": job.slide_id, "path": str(job.path), "error": str(err)})
+            record = policy.fail(job.slide_id, exc, job.path, id_key="slide_id", path=str(job.path))
         if record.get("warning"):
             log.warning(record["warning"])
         records.append(record)
         if on_record is not None:
             on_record(record)
         gc.collect()  # slide handles and tile buffers go now, not at some later cycle: memory stays flat
-    counts: dict[str, int] = {}
-    for r in records:
-        counts[r["status"]] = counts.get(r["status"], 0) + 1
-    summary: dict[str, Any] = {"slides": len(records), "counts": counts, "records": records}
-    if errors and out_dir is not None:
-        summary["error_report"] = str(atomic_write_json(out_dir / "errors.json", errors))
+    summary: dict[str, Any] = {"slides": len(records), "counts": counts(records), "records": records}
+    report = write_error_report(out_dir / "errors.json", records) if out_dir is not None else None
+    if report is not None:
+        summary["error_report"] = str(report)
     return summary

@@ -205,7 +205,7 @@ def embed_step(ctx: Any, row: ManifestRow) -> StepOutput:
     out = ctx.layout.ct / f"{row.case_id}.npz"
     out.unlink(missing_ok=True)  # not finished per the resume state: do not let embed_cases reuse it
     summary = embed_cases([_ct_case(row)], ctx.ct_preprocess, ctx.volume_encoder, out, ctx.volume_cache,
-                          batch_size=ctx.config.ct.batch_size, stop_on_error=True, **_ct_options(ctx.config))
+                          batch_size=ctx.config.ct.batch_size, **_ct_options(ctx.config))
     return StepOutput({"embed_dim": summary["embed_dim"]}, [str(out), summary["config"]])
 
 
