@@ -16,7 +16,8 @@ def _line(rec: dict) -> str:
         present = rec["presence"]["present"]
         return f"{rec['case_ref']}: present: {', '.join(present) or 'none'}"
     if res["abstained"]:
-        return f"{rec['case_ref']}: abstained (top {res['top'][0]['name']} {res['top'][0]['probability']:.2f})"
+        why = res.get("abstain_reason") or f"top {res['top'][0]['name']} {res['top'][0]['probability']:.2f}"
+        return f"{rec['case_ref']}: abstained ({why})"
     implied = f" (implies {', '.join(res['implies'][:3])})" if res["implies"] else ""
     return f"{rec['case_ref']}: {res['name']} [{res['prediction']}] p={res['probability']:.2f}{implied}"
 

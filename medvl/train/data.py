@@ -132,7 +132,7 @@ class BreastMNISTOptions(Config):
     augment: bool = True
     shift: int = 2
     classes: dict[str, list[str]] = field(
-        default_factory=lambda: {"0": ["DOID:1612"], "1": ["DOID:0060085", "DOID:1618"]}
+        default_factory=lambda: {"0": ["DOID:1612"], "1": ["ICD10CM:D24", "DOID:1618"]}
     )
     extra_captions: dict[str, list[str]] = field(
         default_factory=lambda: {"1": ["an ultrasound image of normal breast tissue",
