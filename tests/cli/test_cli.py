@@ -1,5 +1,6 @@
 """The command line as a user meets it: help, version, doctor, demo, JSON output and error lines."""
 
+import json
 import os
 import textwrap
 
@@ -84,6 +85,13 @@ def test_error_line_and_debug_traceback(tmp_path):
             @command(app, "other")
             def other() -> dict:
                 return {"ok": True}
+            @command(app, "warns")
+            def warns() -> dict:
+                from medvl.log import get_logger
+                log = get_logger("medvl.tasks.x")
+                for _ in range(3):  # met three times (a loop over cases): printed and listed once
+                    log.warning("scan.dcm: 1 file(s) skipped")
+                return {"ok": True, "warnings": ["from the data"]}
             app()
             """
         )
@@ -96,7 +104,11 @@ def test_error_line_and_debug_traceback(tmp_path):
     proc = subprocess.run([sys.executable, script, "boom", "x.svs", "--debug"], capture_output=True, text=True)
     assert proc.returncode != 0 and "Traceback" in proc.stderr
     proc = subprocess.run([sys.executable, script, "other", "--json"], capture_output=True, text=True)
-    assert proc.stdout.strip() == '{"ok": true}'
+    assert proc.stdout.strip() == '{"ok": true, "warnings": []}'
+    human = subprocess.run([sys.executable, script, "warns"], capture_output=True, text=True)
+    assert human.stderr.count("WARNING: scan.dcm: 1 file(s) skipped") == 1
+    js = subprocess.run([sys.executable, script, "warns", "--json"], capture_output=True, text=True)
+    assert json.loads(js.stdout)["warnings"] == ["from the data", "scan.dcm: 1 file(s) skipped"]
 
 
 def test_app_refuses_clearly_without_its_pages(tmp_path, monkeypatch):
