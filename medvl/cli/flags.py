@@ -45,11 +45,15 @@ FLAGS: dict[str, str] = {
 }
 
 _QUALIFIED = re.compile(r"\b([A-Z][A-Za-z]*(?:Config|Spec|Settings))\.([a-z_]+)\b")
+#: the path to a nested config (``SlideSettings.tiles: ``) in front of a field that a flag names
+_NESTING = re.compile(r"\b[A-Z][A-Za-z]*(?:Config|Spec|Settings)\.[a-z_]+: (?=--)")
 
 
 def name_flags(message: str) -> str:
-    """``message`` with every ``Class.field`` that a flag sets replaced by the flag."""
-    return _QUALIFIED.sub(lambda m: FLAGS.get(f"{m.group(1)}.{m.group(2)}", m.group(0)), message)
+    """``message`` with every ``Class.field`` that a flag sets replaced by the flag (and the nesting before it
+    dropped: the flag says where the value came from)."""
+    named = _QUALIFIED.sub(lambda m: FLAGS.get(f"{m.group(1)}.{m.group(2)}", m.group(0)), message)
+    return _NESTING.sub("", named)
 
 
 def config_from(cls: type[C], path: Path | None, **overrides: Any) -> C:
