@@ -62,7 +62,8 @@ class _DicomFramesReader(SlideReader):
     def __init__(self, path: Path):
         import pydicom
 
-        self._ds = pydicom.dcmread(_only_file(path))
+        self._file = _only_file(path)
+        self._ds = pydicom.dcmread(self._file, defer_size=1024)  # the header; frames are read one by one
         ds = self._ds
         if "TotalPixelMatrixColumns" not in ds or "PixelData" not in ds:
             raise ValueError("not a whole-slide image (no TotalPixelMatrixColumns or no pixel data)")
@@ -88,7 +89,8 @@ class _DicomFramesReader(SlideReader):
             if i in self._cache:
                 self._cache.move_to_end(i)
                 return self._cache[i]
-            frame = np.asarray(pixel_array(self._ds, index=i), dtype=np.uint8)  # YBR is converted to RGB
+            # from the file, reading only this frame (memory stays bounded); YBR is converted to RGB
+            frame = np.asarray(pixel_array(self._file, index=i), dtype=np.uint8)
             self._cache[i] = frame
             if len(self._cache) > FRAME_CACHE:
                 self._cache.popitem(last=False)
