@@ -19,7 +19,8 @@ from medvl.models.builders import Backbone, BuildContext, build_backbone
 from medvl.models.card import ModelCard
 from medvl.models.tower import Tower
 
-__all__ = ["CardEncoder", "build_card_backbone", "count_parameters", "load_card_encoder", "resolve_card"]
+__all__ = ["CardEncoder", "build_card_backbone", "card_weights_label", "count_parameters", "find_card",
+           "load_card_encoder", "resolve_card"]
 
 
 def resolve_card(card: ModelCard | str, cards_dirs: Iterable[str | Path] = (),
@@ -37,6 +38,29 @@ def resolve_card(card: ModelCard | str, cards_dirs: Iterable[str | Path] = (),
         if installed.installed(str(card)):
             return installed.card(str(card))
     return catalogue.get(str(card))
+
+
+def find_card(name: str, cards_dirs: Iterable[str | Path] = (), store: str | Path | None = None) -> ModelCard | None:
+    """The card called ``name`` (catalogue or store), or ``None`` when no card has that name."""
+    try:
+        return resolve_card(name, cards_dirs, store)
+    except ConfigError:
+        return None
+
+
+def card_weights_label(card: ModelCard, weights: str | Path | None = None, store: str | Path | None = None) -> str:
+    """What identifies a card's weights in output files: the card name and the weight file's name, or for a model
+    installed in the store the SHA-256 of its weights (so features from other weights are never reused)."""
+    if weights is not None:
+        return f"{card.name}@{Path(weights).name}"
+    from medvl.models.store import ModelStore
+
+    installed = ModelStore(store)
+    if not installed.installed(card.name):
+        return card.name
+    files = installed.manifest(card.name)["files"]
+    digest = next((m["sha256"] for rel, m in sorted(files.items()) if rel.startswith("weights/")), "")
+    return f"{card.name}@sha256:{digest[:16]}"
 
 
 def build_card_backbone(card: ModelCard, kwargs: dict[str, Any] | None = None, device: str | None = None,
