@@ -29,7 +29,7 @@ def _store(store, workspace):
 
 
 def _card(name: str, cards, store, workspace):
-    from medvl.models.published import resolve_card
+    from medvl.models.catalogue import resolve_card
 
     return resolve_card(name, cards or (), _store(store, workspace).root)
 

@@ -19,7 +19,6 @@ from medvl.models.registry import (
     register_model,
     register_tower,
 )
-from medvl.models.tower import Tower
 
 __all__ = [
     "ModelConfig",
@@ -53,5 +52,6 @@ __getattr__ = lazy_exports(
     {
         **dict.fromkeys(("ModelConfig", "MultiModalModel", "TowerSpec"), "medvl.models.multimodal"),
         **dict.fromkeys(("load_checkpoint", "save_checkpoint"), "medvl.models.checkpoint"),
+        "Tower": "medvl.models.tower",
     },
 )

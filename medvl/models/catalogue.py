@@ -16,7 +16,10 @@ from medvl.config import read_config_file
 from medvl.errors import ConfigError, InputError
 from medvl.models.card import ModelCard
 
-__all__ = ["CARDS_DIR", "ENV_VAR", "Catalogue", "card_folders", "get_card", "list_cards", "load_card_file"]
+__all__ = [
+    "CARDS_DIR", "ENV_VAR", "Catalogue", "card_folders", "find_card", "get_card", "list_cards", "load_card_file",
+    "resolve_card",
+]
 
 CARDS_DIR = Path(__file__).resolve().parent / "cards"
 ENV_VAR = "MEDVL_CARDS"
@@ -75,3 +78,27 @@ def list_cards(modality: str | None = None, extra: Iterable[str | Path] = ()) ->
 def get_card(name: str, extra: Iterable[str | Path] = ()) -> ModelCard:
     """The card called ``name``; a clear error listing the known names otherwise."""
     return Catalogue(card_folders(extra)).get(name)
+
+
+def resolve_card(card: ModelCard | str, cards_dirs: Iterable[str | Path] = (),
+                 store: str | Path | None = None) -> ModelCard:
+    """A card object from a card or its name: built-in, ``MEDVL_CARDS`` or ``cards_dirs`` cards first, then the card
+    of a model installed in the store (a bundle packed elsewhere with a user card)."""
+    if isinstance(card, ModelCard):
+        return card
+    from medvl.models.store import ModelStore
+
+    catalogue = Catalogue(card_folders(cards_dirs))
+    if str(card) not in catalogue.cards:
+        installed = ModelStore(store)
+        if installed.installed(str(card)):
+            return installed.card(str(card))
+    return catalogue.get(str(card))
+
+
+def find_card(name: str, cards_dirs: Iterable[str | Path] = (), store: str | Path | None = None) -> ModelCard | None:
+    """The card called ``name`` (catalogue or store), or ``None`` when no card has that name."""
+    try:
+        return resolve_card(name, cards_dirs, store)
+    except ConfigError:
+        return None

@@ -17,35 +17,11 @@ import torch
 from medvl.errors import ConfigError, InputError
 from medvl.models.builders import Backbone, BuildContext, build_backbone
 from medvl.models.card import ModelCard
+from medvl.models.catalogue import find_card, resolve_card
 from medvl.models.tower import Tower
 
 __all__ = ["CardEncoder", "build_card_backbone", "card_weights_label", "count_parameters", "find_card",
            "load_card_encoder", "resolve_card"]
-
-
-def resolve_card(card: ModelCard | str, cards_dirs: Iterable[str | Path] = (),
-                 store: str | Path | None = None) -> ModelCard:
-    """A card object from a card or its name: built-in, ``MEDVL_CARDS`` or ``cards_dirs`` cards first, then the card
-    of a model installed in the store (a bundle packed elsewhere with a user card)."""
-    if isinstance(card, ModelCard):
-        return card
-    from medvl.models.catalogue import Catalogue, card_folders
-    from medvl.models.store import ModelStore
-
-    catalogue = Catalogue(card_folders(cards_dirs))
-    if str(card) not in catalogue.cards:
-        installed = ModelStore(store)
-        if installed.installed(str(card)):
-            return installed.card(str(card))
-    return catalogue.get(str(card))
-
-
-def find_card(name: str, cards_dirs: Iterable[str | Path] = (), store: str | Path | None = None) -> ModelCard | None:
-    """The card called ``name`` (catalogue or store), or ``None`` when no card has that name."""
-    try:
-        return resolve_card(name, cards_dirs, store)
-    except ConfigError:
-        return None
 
 
 def card_weights_label(card: ModelCard, weights: str | Path | None = None, store: str | Path | None = None) -> str:

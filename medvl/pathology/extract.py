@@ -204,7 +204,7 @@ def card_of(spec: EncoderSpec) -> Any:
     """The model card ``spec.name`` names (``None`` for registered towers and checkpoint folders)."""
     if Path(spec.name).is_dir() or spec.name in _tower_names():
         return None
-    from medvl.models.published import find_card
+    from medvl.models.catalogue import find_card
 
     return find_card(spec.name)
 

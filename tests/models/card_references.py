@@ -112,7 +112,7 @@ def ctranspath_reference(card, kw, folder):
 
     from medvl.models.arch import ConvStem
 
-    args = {k: v for k, v in kw.items() if k != "arch"}
+    args = {"depths": (2, 2, 6, 2), "num_heads": (3, 6, 12, 24), **{k: v for k, v in kw.items() if k != "arch"}}
     args = {**args, "depths": tuple(args["depths"]), "num_heads": tuple(args["num_heads"])}
     source = SwinTransformer(embed_layer=ConvStem, num_classes=0, **args).eval()
     old = {}
@@ -187,3 +187,23 @@ def reduced_card_dict(card) -> dict[str, Any]:
     if card.tile is not None and card.reduced.input_px:
         data["tile"].update(input_px=card.reduced.input_px, tile_px=card.reduced.input_px, resize_px=None)
     return data
+
+
+def user_card(tmp_path: Path, base: str = "uni", name: str = "lab-uni", **tile: Any) -> tuple[Any, Path, Callable]:
+    """A user card folder holding the reduced variant of ``base`` (tile fields overridable) and its weights, written in
+    the published layout: returns (card, weights folder, reference forward)."""
+    from medvl.models.card import ModelCard
+    from medvl.models.catalogue import get_card
+
+    data = reduced_card_dict(get_card(base))
+    data["name"] = name
+    data["tile"].update(tile)
+    cards = tmp_path / "cards"
+    cards.mkdir(exist_ok=True)
+    (cards / f"{name}.json").write_text(__import__("json").dumps(data))
+    card = ModelCard.from_dict(data)
+    weights = tmp_path / f"{name}-weights"
+    weights.mkdir()
+    torch.manual_seed(0)
+    _, forward = reference_for(card)(card, card.builder.kwargs, weights)
+    return card, weights, forward
