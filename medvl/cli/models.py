@@ -111,7 +111,8 @@ def pack(
 
     card = _card(name, cards, store, workspace)
     rec = pack_bundle(card, path, out, licence=licence, trust_pickle=trust_pickle)
-    return Result(rec, f"{card.name}: wrote {rec['bundle']} ({rec['bytes'] / 2**20:.1f} MiB, {len(rec['files'])} files)")
+    size = f"{rec['bytes'] / 2**20:.1f} MiB"
+    return Result(rec, f"{card.name}: wrote {rec['bundle']} ({size}, {len(rec['files'])} files)")
 
 
 @command(app, "unpack")

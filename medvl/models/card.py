@@ -169,7 +169,8 @@ class WeightsSpec(Config):
 
     Keys are mapped in this order: ``unwrap`` (descend into nested dicts), ``strip_prefixes`` (wrappers such as
     ``module.``), ``select_prefix`` (keep only keys under it, prefix removed), ``renames`` (regex, replacement; in
-    order), then ``ignore`` drops keys the embedding does not use. ``optional`` names model keys that may be absent from the file.
+    order), then ``ignore`` drops keys the embedding does not use. ``optional`` names model keys that may be absent
+    from the file.
 
     Attributes:
         files: accepted file names, in order of preference (the first present is used).

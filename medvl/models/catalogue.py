@@ -12,7 +12,6 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-from medvl.config import read_config_file
 from medvl.errors import ConfigError, InputError
 from medvl.models.card import ModelCard
 
