@@ -213,10 +213,22 @@ def _extract_verified(tar: tarfile.TarFile, manifest: dict[str, Any], bundle: Pa
             (dest / rel).write_bytes(src.read())
 
 
+def _install(staging: Path, target: Path) -> None:
+    """Move a verified staging folder onto ``target``: the old install (if any) stays until the new one is in place."""
+    for path in staging.rglob("*"):
+        if path.is_file():
+            with open(path, "rb") as fh:
+                os.fsync(fh.fileno())
+    old = target.with_name(f".{target.name}.old.tmp-medvl")
+    shutil.rmtree(old, ignore_errors=True)
+    if target.exists():
+        os.replace(target, old)
+    os.replace(staging, target)
+    shutil.rmtree(old, ignore_errors=True)
+
+
 def unpack_bundle(bundle: str | Path, store: ModelStore, force: bool = False) -> dict[str, Any]:
     """Verify a bundle's checksums and install it into ``store`` atomically."""
-    from medvl.models.checkpoint import atomic_dir
-
     bundle = Path(bundle)
     if not bundle.is_file():
         raise InputError(bundle, "bundle not found")
@@ -236,9 +248,7 @@ def unpack_bundle(bundle: str | Path, store: ModelStore, force: bool = False) ->
             card = ModelCard.from_file(staging / "card.json")
             if card.name != name:
                 raise InputError(bundle, f"the bundle's card is '{card.name}', its manifest says '{name}'")
-            with atomic_dir(store.path(name)) as tmp:
-                shutil.rmtree(tmp)
-                os.replace(staging, tmp)
+            _install(staging, store.path(name))
         finally:
             shutil.rmtree(staging, ignore_errors=True)
     return {"card": name, "installed": str(store.path(name)), "files": sorted(manifest["files"]),

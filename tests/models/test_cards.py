@@ -41,17 +41,32 @@ def test_card_round_trips_and_cites_its_sources(card):
 
 @pytest.mark.parametrize("card", BUILDABLE, ids=lambda c: c.name)
 def test_meta_build_matches_card(card):
-    counted = count_parameters(card)
+    backbone = build_card_backbone(card, device="meta")
+    counted = sum(p.numel() for p in backbone.module.parameters())
     assert counted == card.params.counted
     if card.params.published:
         assert abs(counted - card.params.published) / card.params.published < 0.05, card.params.published_source
-    encoder = CardEncoder(card, build_card_backbone(card, device="meta"))
+    encoder = CardEncoder(card, backbone)
     if card.tile is not None:
         x = torch.empty(2, 3, card.tile.input_px, card.tile.input_px, device="meta")
     else:
         x_, y_, z_ = card.volume.size
         x = torch.empty(1, 1, z_, x_, y_, device="meta")
     assert tuple(encoder.encode(x).shape) == (x.shape[0], card.embedding.dim)
+
+
+def test_reduced_variant_keeps_the_key_layout():
+    """The reduced sizes the weight tests use change shapes and depth, never the key names of a layer."""
+    import re
+
+    from medvl.models.weights import expected_shapes
+
+    def layout(shapes):
+        return {re.sub(r"\.\d+\.", ".#.", k) for k in shapes}
+
+    for card in BUILDABLE:
+        assert layout(expected_shapes(card)) == layout(expected_shapes(card, card.reduced.kwargs)), card.name
+    assert count_parameters(BUILDABLE[0], BUILDABLE[0].reduced.kwargs) < 10e6
 
 
 @pytest.mark.parametrize("card", NOT_BUILDABLE, ids=lambda c: c.name)
