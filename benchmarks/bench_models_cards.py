@@ -93,7 +93,7 @@ def bench_card(card, folder: Path) -> dict:
 def main() -> None:
     torch.set_num_threads(min(2, os.cpu_count() or 1))
     only = set(filter(None, os.environ.get("MEDVL_BENCH_CARDS", "").split(",")))
-    cards = [c for c in list_cards("tile") if c.params.counted and c.params.counted <= MAX_PARAMS
+    cards = [c for c in list_cards("tile") if c.checkable and c.params.counted and c.params.counted <= MAX_PARAMS
              and (not only or c.name in only)]
     per_card = {}
     for card in cards:

@@ -76,10 +76,13 @@ def check(
     workspace: WorkspaceOpt = None,
 ) -> Result:
     """Does a weight file or folder match the card? Missing, unexpected and mis-shaped keys, before anything runs."""
-    from medvl.errors import InputError
+    from medvl.errors import ConfigError, InputError
     from medvl.models.weights import check_weights
 
     card = _card(name, cards, store, workspace)
+    if not card.checkable:
+        raise ConfigError(f"card '{card.name}' has no medvl architecture ({'; '.join(card.not_available)}): its "
+                          "weights cannot be checked key by key")
     installed = _store(store, workspace)
     target = path if path is not None else installed.weights_path(card.name)
     report = check_weights(card, target, trust_pickle=trust_pickle)
@@ -107,10 +110,13 @@ def pack(
     workspace: WorkspaceOpt = None,
 ) -> Result:
     """Check the weights against the card, then write one bundle: weights, card, SHA-256 checksums, licence text."""
+    from medvl.cli.common import echo
     from medvl.models.store import pack_bundle
 
     card = _card(name, cards, store, workspace)
     rec = pack_bundle(card, path, out, licence=licence, trust_pickle=trust_pickle)
+    for warning in rec["warnings"]:
+        echo(f"warning: {warning}")
     size = f"{rec['bytes'] / 2**20:.1f} MiB"
     return Result(rec, f"{card.name}: wrote {rec['bundle']} ({size}, {len(rec['files'])} files)")
 

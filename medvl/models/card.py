@@ -33,6 +33,8 @@ Modality = Literal["tile", "slide", "ct"]
 #: tokens (prefix tokens such as registers excluded); ``cls+patch_mean``: both concatenated
 Output = Literal["pooled", "cls", "patch_mean", "cls+patch_mean"]
 _NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
+#: builders whose architecture medvl does not build itself (weights cannot be checked key by key)
+OPAQUE_BUILDERS = frozenset({"unavailable", "hf-remote"})
 
 
 @dataclass
@@ -174,7 +176,8 @@ class WeightsSpec(Config):
 
     Attributes:
         files: accepted file names, in order of preference (the first present is used).
-        layout: what else the published folder holds (informative: ``config.json``, tokenizer files, ...).
+        layout: the other files of the published folder that travel with the weights in a bundle (names or glob
+            patterns: ``config.json``, ``*.py``, tokenizer files, ...).
     """
 
     files: list[str]
@@ -272,6 +275,11 @@ class ModelCard(Config):
             raise ConfigError(f"ModelCard '{self.name}': a {self.modality} card needs a '{key}' section")
         if not self.sources:
             raise ConfigError(f"ModelCard '{self.name}': 'sources' must cite where the facts come from")
+
+    @property
+    def checkable(self) -> bool:
+        """medvl builds this card's architecture, so its weights can be checked key by key."""
+        return self.builder.name not in OPAQUE_BUILDERS
 
     @property
     def mpp(self) -> float | None:

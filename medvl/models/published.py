@@ -140,7 +140,7 @@ def load_card_encoder(
     kwargs = card.reduced.kwargs if reduced else None
     folder = _weights_folder(card, weights, store)
     context = BuildContext(folder if folder.is_dir() else folder.parent, trust_remote_code)
-    if card.builder.name == "hf-remote":
+    if not card.checkable:  # hub remote code (or no architecture: building says why)
         backbone = build_card_backbone(card, kwargs, context=context)
         return CardEncoder(card, backbone, reduced).to(device).eval()
     report = check_weights(card, folder, trust_pickle=trust_pickle, kwargs=kwargs)

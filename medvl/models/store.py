@@ -123,10 +123,10 @@ def _licence_text(card: ModelCard, folder: Path | None, licence: Path | None) ->
 def _bundle_files(card: ModelCard, weights: Path) -> dict[str, Path]:
     """Archive names -> source files: the weight file and the published folder files the card lists."""
     files = {f"weights/{weights.name}": weights}
-    for name in card.weights.layout:
-        extra = weights.parent / name
-        if extra.is_file() and extra != weights:
-            files[f"weights/{name}"] = extra
+    for pattern in card.weights.layout:
+        for extra in sorted(weights.parent.glob(pattern)):
+            if extra.is_file() and extra != weights:
+                files[f"weights/{extra.name}"] = extra
     return files
 
 
@@ -137,9 +137,14 @@ def pack_bundle(card: ModelCard, path: str | Path, out: str | Path, licence: str
     from medvl.models.weights import check_weights, find_weight_file
 
     path, out = Path(path), Path(out)
-    report = check_weights(card, path, trust_pickle=trust_pickle)
-    if not report.ok:
-        raise InputError(report.file, f"weights do not match card '{card.name}': {report.problem()}")
+    warnings = []
+    if card.checkable:
+        report = check_weights(card, path, trust_pickle=trust_pickle)
+        if not report.ok:
+            raise InputError(report.file, f"weights do not match card '{card.name}': {report.problem()}")
+    else:
+        warnings.append(f"card '{card.name}' has no medvl architecture: its weights were checksummed but not checked "
+                        "key by key")
     weights = find_weight_file(card, path)
     files = _bundle_files(card, weights)
     folder = weights.parent
@@ -159,7 +164,7 @@ def pack_bundle(card: ModelCard, path: str | Path, out: str | Path, licence: str
         for rel, src in files.items():
             tar.add(str(src), arcname=rel, recursive=False)
     return {"bundle": str(out), "card": card.name, "files": sorted(sums), "bytes": out.stat().st_size,
-            "licence_from": licence_from}
+            "licence_from": licence_from, "checked": card.checkable, "warnings": warnings}
 
 
 def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:

@@ -13,7 +13,7 @@ from medvl.models.catalogue import CARDS_DIR, Catalogue, list_cards
 from medvl.models.published import CardEncoder, build_card_backbone, count_parameters
 
 CARDS = list_cards()
-BUILDABLE = [c for c in CARDS if c.builder.name not in ("unavailable", "hf-remote")]
+BUILDABLE = [c for c in CARDS if c.checkable]
 NOT_BUILDABLE = [c for c in CARDS if c not in BUILDABLE]
 #: the models the issue names, by card
 NAMED = {"tile": {"uni", "uni2-h", "conch-v1", "conch-v1.5", "keep", "plip", "quiltnet-b-32", "biomedclip", "virchow",
