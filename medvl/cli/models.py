@@ -5,7 +5,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from medvl.cli.common import Result, WorkspaceOpt, command
+from medvl.cli.common import Result, WorkspaceOpt, command, echo
 
 app = typer.Typer(no_args_is_help=True, help="Published encoders as cards: list, show, check, pack, unpack.")
 
@@ -88,6 +88,8 @@ def check(
     report = check_weights(card, target, trust_pickle=trust_pickle)
     if not report.ok:
         raise InputError(report.file, f"weights do not match card '{card.name}': {report.problem()}")
+    for warning in report.warnings:
+        echo(f"warning: {warning}")
     data = report.to_dict()
     if path is None:
         data["checksums_failed"] = installed.verify(card.name)
@@ -110,7 +112,6 @@ def pack(
     workspace: WorkspaceOpt = None,
 ) -> Result:
     """Check the weights against the card, then write one bundle: weights, card, SHA-256 checksums, licence text."""
-    from medvl.cli.common import echo
     from medvl.models.store import pack_bundle
 
     card = _card(name, cards, store, workspace)

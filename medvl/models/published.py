@@ -15,10 +15,13 @@ from typing import Any
 import torch
 
 from medvl.errors import ConfigError, InputError
+from medvl.log import get_logger
 from medvl.models.builders import Backbone, BuildContext, build_backbone
 from medvl.models.card import ModelCard
 from medvl.models.catalogue import find_card, resolve_card
 from medvl.models.tower import Tower
+
+log = get_logger(__name__)
 
 __all__ = ["CardEncoder", "build_card_backbone", "card_weights_label", "count_parameters", "find_card",
            "load_card_encoder", "resolve_card"]
@@ -146,6 +149,8 @@ def load_card_encoder(
     report = check_weights(card, folder, trust_pickle=trust_pickle, kwargs=kwargs)
     if not report.ok:
         raise InputError(report.file, f"weights do not match card '{card.name}': {report.problem()}")
+    for warning in report.warnings:
+        log.warning(f"{card.name}: {warning}")
     state = read_state(card, find_weight_file(card, folder), trust_pickle)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)  # keys the card marks optional keep a fixed init

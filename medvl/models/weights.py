@@ -37,17 +37,20 @@ class WeightsReport:
     mis_shaped: list[tuple[str, list[int], list[int]]] = field(default_factory=list)
     matched: int = 0
     expected: int = 0
+    config_errors: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        return not (self.missing or self.unexpected or self.mis_shaped)
+        return not (self.missing or self.unexpected or self.mis_shaped or self.config_errors)
 
     def head_keys(self) -> list[str]:
         return [k for k in self.unexpected if _HEAD.search(k)]
 
     def problem(self) -> str:
         """One line naming what differs (empty when the weights match)."""
-        parts = []
+        parts = [f"{self.config_errors[0]}" + (f" (and {len(self.config_errors) - 1} more)"
+                                               if len(self.config_errors) > 1 else "")] if self.config_errors else []
         if self.mis_shaped:
             k, got, want = self.mis_shaped[0]
             parts.append(f"{len(self.mis_shaped)} mis-shaped (e.g. '{k}': file {got}, card {want})")
@@ -63,7 +66,8 @@ class WeightsReport:
     def to_dict(self) -> dict[str, Any]:
         return {"card": self.card, "file": self.file, "ok": self.ok, "matched": self.matched,
                 "expected": self.expected, "missing": self.missing, "unexpected": self.unexpected,
-                "mis_shaped": [{"key": k, "file": g, "card": w} for k, g, w in self.mis_shaped]}
+                "mis_shaped": [{"key": k, "file": g, "card": w} for k, g, w in self.mis_shaped],
+                "config_errors": self.config_errors, "warnings": self.warnings}
 
 
 # ------------------------------------------------------------------------------------------------ files
@@ -198,10 +202,15 @@ def compare(card: ModelCard, file: str, found: dict[str, list[int]], want: dict[
 
 def check_weights(card: ModelCard, path: str | Path, trust_pickle: bool = False,
                   kwargs: dict[str, Any] | None = None) -> WeightsReport:
-    """Compare the weights at ``path`` with ``card`` (nothing is loaded or run). ``kwargs`` overrides builder kwargs
-    (the tests' reduced variants)."""
+    """Compare the weights at ``path`` with ``card`` (nothing is loaded or run), and the config files published beside
+    them (:mod:`medvl.models.drift`). ``kwargs`` overrides builder kwargs (the tests' reduced variants)."""
+    from medvl.models.drift import config_drift
+
     file = find_weight_file(card, path)
     found = read_shapes(card, file, trust_pickle)
     if not found:
         raise InputError(file, f"no tensors left after the key mapping of card '{card.name}' (wrong model?)")
-    return compare(card, str(file), found, expected_shapes(card, kwargs))
+    report = compare(card, str(file), found, expected_shapes(card, kwargs))
+    drift = config_drift(card, path)
+    report.config_errors, report.warnings = drift.errors, drift.warnings
+    return report
