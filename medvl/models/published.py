@@ -28,18 +28,28 @@ __all__ = ["CardEncoder", "build_card_backbone", "card_weights_label", "count_pa
 
 
 def card_weights_label(card: ModelCard, weights: str | Path | None = None, store: str | Path | None = None) -> str:
-    """What identifies a card's weights in output files: the card name and the weight file's name, or for a model
-    installed in the store the SHA-256 of its weights (so features from other weights are never reused)."""
+    """What identifies a card's weights and preprocessing in output files (resume compares it): the card name, the
+    weights' fingerprint (their SHA-256 for a model installed in the store, else the file name and a fingerprint of
+    its size and first and last MiB) and a hash of the card, so features made with other weights or an edited card are
+    never reused."""
+    import hashlib
+    import json
+
+    card_hash = hashlib.sha256(json.dumps(card.to_dict(), sort_keys=True).encode()).hexdigest()[:8]
     if weights is not None:
-        return f"{card.name}@{Path(weights).name}"
+        from medvl.models.store import quick_fingerprint
+        from medvl.models.weights import find_weight_file
+
+        file = find_weight_file(card, weights)
+        return f"{card.name}@{file.name}:{quick_fingerprint(file)}/card:{card_hash}"
     from medvl.models.store import ModelStore
 
     installed = ModelStore(store)
     if not installed.installed(card.name):
-        return card.name
+        return f"{card.name}/card:{card_hash}"
     files = installed.manifest(card.name)["files"]
     digest = next((m["sha256"] for rel, m in sorted(files.items()) if rel.startswith("weights/")), "")
-    return f"{card.name}@sha256:{digest[:16]}"
+    return f"{card.name}@sha256:{digest[:16]}/card:{card_hash}"
 
 
 def build_card_backbone(card: ModelCard, kwargs: dict[str, Any] | None = None, device: str | None = None,

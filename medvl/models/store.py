@@ -30,7 +30,9 @@ from medvl import __version__
 from medvl.errors import ConfigError, InputError
 from medvl.models.card import ModelCard
 
-__all__ = ["BUNDLE_FORMAT", "ENV_VAR", "ModelStore", "pack_bundle", "sha256_file", "unpack_bundle"]
+__all__ = [
+    "BUNDLE_FORMAT", "ENV_VAR", "ModelStore", "pack_bundle", "quick_fingerprint", "sha256_file", "unpack_bundle",
+]
 
 ENV_VAR = "MEDVL_MODELS"
 BUNDLE_FORMAT = "medvl-model-bundle"
@@ -39,6 +41,19 @@ SUMS = "SHA256SUMS"
 LICENCE = "LICENSE.txt"
 _LICENCE_NAMES = ("LICENSE", "LICENSE.txt", "LICENSE.md", "LICENCE", "LICENCE.txt", "LICENSE.pdf")
 _CHUNK = 1 << 22
+
+
+def quick_fingerprint(path: str | Path, span: int = 1 << 20) -> str:
+    """A cheap content fingerprint of a large file: SHA-256 over its size and its first and last ``span`` bytes."""
+    path = Path(path)
+    size = path.stat().st_size
+    digest = hashlib.sha256(str(size).encode())
+    with open(path, "rb") as fh:
+        digest.update(fh.read(span))
+        if size > span:
+            fh.seek(max(span, size - span))
+            digest.update(fh.read(span))
+    return digest.hexdigest()[:16]
 
 
 def sha256_file(path: str | Path) -> str:

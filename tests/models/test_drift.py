@@ -24,8 +24,9 @@ def _folder(tmp_path, name):
 
 def test_open_clip_quick_gelu_mismatch_is_refused(tmp_path):
     card, folder = _folder(tmp_path, "quiltnet-b-32")
-    cfg = {"model_cfg": {"embed_dim": 512, "quick_gelu": True, "vision_cfg": {"image_size": 224, "layers": 12,
-           "width": 768, "patch_size": 32}}, "preprocess_cfg": {"mean": list(card.tile.mean), "std": list(card.tile.std)}}
+    vision = {"image_size": 224, "layers": 12, "width": 768, "patch_size": 32}
+    cfg = {"model_cfg": {"embed_dim": 512, "quick_gelu": True, "vision_cfg": vision},
+           "preprocess_cfg": {"mean": list(card.tile.mean), "std": list(card.tile.std)}}
     (folder / "open_clip_config.json").write_text(json.dumps(cfg))
     drift = config_drift(card, folder)
     assert drift.errors == ["open_clip_config.json has quick_gelu=True, the card says False"]

@@ -121,3 +121,20 @@ def test_pack_refuses_mismatched_weights_and_writes_nothing(tmp_path):
     with pytest.raises(InputError, match="1 missing \\(e.g. norm.weight\\)"):
         pack_bundle(card, weights, tmp_path / "out.tar")
     assert not (tmp_path / "out.tar").exists() and not list(tmp_path.glob(".out.tar*"))
+
+
+def test_encoder_label_changes_with_weights_and_card(tmp_path):
+    from medvl.models.published import card_weights_label
+
+    card, weights, _ = user_card(tmp_path)
+    first = card_weights_label(card, weights)
+    assert first.startswith("lab-uni@pytorch_model.bin:")
+    import torch
+
+    state = torch.load(weights / "pytorch_model.bin", weights_only=True)
+    state["norm.weight"] += 1
+    torch.save(state, weights / "pytorch_model.bin")
+    second = card_weights_label(card, weights)
+    assert second != first
+    edited = card.replace(tile=card.tile.replace(mean=(0.5, 0.5, 0.5)))
+    assert card_weights_label(edited, weights).split("/card:")[1] != second.split("/card:")[1]
