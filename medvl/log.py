@@ -28,6 +28,14 @@ def get_logger(name: str | None = None) -> logging.Logger:
     return logging.getLogger(LOGGER_NAME if not name else f"{LOGGER_NAME}.{name.removeprefix('medvl.')}")
 
 
+class _Formatter(logging.Formatter):
+    """``warning: message`` and ``error: message`` (as the command line's error lines); ``INFO:``/``DEBUG:`` else."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        level = record.levelname.lower() if record.levelno >= logging.WARNING else record.levelname
+        return f"{level}: {record.getMessage()}"
+
+
 class _OncePerMessage(logging.Filter):
     """Lets each distinct warning (or error) message through once; information and debug lines always pass."""
 
@@ -59,12 +67,13 @@ class _Collector(logging.Handler):
 
 
 def setup_logging(level: str | int = "WARNING", quiet: bool = False) -> None:
-    """Configure the ``medvl`` logger to write ``level: message`` lines to stderr, each warning once."""
+    """Configure the ``medvl`` logger to write ``level: message`` lines to stderr (``warning: ...``), each warning
+    once."""
     _STATE["quiet"] = quiet
     logger = logging.getLogger(LOGGER_NAME)
     logger.handlers.clear()
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
+    handler.setFormatter(_Formatter())
     handler.addFilter(_OncePerMessage())
     logger.addHandler(handler)
     logger.setLevel(level if isinstance(level, int) else level.upper())

@@ -97,14 +97,16 @@ def tile(
 def extract(
     source: InputArg,
     out: OutOpt = Path("features"),
-    encoder: Annotated[Optional[str], typer.Option("--encoder", help="Image tower name (timm, timm-tiny, ...) or a "  # noqa: UP045
-                                                   "medvl checkpoint folder (default timm-tiny).",
-                                                   show_default=False)] = None,
+    encoder: Annotated[Optional[str], typer.Option("--encoder", help="Image tower name (timm, timm-tiny, ...), a "  # noqa: UP045
+                                                   "model card (medvl models list) or a medvl checkpoint folder "
+                                                   "(default timm-tiny).", show_default=False)] = None,
     model_name: Annotated[Optional[str], typer.Option("--model-name", help="timm architecture for --encoder timm.")] = None,  # noqa: UP045,E501
     weights: Annotated[Optional[Path], typer.Option("--weights", help="Local weights file (.safetensors/.pth).")] = None,  # noqa: UP045,E501
     project: Annotated[bool, typer.Option("--project", help="Store joint-space embeddings (checkpoints).")] = False,
     trust_pickle: Annotated[bool, typer.Option("--trust-pickle", help="Accept pickle-based --weights (they can run "
                                                "code): only for files you made yourself.")] = False,
+    trust_remote_code: Annotated[bool, typer.Option("--trust-remote-code", help="Let a model card's hub code run "
+                                                    "(models published with their own Python code).")] = False,
     config: ConfigFileOpt = None,
     batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="Tiles per forward pass (default 64).",  # noqa: UP045
                                                       show_default=False)] = None,
@@ -112,27 +114,41 @@ def extract(
                                                    show_default=False)] = None,
     device: Annotated[Optional[str], typer.Option("--device", help="auto, cpu, cuda, cuda:N (default auto).",  # noqa: UP045
                                                   show_default=False)] = None,
-    mpp: MppOpt = None,
-    size: SizeOpt = None,
+    mpp: Annotated[Optional[float], typer.Option("--mpp", help="Tile resolution in µm/px (default: the model card's, "  # noqa: UP045
+                                                 "else 0.5 ~ 20x).", show_default=False)] = None,
+    size: Annotated[Optional[int], typer.Option("--size", help="Tile side in pixels at --mpp (default: the model "  # noqa: UP045
+                                                "card's, else 224).", show_default=False)] = None,
     overlap: OverlapOpt = None,
     min_tissue: MinTissueOpt = None,
     slide_mpp: SlideMppOpt = None,
     skip_errors: SkipOpt = False,
     overwrite: OverwriteOpt = False,
 ):
-    """Embed every tile with an image tower; adds `features` (N x D) to <out>/<slide_id>.h5 (tiles first if needed)."""
+    """Embed every tile with an image tower; adds `features` (N x D) to <out>/<slide_id>.h5 (tiles first if needed).
+
+    With a model card as --encoder, the card's preprocessing is applied and the slide is tiled at the card's
+    resolution and tile size unless --mpp/--size (or the --config file) say otherwise (with a warning)."""
     from medvl.cli.flags import config_from
-    from medvl.pathology.extract import EncoderSpec, LazyTileEncoder
+    from medvl.config import read_config_file
+    from medvl.log import get_logger
+    from medvl.pathology.extract import EncoderSpec, LazyTileEncoder, card_tiling
     from medvl.pathology.pipeline import extract_slide, resolve_slide_jobs, run_cohort
 
-    cfg = _settings(config, mpp, size, overlap, min_tissue, batch_size=batch_size, workers=workers, device=device)
     spec = config_from(EncoderSpec, None, name=encoder, model_name=model_name,
-                       weights=None if weights is None else str(weights), project=project, trust_pickle=trust_pickle)
+                       weights=None if weights is None else str(weights), project=project, trust_pickle=trust_pickle,
+                       trust_remote_code=trust_remote_code)
+    chosen = read_config_file(config).get("tiles") or {} if config is not None else {}
+    mpp, size, warnings = card_tiling(spec, mpp if mpp is not None else chosen.get("mpp"),
+                                      size if size is not None else chosen.get("size"))
+    for warning in warnings:
+        get_logger("medvl.cli.slide").warning(warning)  # stderr once, and the JSON output's warnings
+    cfg = _settings(config, mpp, size, overlap, min_tissue, batch_size=batch_size, workers=workers, device=device)
     jobs = resolve_slide_jobs(source, slide_mpp)
     tile_encoder = LazyTileEncoder(spec)
     summary = run_cohort(jobs, lambda j: extract_slide(j, out, cfg.tiles, cfg.tissue, tile_encoder, cfg.extract,
                                                        overwrite),
                          out_dir=out, skip_errors=skip_errors, on_record=_stream(jobs))
+    summary["warnings"] = warnings
     return _summary(summary, "extract")
 
 

@@ -106,7 +106,7 @@ def test_error_line_and_debug_traceback(tmp_path):
     proc = subprocess.run([sys.executable, script, "other", "--json"], capture_output=True, text=True)
     assert proc.stdout.strip() == '{"ok": true, "warnings": []}'
     human = subprocess.run([sys.executable, script, "warns"], capture_output=True, text=True)
-    assert human.stderr.count("WARNING: scan.dcm: 1 file(s) skipped") == 1
+    assert human.stderr.count("warning: scan.dcm: 1 file(s) skipped") == 1
     js = subprocess.run([sys.executable, script, "warns", "--json"], capture_output=True, text=True)
     assert json.loads(js.stdout)["warnings"] == ["from the data", "scan.dcm: 1 file(s) skipped"]
 

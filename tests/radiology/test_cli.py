@@ -125,7 +125,7 @@ def test_a_truncated_edge_slice_is_refused_or_warned_visibly(tmp_path, ct_small)
     assert_clean_error(refused, "missing slices", edge.name, "--allow-irregular")
     human = run_cli("ct", "preprocess", folder, "--cache", cache, "--size", "32,32,8", "--allow-irregular")
     assert human.returncode == 0, human.stderr
-    assert human.stderr.count("WARNING: series: missing slices") == 1 and edge.name in human.stderr
+    assert human.stderr.count("warning: series: missing slices") == 1 and edge.name in human.stderr
     js = run_cli("ct", "preprocess", folder, "--cache", cache, "--size", "32,32,8", "--allow-irregular", "--json")
     warned = [w for w in js.json()["warnings"] if "missing slices" in w]  # a cache hit warns again
     assert len(warned) == 1 and edge.name in warned[0] and js.json()["cached"] == 1
