@@ -329,7 +329,7 @@ def read_dicom_series(
         )
     geom = _geometry(chosen.datasets, path)
     if chosen.broken:
-        notes.append(_broken_note(chosen, geom))
+        notes.append(_broken_note(chosen))
     first_ds = chosen.datasets[geom.order[0]]
     # filled slice by slice: one volume in memory, not a list of slices plus their stack
     array = np.empty((int(first_ds.Columns), int(first_ds.Rows), len(geom.order)), dtype=np.float32)
@@ -356,7 +356,7 @@ def _names(items: list[Any], shown: int = 3) -> str:
     return ", ".join(names[:shown]) + (f" and {len(names) - shown} more" if len(names) > shown else "")
 
 
-def _broken_note(series: DicomSeries, geom: _Geometry) -> str:
+def _broken_note(series: DicomSeries) -> str:
     """A "missing slices" warning for files of the series without pixel data, saying where they sit."""
     where = "position unknown"
     iop = np.asarray(series.datasets[0].ImageOrientationPatient, dtype=float)
