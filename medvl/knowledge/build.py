@@ -299,9 +299,8 @@ def graph_fingerprint(config: BuildConfig) -> str:
         if path is not None:
             parts.append([source, memo.digest(path)])
         elif reader == "icd10cm":
-            version, files = package_files("simple_icd_10_cm", "simple-icd-10-cm")
-            root = files[0].parent if files else Path()
-            parts.append([source, version, [[str(f.relative_to(root)), memo.digest(f)] for f in files]])
+            root, files = package_files("simple_icd_10_cm")
+            parts.append([source, [[str(f.relative_to(root)), memo.digest(f)] for f in files] or "missing"])
     memo.save()
     return combine(parts)
 
@@ -339,16 +338,48 @@ def find_index(fingerprint: str) -> GraphIndex | None:
 
 
 def store_index(graph: DiseaseGraph, fingerprint: str) -> GraphIndex:
-    """Write the index of ``graph`` to the first writable cache folder and open it (in memory when none is)."""
+    """Write the index of ``graph`` to the first writable cache folder and open it (in memory when none is).
+
+    Indexes in that folder written by other code (they can never match a fingerprint again) are removed.
+    """
+    from medvl.knowledge.fingerprint import combine
     from medvl.knowledge.store import GraphIndex, memory_index, write_index
 
+    code = combine(_code_parts(_memo()))
     for folder in cache_dirs():
         try:
-            return GraphIndex.open(write_index(graph, folder / _index_name(fingerprint), fingerprint))
+            index = GraphIndex.open(write_index(graph, folder / _index_name(fingerprint), fingerprint, code=code))
         except OSError as exc:
             log.info("cannot cache the graph index in %s (%s)", folder, exc)
+            continue
+        _remove_stale(folder, index.path, code)
+        return index
     log.warning("no writable graph cache folder (set MEDVL_GRAPH_CACHE); the index is rebuilt in every process")
     return memory_index(graph, fingerprint)
+
+
+#: an index of other code is removed only when it has not been written for this long (two versions sharing a cache
+#: folder do not delete each other's fresh indexes)
+STALE_AFTER_S = 3600.0
+
+
+def _remove_stale(folder: Path, keep: Path, code: str) -> None:
+    from medvl.knowledge.store import GraphIndex
+
+    now = time.time()
+    for path in folder.glob("graph-*.sqlite"):
+        if path == keep or now - path.stat().st_mtime < STALE_AFTER_S:
+            continue
+        try:
+            index = GraphIndex.open(path)
+            stale = index.meta.get("code") != code
+            index.close()
+        except InputError:
+            stale = True
+        if stale:
+            path.unlink(missing_ok=True)
+    for legacy in folder.glob("graph-*.json.gz"):  # caches of the gzipped-JSON format, no longer read
+        legacy.unlink(missing_ok=True)
 
 
 def cached_graph(config: BuildConfig | None = None, rebuild: bool = False) -> DiseaseGraph:

@@ -90,22 +90,16 @@ class DigestMemo:
             log.debug("cannot remember file digests in %s (%s)", self.memo_file, exc)
 
 
-def package_files(module: str, dist: str) -> tuple[str, list[Path]]:
-    """Version and files of an installed package (code and data), found without importing it; ``("missing", [])``
-    when it is not installed. Used for ICD-10-CM, which comes from the ``simple-icd-10-cm`` package."""
+def package_files(module: str) -> tuple[Path | None, list[Path]]:
+    """Folder and files of an installed package (code and data), found without importing it; ``(None, [])`` when it
+    is not installed. Used for ICD-10-CM, which comes from the ``simple-icd-10-cm`` package."""
     import importlib.util
-    from importlib.metadata import PackageNotFoundError, version
 
     spec = importlib.util.find_spec(module)
     if spec is None or not spec.origin:
-        return "missing", []
-    try:
-        ver = version(dist)
-    except PackageNotFoundError:
-        ver = "unknown"
+        return None, []
     root = Path(spec.origin).parent
-    files = sorted(p for p in root.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
-    return ver, files
+    return root, sorted(p for p in root.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
 
 
 def combine(parts: list[Any]) -> str:

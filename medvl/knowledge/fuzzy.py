@@ -18,6 +18,7 @@ exactly (same scores, ordered by score, then label position); a test compares bo
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -78,8 +79,7 @@ class FuzzyIndex:
         self.keys = list(keys)
         self.alphabet = alphabet
         self._col = {c: i for i, c in enumerate(alphabet)}
-        self._tok = {t: i for i, t in enumerate(tokens)}
-        self.tokens = list(tokens)
+        self.tokens = list(tokens)  # sorted: looked up by bisection (no dict to build when the index is opened)
         for name in ARRAYS:
             setattr(self, name, arrays[name])
         self.sorted_lens = self.lens[self.order]
@@ -141,8 +141,8 @@ class FuzzyIndex:
         shared_len = np.zeros(len(self.keys), np.int32)
         shared_n = np.zeros(len(self.keys), np.int32)
         for tok in tokens:
-            row = self._tok.get(tok)
-            if row is not None:
+            row = bisect.bisect_left(self.tokens, tok)
+            if row < len(self.tokens) and self.tokens[row] == tok:
                 ids = self.tok_ids[self.tok_offsets[row]:self.tok_offsets[row + 1]]
                 shared_len[ids] += len(tok)
                 shared_n[ids] += 1
