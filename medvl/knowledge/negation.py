@@ -2,14 +2,16 @@
 
 Negation follows the NegEx scheme (Chapman et al. 2001): a pre-trigger ("no", "no evidence of", "negative for",
 "without", "free of", "rule out", ...) negates the mentions that start within ``window`` words after it, a post-trigger
-("is excluded", "was ruled out", "not seen", ...) those that end within ``post_window`` words before it. A scope stops
-at a sentence or clause boundary (``. ; : ? !`` or a blank line) and at a termination term ("but", "however",
-"although", "except", "which", ...). Pseudo-triggers ("no change", "no increase", "cannot be excluded", "not ruled out",
-"gram negative", ...) are matched first and negate nothing, so "pneumothorax cannot be excluded" stays positive.
+("is excluded", "was ruled out", "not seen", ...) those that end within ``post_window`` words before it; along a list
+("no focal consolidation, suspicious opacity, large pleural effusion, or pneumothorax") the window restarts after each
+negated mention. A scope stops at a sentence or clause boundary (``. ; : ? !`` or a blank line) and at a termination
+term ("but", "however", "although", "except", "which", "is seen", ...). Pseudo-triggers ("no change", "no increase",
+"cannot be excluded", "not ruled out", "gram negative", ...) are matched first and negate nothing, so "pneumothorax
+cannot be excluded" stays positive.
 
 Qualifiers: differentiation (well, moderately, poorly, well to moderately, moderately to poorly, un-differentiated) and
 grade (low, intermediate, high; grade 1-4 or I-IV, written as 1-4) found inside the mention or next to it in the same
-clause (up to 3 words before, 4 after) are kept as attributes of the mention.
+clause (up to 4 words before, 6 after) are kept as attributes of the mention.
 
 The term lists are data: edit them here or pass your own :class:`ContextRules`.
 """
@@ -25,7 +27,7 @@ PRE_TRIGGERS = (
     "no", "not", "without", "no evidence of", "no evidence for", "no sign of", "no signs of", "no findings of",
     "no finding of", "negative for", "free of", "absence of", "absent", "rule out", "rules out", "ruled out",
     "denies", "denied", "no suspicion of", "not suggestive of", "not consistent with", "never had", "neither", "nor",
-    "no radiographic evidence of", "no definite", "no convincing evidence of", "without evidence of",
+    "no radiographic evidence of", "no definite", "no convincing evidence of", "without evidence of", "clear of",
 )
 POST_TRIGGERS = (
     "is excluded", "are excluded", "was excluded", "were excluded", "has been excluded", "have been excluded",
@@ -44,6 +46,9 @@ PSEUDO_TRIGGERS = (
 TERMINATIONS = (
     "but", "however", "although", "though", "except", "apart from", "aside from", "which", "who", "whereas",
     "yet", "still", "there is", "there are", "there has been", "there have been", "otherwise", "nevertheless",
+    # the verb that closes "no X is seen": what follows is another statement
+    "is seen", "are seen", "was seen", "were seen", "is identified", "are identified", "is noted", "are noted",
+    "is present", "are present", "is demonstrated", "are demonstrated", "is visualized", "are visualized",
 )
 #: characters between two words that end a scope
 BOUNDARY = re.compile(r"[.;:?!]|\n\s*\n")
@@ -115,39 +120,52 @@ def clause_ids(text: str, spans: Sequence[tuple[int, int]]) -> list[int]:
     return [bisect.bisect_left(cuts, start) for start, _ in spans]
 
 
-def negated_words(words: Sequence[str], clause: Sequence[int],
-                  rules: ContextRules = DEFAULT_RULES) -> tuple[list[bool], list[bool]]:
-    """Per word: inside the forward scope of a pre-trigger, and inside the backward scope of a post-trigger.
+def negated_mentions(words: Sequence[str], clause: Sequence[int], mentions: Sequence[tuple[int, int]],
+                     rules: ContextRules = DEFAULT_RULES) -> list[bool]:
+    """Whether each mention (first and last word positions, left to right) is negated.
+
+    A pre-trigger's scope reaches ``window`` words past the trigger and, along a list ("no effusion, pneumothorax or
+    consolidation"), ``window`` words past each mention it negated; a post-trigger's reaches back ``post_window`` words
+    the same way. Scopes end at a clause boundary and at a termination or pseudo-trigger term.
 
     Args:
         words: the words, lower case.
         clause: clause number of each word (:func:`clause_ids`).
+        mentions: ``(first, last)`` word positions of each mention.
         rules: the terms and windows.
     """
     cues = find_cues(words, rules)
-    forward = [False] * len(words)
-    backward = [False] * len(words)
+    negated = [False] * len(mentions)
     for n, cue in enumerate(cues):
         if cue.kind == "pre":
-            nxt = next((c.first for c in cues[n + 1:] if c.kind in ("stop", "pseudo")), len(words))
-            for j in range(cue.last + 1, min(len(words), cue.last + 1 + rules.window, nxt)):
-                if clause[j] != clause[cue.last]:
+            stop = next((c.first for c in cues[n + 1:] if c.kind in ("stop", "pseudo")), len(words))
+            reach = cue.last + rules.window
+            for k, (i, j) in enumerate(mentions):
+                if i <= cue.last:
+                    continue
+                if i > reach or i >= stop or clause[i] != clause[cue.last]:
                     break
-                forward[j] = True
+                negated[k] = True
+                reach = j + rules.window
         elif cue.kind == "post":
-            prev = max((c.last for c in cues[:n] if c.kind in ("stop", "pseudo")), default=-1)
-            for j in range(cue.first - 1, max(prev, cue.first - 1 - rules.post_window), -1):
-                if clause[j] != clause[cue.first]:
+            stop = max((c.last for c in cues[:n] if c.kind in ("stop", "pseudo")), default=-1)
+            reach = cue.first - rules.post_window
+            for k in range(len(mentions) - 1, -1, -1):
+                i, j = mentions[k]
+                if j >= cue.first:
+                    continue
+                if j < reach or j <= stop or clause[j] != clause[cue.first]:
                     break
-                backward[j] = True
-    return forward, backward
+                negated[k] = True
+                reach = i - rules.post_window
+    return negated
 
 
 def qualifiers(text: str, start: int, end: int, clause_start: int, clause_end: int) -> dict[str, str]:
-    """Grade and differentiation attached to the mention at ``[start, end)``: inside it, or within 3 words before /
-    4 words after it, inside the clause ``[clause_start, clause_end)``."""
-    before = _last_words(text[clause_start:start], 3)
-    after = _first_words(text[end:clause_end], 4)
+    """Grade and differentiation attached to the mention at ``[start, end)``: inside it, or within 4 words before /
+    6 words after it, inside the clause ``[clause_start, clause_end)``."""
+    before = _last_words(text[clause_start:start], 4)
+    after = _first_words(text[end:clause_end], 6)
     found: dict[str, str] = {}
     for part in (text[start:end], before, after):
         for m in _DIFFERENTIATION.finditer(part):
@@ -160,10 +178,8 @@ def qualifiers(text: str, start: int, end: int, clause_start: int, clause_end: i
 
 
 def _last_words(text: str, n: int) -> str:
-    parts = re.split(r"(\s+)", text)
-    return "".join(parts[-(2 * n):]) if len(parts) > 2 * n else text
+    return " ".join(text.split()[-n:])
 
 
 def _first_words(text: str, n: int) -> str:
-    parts = re.split(r"(\s+)", text)
-    return "".join(parts[:2 * n]) if len(parts) > 2 * n else text
+    return " ".join(text.split()[:n])

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from medvl.knowledge.negation import DEFAULT_RULES, ContextRules, clause_ids, negated_words, qualifiers
+from medvl.knowledge.negation import DEFAULT_RULES, ContextRules, clause_ids, negated_mentions, qualifiers
 from medvl.knowledge.search import SOURCE_RANK
 from medvl.knowledge.text import is_acronym, normalise, singular, words
 
@@ -149,17 +149,17 @@ class ConceptTagger:
             return []
         spans = [(s, e) for _, s, e in toks]
         clause = clause_ids(text, spans)
-        forward, backward = negated_words([w.lower() for w, _, _ in toks], clause, self.rules)
+        negated = negated_mentions([w.lower() for w, _, _ in toks], clause, [(i, j) for i, j, _ in found], self.rules)
         bounds: dict[int, tuple[int, int]] = {}
         for n, c in enumerate(clause):
             first = bounds.get(c, (spans[n][0], spans[n][1]))[0]
             bounds[c] = (first, spans[n][1])
         out = []
-        for i, j, ids in found:
+        for (i, j, ids), neg in zip(found, negated, strict=True):
             start, end = toks[i][1], toks[j][2]
             lo, hi = bounds[clause[i]][0], bounds[clause[j]][1]
             extra = tuple(sorted(qualifiers(text, start, end, lo, hi).items()))
-            out.append(Mention(start, end, text[start:end], ids[0], tuple(ids), forward[i] or backward[j], extra))
+            out.append(Mention(start, end, text[start:end], ids[0], tuple(ids), neg, extra))
         return out
 
     def labels(self, text: str) -> list[str]:
