@@ -2,17 +2,18 @@
 
 ``process.extract(query, labels, scorer=WRatio, limit=N)`` scores all 72,000 labels of the default graph, 0.1-0.6 s
 per query. The top of a WRatio ranking sits on a few levels: 100 (same string), 95 (token set or sort match), 90 (the
-query inside a label 1.5-8x longer) and 85.5 (such a label sharing a word). For each level T, cheap upper bounds give a
-superset of the labels that can score T or more:
+query inside a label 1.5-8x longer, or such a label inside the query) and 85.5 (such a label sharing a word). For each
+level T (those four, then 80), cheap upper bounds give a superset of the labels that can score T or more:
 
 * labels of similar length (WRatio's ``ratio`` and token branch): character-count bounds on ``ratio``, token-sort and
   token-set ratios, the latter from the lengths of the words they share with the query;
 * labels 1.5-8x longer than the query (``partial_ratio``): a pigeonhole filter, since a window within ``D`` insertions
   or deletions of the query holds one of ``D + 1`` pieces of it unchanged, looked up in a trigram index;
-* labels 1.5-8x shorter: character-count bounds on ``partial_ratio``.
+* labels 1.5-8x shorter: the same pigeonhole filter the other way round (the label's disjoint trigrams found in the
+  query), and character-count bounds.
 
 The superset is scored with rapidfuzz itself. When N labels score T or more, they are the answer: every other label
-scores below T. Otherwise the next level runs, and below 85.5 the full scan. The result equals ``process.extract``
+scores below T. Otherwise the next level runs, and below 80 the full scan. The result equals ``process.extract``
 exactly (same scores, ordered by score, then label position); a test compares both on several hundred queries.
 """
 
@@ -26,18 +27,29 @@ from typing import Any
 import numpy as np
 from rapidfuzz import fuzz, process
 
+from medvl.knowledge.postings import (
+    EMPTY,
+    Trigrams,
+    char_counts,
+    edits_within,
+    trigram_postings,
+    word_postings,
+    word_trigram_postings,
+)
+
 #: WRatio of a label 1.5-8x longer or shorter than the query that shares a word with it (partial token ratio 100)
 SHARED_WORD = 100 * 0.95 * 0.9
 #: the levels tried before the full scan, best first
-LEVELS = (100.0, 95.0, 90.0, SHARED_WORD)
+LEVELS = (100.0, 95.0, 90.0, SHARED_WORD, 80.0)
 #: slack on every upper bound (rapidfuzz's float rounding is far smaller)
 EPS = 1e-6
 #: arrays that make up an index (``to_arrays`` / ``from_arrays``)
-ARRAYS = ("lens", "dlens", "ntok", "order", "bag", "dbag", "gram_codes", "gram_offsets", "gram_ids",
-          "tok_offsets", "tok_ids", "tok_lens")
+ARRAYS = ("lens", "dlens", "ntok", "order", "bag", "dbag", "gram_codes", "gram_offsets", "gram_ids", "dgram_codes",
+          "dgram_offsets", "dgram_ids", "wgram_codes", "wgram_offsets", "wgram_ids", "wpieces", "tok_offsets",
+          "tok_ids")
 
 Match = tuple[str, float, int]
-_EMPTY = np.empty(0, np.int32)
+Known = list[tuple[np.ndarray, float]]  # groups of labels whose exact score is known
 
 
 def _branch(m: int, n: int) -> str:
@@ -82,6 +94,7 @@ class FuzzyIndex:
         self.tokens = list(tokens)  # sorted: looked up by bisection (no dict to build when the index is opened)
         for name in ARRAYS:
             setattr(self, name, arrays[name])
+        self.grams = Trigrams(self.keys, alphabet, {k: v for k, v in arrays.items() if "gram_" in k})
         self.sorted_lens = self.lens[self.order]
         self._windows: dict[tuple[int, str], tuple[int, int]] = {}
         self._pruning = fuzz.WRatio("ab cd", "ab xxxxxxxx") == SHARED_WORD  # the constant matches this rapidfuzz
@@ -101,11 +114,12 @@ class FuzzyIndex:
             "dlens": np.fromiter(map(len, distinct), np.int32, len(keys)),
             "ntok": np.fromiter((len(set(w)) for w in words), np.int32, len(keys)),
             "order": order,
-            "bag": _char_counts([keys[i] for i in order], alphabet),
-            "dbag": _char_counts([distinct[i] for i in order], alphabet),
+            "bag": char_counts([keys[i] for i in order], alphabet),
+            "dbag": char_counts([distinct[i] for i in order], alphabet),
         }
-        arrays.update(_trigram_postings(keys, alphabet))
-        tokens, postings = _word_postings(words)
+        arrays.update(trigram_postings(keys, alphabet))
+        arrays.update(word_trigram_postings(words, alphabet))
+        tokens, postings = word_postings(words)
         arrays.update(postings)
         return cls(keys, arrays, alphabet, tokens)
 
@@ -122,7 +136,7 @@ class FuzzyIndex:
         """The same list as ``process.extract(query, keys, scorer=fuzz.WRatio, limit=limit, score_cutoff=...)``."""
         if not query or limit <= 0:
             return []
-        if self._pruning and score_cutoff <= SHARED_WORD:
+        if self._pruning and score_cutoff <= LEVELS[-1]:
             q = self._query(query)
             scores: dict[int, float] = {}
             for level in LEVELS:
@@ -165,19 +179,31 @@ class FuzzyIndex:
                 int(np.searchsorted(self.sorted_lens, ok[-1], "right")))
         return self._windows[m, side]
 
-    def _overlap(self, q: _Query, lo: int, hi: int, distinct: bool = False) -> np.ndarray:
-        """Size of the character multiset intersection of the query and each label in the sorted slice."""
-        bag = self.dbag if distinct else self.bag
-        counts = q.dcounts if distinct else q.counts
-        total = np.zeros(hi - lo, np.int32)
-        for row, count in zip(q.chars, counts, strict=True):
-            total += np.minimum(bag[row, lo:hi], count)
-        return total
+    def _overlaps(self, q: _Query, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
+        """Sizes of the character multiset intersections of the query and each label in the sorted slice, for the
+        strings themselves and for their sorted distinct words (the same unless a word repeats)."""
+        common = np.zeros(hi - lo, np.int32)
+        for row, count in zip(q.chars, q.counts, strict=True):
+            common += np.minimum(self.bag[row, lo:hi], count)
+        if q.md != q.m:  # the query repeats a word: every label's distinct-word string differs
+            dcommon = np.zeros(hi - lo, np.int32)
+            for row, count in zip(q.chars, q.dcounts, strict=True):
+                dcommon += np.minimum(self.dbag[row, lo:hi], count)
+            return common, dcommon
+        ids = self.order[lo:hi]
+        repeats = np.flatnonzero(self.dlens[ids] < self.sorted_lens[lo:hi]) + lo
+        dcommon = common.copy()
+        if len(repeats):
+            part = np.zeros(len(repeats), np.int32)
+            for row, count in zip(q.chars, q.dcounts, strict=True):
+                part += np.minimum(self.dbag[row, repeats], count)
+            dcommon[repeats - lo] = part
+        return common, dcommon
 
-    def _candidates(self, q: _Query, level: float) -> tuple[np.ndarray, list[tuple[np.ndarray, float]]]:
+    def _candidates(self, q: _Query, level: float) -> tuple[np.ndarray, Known]:
         """Labels that may score ``level`` or more (to score), and groups of labels whose score is known exactly."""
         parts = [self._similar_length(q, level)]
-        known: list[tuple[np.ndarray, float]] = []
+        known: Known = []
         if level <= 90.0:
             for branch in (self._shorter, self._longer):
                 ids, exact = branch(q, level)
@@ -192,12 +218,12 @@ class FuzzyIndex:
             ids = self.order[lo:hi]
             n = self.sorted_lens[lo:hi].astype(np.float64)
             nd = self.dlens[ids].astype(np.float64)
-            ratio = 200.0 * self._overlap(q, lo, hi) / (q.m + n)
-            common = self._overlap(q, lo, hi, distinct=True).astype(np.float64)
+            plain, common = self._overlaps(q, lo, hi)
+            ratio = 200.0 * plain / (q.m + n)
             token_set = 200.0 * common / np.maximum(q.md + nd, 1)
-            shared = q.shared_n[ids] > 0
-            if shared.any():
-                token_set = np.where(shared, self._token_set_shared(q, ids, nd, common), token_set)
+            shared = np.flatnonzero(q.shared_n[ids] > 0)
+            if len(shared):
+                token_set[shared] = self._token_set_shared(q, ids[shared], nd[shared], common[shared])
             q.cache["similar"] = ids, np.maximum(ratio, 0.95 * token_set) + EPS
         ids, bound = q.cache["similar"]
         return ids[bound >= level]
@@ -219,32 +245,61 @@ class FuzzyIndex:
         subset = (k >= q.nq) | (k >= self.ntok[ids])  # one word set inside the other: 100
         return np.where(subset, 100.0, np.nan_to_num(bound, nan=100.0))
 
-    def _shorter(self, q: _Query, level: float) -> tuple[np.ndarray, list[tuple[np.ndarray, float]]]:
-        """Labels 1.5-8x shorter than the query (the label is partial_ratio's needle): bounds from character counts.
-
-        A label inside the query scores exactly 90; one sharing a word with it and without a partial ratio of 95 or
-        more scores exactly SHARED_WORD."""
+    def _shorter_stats(self, q: _Query) -> dict[str, np.ndarray]:
         if "shorter" not in q.cache:
             lo, hi = self._window(q.m, "shorter")
             ids = self.order[lo:hi]
             n = self.sorted_lens[lo:hi].astype(np.float64)
             nd = self.dlens[ids].astype(np.float64)
-            common = self._overlap(q, lo, hi).astype(np.float64)
-            dcommon = self._overlap(q, lo, hi, distinct=True).astype(np.float64)
-            partial = 0.9 * 200.0 * common / np.maximum(n + common, 1) + EPS
-            dpartial = 0.855 * 200.0 * dcommon / np.maximum(np.minimum(q.md, nd) + dcommon, 1) + EPS
-            tokens = np.maximum(partial * (0.855 / 0.9), dpartial)
-            high = partial >= SHARED_WORD
-            inside = ids[high][np.fromiter((self.keys[i] in q.text for i in ids[high].tolist()), bool, int(high.sum()))]
-            q.cache["shorter"] = ids, partial, tokens, high, inside
-        ids, partial, tokens, high, inside = q.cache["shorter"]
-        if level > SHARED_WORD:  # only a label inside the query reaches 90
-            return _EMPTY, [(inside, 90.0)]
-        shared = q.shared_n[ids] > 0
-        todo = ids[high | (~shared & (tokens >= level))]
-        return self._minus(todo, inside), [(inside, 90.0), (ids[shared & ~high], SHARED_WORD)]
+            common, dcommon = (c.astype(np.float64) for c in self._overlaps(q, lo, hi))
+            partial = 200.0 * common / np.maximum(n + common, 1) + EPS
+            q.cache["shorter"] = {
+                "ids": ids, "n": n, "partial": partial,
+                "tokens": 0.855 * np.maximum(partial, 200.0 * dcommon / np.maximum(np.minimum(q.md, nd) + dcommon, 1)),
+                "ratio": 200.0 * common / (q.m + n) + EPS,
+                "own": self.grams.own_pieces_in(q.text, len(self.keys))[ids],
+                "own_words": self.grams.own_pieces_in(q.text, len(self.keys), "wgram")[ids],
+                "odd": nd > q.md,  # the query's distinct words are the needle of the second token comparison
+            }
+        return q.cache["shorter"]
 
-    def _longer(self, q: _Query, level: float) -> tuple[np.ndarray, list[tuple[np.ndarray, float]]]:
+    def _label_close(self, stats: dict[str, np.ndarray], similarity: float) -> np.ndarray:
+        """Mask of shorter labels that may reach partial similarity ``similarity`` inside the query: enough shared
+        characters, and p - D of their p disjoint trigrams found in it (D: :func:`edits_within`)."""
+        n = stats["n"]
+        need = (n // 3).astype(np.int64) - edits_within(n, similarity)
+        return (stats["partial"] >= 100.0 * similarity) & ((need <= 0) | (stats["own"] >= need))
+
+    def _label_words_close(self, stats: dict[str, np.ndarray], ids: np.ndarray, level: float) -> np.ndarray:
+        """Mask of shorter labels sharing no word whose partial token ratio may reach ``level``: the character bound,
+        and p - D of the p disjoint trigrams inside their words found in the query (a piece inside a word cannot
+        span two words of the sorted query)."""
+        need = self.wpieces[ids].astype(np.int64) - edits_within(stats["n"], level / SHARED_WORD)
+        pieces = (need <= 0) | (stats["own_words"] >= need)
+        return (stats["tokens"] + EPS >= level) & (pieces | stats["odd"])
+
+    def _shorter(self, q: _Query, level: float) -> tuple[np.ndarray, Known]:
+        """Labels 1.5-8x shorter than the query (the label is partial_ratio's needle).
+
+        A label inside the query scores exactly 90; one sharing a word with it and without a partial ratio of 95 or
+        more scores exactly SHARED_WORD."""
+        stats = self._shorter_stats(q)
+        ids = stats["ids"]
+        if "inside" not in q.cache:
+            maybe = ids[self._label_close(stats, 1.0)]
+            inside = maybe[np.fromiter((self.keys[i] in q.text for i in maybe.tolist()), bool, len(maybe))]
+            long_needle = self.lens[inside] > 64  # rapidfuzz aligns longer needles heuristically: score those
+            q.cache["inside"] = inside[~long_needle], inside[long_needle]
+        inside, to_score = q.cache["inside"]
+        if level > SHARED_WORD:  # only a label inside the query reaches 90
+            return to_score, [(inside, 90.0)]
+        high = self._label_close(stats, 0.95)
+        shared = q.shared_n[ids] > 0
+        alone = ~shared & (self._label_close(stats, level / 90.0) | self._label_words_close(stats, ids, level)
+                           | (stats["ratio"] >= level))
+        return self._minus(ids[high | alone], inside), [(inside, 90.0), (ids[shared & ~high], SHARED_WORD)]
+
+    def _longer(self, q: _Query, level: float) -> tuple[np.ndarray, Known]:
         """Labels 1.5-8x longer than the query (the query is partial_ratio's needle): substring filters.
 
         A label holding the query scores exactly 90; one sharing a word with it and without a partial ratio of 95 or
@@ -252,84 +307,59 @@ class FuzzyIndex:
         lo, hi = self._window(q.m, "longer")
         ids = self.order[lo:hi]
         if not len(ids):
-            return _EMPTY, []
-        inside = self._in_lengths(int(self.sorted_lens[lo]), int(self.sorted_lens[hi - 1]))
+            return EMPTY, []
         if "holding" not in q.cache:
-            q.cache["holding"] = self._pieces_found(q.text, 1.0, ids)
+            q.cache["holding"] = self._query_close(q.text, [q.text], 1.0, ids)
         holding = q.cache["holding"]
         exact = q.m <= 64  # rapidfuzz aligns longer needles heuristically: score those
-        known = [(holding, 90.0)] if exact else []
+        known: Known = [(holding, 90.0)] if exact else []
         if level > SHARED_WORD:
-            return (_EMPTY if exact else holding), known
-        close = self._pieces_found(q.text, 0.95, ids)
-        alone = ids[q.shared_n[ids] == 0]
-        known.append((self._minus(ids[q.shared_n[ids] > 0], close), SHARED_WORD))
-        words = sorted((t for t in q.tokens if len(t) >= 3), key=len)[-2:]
-        if words:  # partial token ratio 100 without a shared word: every word of the query inside the label
-            every = inside(self._contains_all(words))
-            every = every[q.shared_n[every] == 0]
-        else:
-            every = alone
-        odd = alone[self.dlens[alone] < q.md]  # the label's distinct words are the needle there
-        todo = np.concatenate([close, every, odd])
+            return (EMPTY if exact else holding), known
+        pieces = [q.text[3 * i:3 * i + 3] for i in range(q.m // 3)]
+        close = self._query_close(q.text, pieces, 0.95, ids, q.cache)
+        shared = q.shared_n[ids] > 0
+        known.append((self._minus(ids[shared], close), SHARED_WORD))
+        alone = ids[~shared]
+        words = [t[3 * i:3 * i + 3] for t in q.tokens for i in range(len(t) // 3)]  # no piece spans two words
+        todo = [close, self._query_close(q.text, pieces, level / 90.0, alone, q.cache),
+                self._query_close(q.text, words, level / SHARED_WORD, alone, q.cache),
+                alone[self.dlens[alone] < q.md]]  # the label's distinct words are the needle there
+        if level <= 80.0:
+            todo.append(self._longer_ratio(q, level, lo))
+        todo = self._union(todo)
         return (self._minus(todo, holding) if exact else todo), known
 
-    def _in_lengths(self, n_lo: int, n_hi: int):
-        def keep(ids: np.ndarray) -> np.ndarray:
-            lens = self.lens[ids]
-            return ids[(lens >= n_lo) & (lens <= n_hi)]
+    def _longer_ratio(self, q: _Query, level: float, lo: int) -> np.ndarray:
+        """Longer labels whose plain ratio may reach ``level`` (only lengths up to m x (200 / level - 1) can)."""
+        hi = int(np.searchsorted(self.sorted_lens, q.m * (200.0 / level - 1), "right"))
+        if hi <= lo:
+            return EMPTY
+        bound = 200.0 * self._overlaps(q, lo, hi)[0] / (q.m + self.sorted_lens[lo:hi]) + EPS
+        return self.order[lo:hi][bound >= level]
 
-        return keep
-
-    def _pieces_found(self, text: str, similarity: float, within: np.ndarray) -> np.ndarray:
-        """Labels of ``within`` (one length range) that may hold a window of partial similarity ``similarity`` or
-        more to ``text``.
-
-        Such a window is at most D insertions and deletions away (D = 2 x len x (1 - similarity)); cut ``text`` into
-        p disjoint pieces of 3 characters: an edit spoils at most one piece, so the window holds p - D pieces unchanged.
-        """
-        m = len(text)
-        edits = int(2 * m * (1 - similarity) + 1e-9)
+    def _query_close(self, text: str, pieces: list[str], similarity: float, within: np.ndarray,
+                     cache: dict | None = None) -> np.ndarray:
+        """Labels of ``within`` (one length range) holding enough ``pieces`` of ``text`` (disjoint, 3 characters, or
+        ``[text]`` itself) for a window of partial similarity ``similarity`` to ``text``: an insertion or deletion
+        spoils at most one piece, so such a window keeps p - D of p pieces (D: :func:`edits_within`)."""
+        if not len(within):
+            return EMPTY
         lens = self.lens[within]
-        keep = self._in_lengths(int(lens.min()), int(lens.max()))
-        if edits == 0:  # the whole text is a substring
-            if m >= 3:
-                return keep(self._containing(text))
-            return within[np.fromiter((text in self.keys[i] for i in within.tolist()), bool, len(within))]
-        pieces = m // 3  # disjoint trigrams: their postings need no substring check
-        need = pieces - edits
-        if need <= 0:
-            return within
-        found = np.concatenate([keep(self._containing(text[3 * i:3 * i + 3])) for i in range(pieces)])
-        return np.flatnonzero(np.bincount(found, minlength=len(self.keys)) >= need).astype(np.int32)
-
-    def _contains_all(self, words: list[str]) -> np.ndarray:
-        result = self._containing(words[0])
-        for word in words[1:]:
-            result = np.intersect1d(result, self._containing(word), assume_unique=True)
-        return result
-
-    def _containing(self, piece: str) -> np.ndarray:
-        """Labels that contain ``piece`` (3 characters or more) as a substring: trigram postings, then a check."""
-        col = self._col
-        if any(c not in col for c in piece):
-            return _EMPTY
-        size = len(self.alphabet)
-        codes = {(col[piece[i]] * size + col[piece[i + 1]]) * size + col[piece[i + 2]] for i in range(len(piece) - 2)}
-        lists = []
-        for code in codes:
-            at = int(np.searchsorted(self.gram_codes, code))
-            if at >= len(self.gram_codes) or self.gram_codes[at] != code:
-                return _EMPTY
-            lists.append(self.gram_ids[self.gram_offsets[at]:self.gram_offsets[at + 1]])
-        lists.sort(key=len)
-        ids = lists[0]
-        for other in lists[1:]:
-            ids = np.intersect1d(ids, other, assume_unique=True)
-        if len(piece) == 3:
-            return ids
-        keys = self.keys
-        return ids[np.fromiter((piece in keys[i] for i in ids.tolist()), bool, len(ids))]
+        n_lo, n_hi = int(lens.min()), int(lens.max())
+        if pieces == [text]:
+            if len(text) < 3:
+                return within[np.fromiter((text in self.keys[i] for i in within.tolist()), bool, len(within))]
+            found = self.grams.containing(text)
+            return found[(self.lens[found] >= n_lo) & (self.lens[found] <= n_hi)]
+        need = len(pieces) - int(edits_within(len(text), similarity))
+        if similarity > 1.0 or not pieces or need <= 0:
+            return EMPTY if similarity > 1.0 else within
+        held = cache.get(tuple(pieces)) if cache is not None else None
+        if held is None:
+            held = self.grams.pieces_held(pieces, len(self.keys))
+            if cache is not None:
+                cache[tuple(pieces)] = held
+        return within[held[within] >= need]
 
     def _union(self, parts: list[np.ndarray]) -> np.ndarray:
         mask = np.zeros(len(self.keys), bool)
@@ -354,7 +384,7 @@ class FuzzyIndex:
         for _, score, pos in process.extract(query, choices, scorer=fuzz.WRatio, limit=None, score_cutoff=cutoff):
             scores[todo[pos]] = score
 
-    def _top(self, hits: list[tuple[float, int]], known: list[tuple[np.ndarray, float]], limit: int) -> list[Match]:
+    def _top(self, hits: list[tuple[float, int]], known: Known, limit: int) -> list[Match]:
         scored = np.fromiter((i for _, i in hits), np.int64, len(hits))
         groups = [self._minus(ids, scored) for ids, _ in known]
         score = np.concatenate([np.fromiter((s for s, _ in hits), np.float64, len(hits))]
@@ -362,45 +392,3 @@ class FuzzyIndex:
         ids = np.concatenate([scored] + [g.astype(np.int64) for g in groups])
         best = np.lexsort((ids, -score))[:limit]
         return [(self.keys[int(ids[j])], float(score[j]), int(ids[j])) for j in best]
-
-
-# ---------------------------------------------------------------------- building blocks
-def _codes(texts: Sequence[str], alphabet: str) -> tuple[np.ndarray, np.ndarray]:
-    """Alphabet positions of every character of ``texts`` (concatenated) and the text each belongs to."""
-    points = np.frombuffer("".join(texts).encode("utf-32-le"), dtype=np.uint32)
-    table = np.frombuffer(alphabet.encode("utf-32-le"), dtype=np.uint32)
-    codes = np.searchsorted(table, points).astype(np.int64)
-    owner = np.repeat(np.arange(len(texts), dtype=np.int64), [len(t) for t in texts])
-    return codes, owner
-
-
-def _char_counts(texts: Sequence[str], alphabet: str) -> np.ndarray:
-    """``[len(alphabet), len(texts)]`` character counts (uint8, or uint16 when a count exceeds 255)."""
-    codes, owner = _codes(texts, alphabet)
-    counts = np.bincount(codes * len(texts) + owner, minlength=len(alphabet) * len(texts))
-    counts = counts.reshape(len(alphabet), len(texts))
-    return counts.astype(np.uint8 if counts.max(initial=0) <= 255 else np.uint16)
-
-
-def _trigram_postings(keys: Sequence[str], alphabet: str) -> dict[str, np.ndarray]:
-    codes, owner = _codes(keys, alphabet)
-    size = len(alphabet)
-    same = owner[:-2] == owner[2:]
-    grams = ((codes[:-2] * size + codes[1:-1]) * size + codes[2:])[same]
-    pairs = np.unique(grams * len(keys) + owner[:-2][same])
-    gram, ids = pairs // len(keys), pairs % len(keys)
-    gram_codes, starts = np.unique(gram, return_index=True)
-    offsets = np.append(starts, len(ids)).astype(np.int64)
-    return {"gram_codes": gram_codes.astype(np.int64), "gram_offsets": offsets, "gram_ids": ids.astype(np.int32)}
-
-
-def _word_postings(words: Sequence[Sequence[str]]) -> tuple[list[str], dict[str, np.ndarray]]:
-    tokens = sorted({w for ws in words for w in ws})
-    row = {t: i for i, t in enumerate(tokens)}
-    by_token: list[list[int]] = [[] for _ in tokens]
-    for i, ws in enumerate(words):
-        for w in set(ws):
-            by_token[row[w]].append(i)
-    offsets = np.cumsum([0] + [len(ids) for ids in by_token]).astype(np.int64)
-    ids = np.fromiter((i for ids in by_token for i in ids), np.int32, int(offsets[-1]))
-    return tokens, {"tok_offsets": offsets, "tok_ids": ids, "tok_lens": np.fromiter(map(len, tokens), np.int32)}

@@ -22,6 +22,7 @@ import bisect
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 PRE_TRIGGERS = (
     "no", "not", "without", "no evidence of", "no evidence for", "no sign of", "no signs of", "no findings of",
@@ -71,16 +72,19 @@ class ContextRules:
     terminations: Sequence[str] = TERMINATIONS
     window: int = 8
     post_window: int = 5
-    _table: dict[tuple[str, ...], str] = field(default_factory=dict, compare=False, repr=False)
+    _lookup: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
-    def table(self) -> dict[tuple[str, ...], str]:
-        """Word tuple -> kind (``pre``, ``post``, ``pseudo``, ``stop``); a term listed twice keeps the first kind."""
-        if not self._table:
+    def lookup(self) -> tuple[dict[tuple[str, ...], str], set[str], int]:
+        """Word tuple -> kind (``pre``, ``post``, ``pseudo``, ``stop``; a term listed twice keeps the first kind), the
+        first words of all terms, and the most words in a term (built once)."""
+        if not self._lookup:
+            table: dict[tuple[str, ...], str] = {}
             for kind, terms in (("pseudo", self.pseudo), ("stop", self.terminations), ("pre", self.pre),
                                 ("post", self.post)):
                 for term in terms:
-                    self._table.setdefault(tuple(term.split()), kind)
-        return self._table
+                    table.setdefault(tuple(term.split()), kind)
+            self._lookup.update(table=table, firsts={t[0] for t in table}, longest=max(map(len, table), default=1))
+        return self._lookup["table"], self._lookup["firsts"], self._lookup["longest"]
 
 
 DEFAULT_RULES = ContextRules()
@@ -97,9 +101,7 @@ class Cue:
 
 def find_cues(words: Sequence[str], rules: ContextRules = DEFAULT_RULES) -> list[Cue]:
     """Triggers, pseudo-triggers and terminations, left to right, the longest term at each word (lower-cased words)."""
-    table = rules.table()
-    firsts = {t[0] for t in table}
-    longest = max((len(t) for t in table), default=1)
+    table, firsts, longest = rules.lookup()
     cues = []
     i = 0
     while i < len(words):

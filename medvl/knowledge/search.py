@@ -9,6 +9,7 @@ distinct label, computed by :class:`~medvl.knowledge.fuzzy.FuzzyIndex` without s
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
@@ -52,6 +53,9 @@ class LabelTable(Protocol):
 
     def exact(self, key: str) -> Sequence[tuple[str, str]]:
         """``(concept id, label)`` of every label whose normalised form is ``key``, best first."""
+
+    def exact_many(self, keys: Sequence[str]) -> dict[str, Sequence[tuple[str, str]]]:
+        """:meth:`exact` for several keys at once."""
 
     def name(self, concept_id: str) -> str:
         """The concept's preferred name."""
@@ -100,8 +104,9 @@ def ranked_search(table: LabelTable, text: str, k: int = 10, fuzzy_cutoff: float
         matches = table.fuzzy(key, max(4 * k, 20), fuzzy_cutoff)
         # WRatio rewards partial matches; break its ties by the plain similarity so closer spellings come first
         ranked = sorted(matches, key=lambda m: (-round(m[1], 1), -fuzz.ratio(key, m[0])))
+        rows = table.exact_many([m[0] for m in ranked])
         for label_key, score, _ in ranked:
-            for concept_id, label in table.exact(label_key):
+            for concept_id, label in rows.get(label_key, ()):
                 add(concept_id, label, "fuzzy", float(score) - 0.01)
     return hits
 
@@ -134,6 +139,9 @@ class SearchIndex:
     def exact(self, key: str) -> Sequence[tuple[str, str]]:
         return self.rows.get(key, ())
 
+    def exact_many(self, keys: Sequence[str]) -> dict[str, Sequence[tuple[str, str]]]:
+        return {k: self.rows[k] for k in keys if k in self.rows}
+
     def name(self, concept_id: str) -> str:
         return self.graph.concept(concept_id).name
 
@@ -157,3 +165,39 @@ def reference_search(graph: DiseaseGraph) -> Callable[[str, int], list[SearchHit
     """A search function over ``graph`` that scores every label (the baseline of tests and benchmarks)."""
     table = _ScanTable(graph)
     return lambda text, k=10: ranked_search(table, text, k)
+
+
+def sample_queries(graph: DiseaseGraph, n: int, seed: int = 0) -> list[str]:
+    """Deterministic queries such as users type, for parity tests and benchmarks: concept names, synonyms,
+    misspellings (one edit) and partial words or labels, a quarter each."""
+    rng = random.Random(seed)
+    concepts = sorted(graph, key=lambda c: c.id)  # the draw does not depend on the graph's order
+    names = [c.name for c in concepts]
+    synonyms = [s.text for c in concepts for s in c.synonyms] or names
+    queries = []
+    for i in range(n):
+        kind = i % 4
+        if kind == 0:
+            queries.append(rng.choice(names))
+        elif kind == 1:
+            queries.append(rng.choice(synonyms))
+        elif kind == 2:
+            queries.append(_one_edit(rng, rng.choice(names + synonyms)))
+        else:
+            words = rng.choice(names).split()
+            word = rng.choice(words)
+            queries.append(word[:max(3, len(word) * 2 // 3)] if rng.random() < 0.5 else " ".join(words[:-1] or words))
+    return queries
+
+
+def _one_edit(rng: random.Random, text: str) -> str:
+    chars = list(text)
+    at = rng.randrange(len(chars))
+    op = rng.choice("dis")
+    if op == "d" and len(chars) > 3:
+        del chars[at]
+    elif op == "i":
+        chars.insert(at, rng.choice("aeiourstnl"))
+    else:
+        chars[at] = rng.choice("aeiourstnl")
+    return "".join(chars)

@@ -172,6 +172,17 @@ class GraphIndex:
     def exact(self, key: str) -> Sequence[tuple[str, str]]:
         return self._rows("SELECT concept, label FROM labels WHERE key = ? ORDER BY pos", (key,))
 
+    def exact_many(self, keys: Sequence[str]) -> dict[str, Sequence[tuple[str, str]]]:
+        out: dict[str, list[tuple[str, str]]] = {}
+        keys = list(dict.fromkeys(keys))
+        for at in range(0, len(keys), 500):  # well under SQLite's limit on bound parameters
+            chunk = keys[at:at + 500]
+            marks = ",".join("?" * len(chunk))
+            for key, cid, label in self._rows(
+                    f"SELECT key, concept, label FROM labels WHERE key IN ({marks}) ORDER BY key, pos", chunk):
+                out.setdefault(key, []).append((cid, label))
+        return out
+
     def name(self, concept_id: str) -> str:
         return self._rows("SELECT name FROM concepts WHERE id = ?", (concept_id,))[0][0]
 

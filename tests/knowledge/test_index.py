@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import random
 import sqlite3
 import subprocess
 import sys
@@ -18,7 +17,7 @@ from medvl.errors import InputError
 from medvl.knowledge import BuildConfig, DiseaseGraph, build, cached_graph
 from medvl.knowledge.build import cached_index, graph_fingerprint, index_for_file
 from medvl.knowledge.fuzzy import FuzzyIndex
-from medvl.knowledge.search import label_rows, reference_search
+from medvl.knowledge.search import label_rows, reference_search, sample_queries
 from medvl.knowledge.store import GraphIndex
 from medvl.knowledge.text import normalise
 from tests.knowledge.conftest import TINY_OBO, write_obo
@@ -26,42 +25,6 @@ from tests.knowledge.conftest import TINY_OBO, write_obo
 DO_AND_ONCOTREE = BuildConfig(sources=["doid_ncit", "doid_cancer_slim", "doid_top_nodes", "oncotree"])
 HEAVY = ("torch", "pandas", "transformers", "timm", "monai", "sklearn", "scipy", "h5py", "openslide", "pydicom",
          "matplotlib", "PIL")
-
-
-def _typo(rng: random.Random, text: str) -> str:
-    chars = list(text)
-    at = rng.randrange(len(chars))
-    op = rng.choice("dis")
-    if op == "d" and len(chars) > 3:
-        del chars[at]
-    elif op == "i":
-        chars.insert(at, rng.choice("aeiourstnl"))
-    else:
-        chars[at] = rng.choice("aeiourstnl")
-    return "".join(chars)
-
-
-def sample_queries(graph: DiseaseGraph, n: int, seed: int = 0) -> list[str]:
-    """Deterministic queries a user types: names, synonyms, misspellings (one edit) and partial words, a quarter each
-    (ids sorted first so the draw does not depend on dict order)."""
-    rng = random.Random(seed)
-    concepts = sorted(graph, key=lambda c: c.id)
-    names = [c.name for c in concepts]
-    synonyms = [s.text for c in concepts for s in c.synonyms]
-    queries = []
-    for i in range(n):
-        kind = i % 4
-        if kind == 0:
-            queries.append(rng.choice(names))
-        elif kind == 1:
-            queries.append(rng.choice(synonyms))
-        elif kind == 2:
-            queries.append(_typo(rng, rng.choice(names + synonyms)))
-        else:
-            words = rng.choice(names).split()
-            word = rng.choice(words)
-            queries.append(word[:max(3, len(word) * 2 // 3)] if rng.random() < 0.5 else " ".join(words[:-1] or words))
-    return queries
 
 
 @pytest.fixture(scope="module")

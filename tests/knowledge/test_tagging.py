@@ -1,4 +1,4 @@
-"""`medvl ontology tag` over files and stdin: JSONL records, negation and qualifiers, clear errors, no partial output."""
+"""`medvl ontology tag` over files and stdin: JSONL records, negation, qualifiers, clear errors, no partial output."""
 
 from __future__ import annotations
 
