@@ -120,8 +120,8 @@ def main() -> None:
         target="`medvl ontology tag --input` at thousands of captions/s in one process",
         passed=figures["cli"]["file_captions_per_s"] >= 1000,
         notes="ARCH books+PubMed captions (deduplicated per figure) and ROCO test captions from ../shared/data. "
-              f"`cli` runs the real command over all {len(texts['arch']) + len(texts['roco'])} captions (graph index cached) against one "
-              f"`medvl ontology tag TEXT` process per caption on {PROCESS_SAMPLE} captions.",
+              f"`cli` runs the real command over all {len(texts['arch']) + len(texts['roco'])} captions (graph "
+              f"index cached) against one `medvl ontology tag TEXT` process per caption on {PROCESS_SAMPLE} captions.",
     )
 
 
