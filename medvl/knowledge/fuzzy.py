@@ -183,8 +183,10 @@ class FuzzyIndex:
         """Sizes of the character multiset intersections of the query and each label in the sorted slice, for the
         strings themselves and for their sorted distinct words (the same unless a word repeats)."""
         common = np.zeros(hi - lo, np.int32)
-        for row, count in zip(q.chars, q.counts, strict=True):
-            common += np.minimum(self.bag[row, lo:hi], count)
+        scratch = np.empty(hi - lo, self.bag.dtype)
+        top = int(np.iinfo(self.bag.dtype).max)  # counts above the dtype's range cannot change the minimum
+        for row, count in zip(q.chars, q.counts.tolist(), strict=True):
+            common += np.minimum(self.bag[row, lo:hi], min(count, top), out=scratch)
         if q.md != q.m:  # the query repeats a word: every label's distinct-word string differs
             dcommon = np.zeros(hi - lo, np.int32)
             for row, count in zip(q.chars, q.dcounts, strict=True):
@@ -246,36 +248,62 @@ class FuzzyIndex:
         return np.where(subset, 100.0, np.nan_to_num(bound, nan=100.0))
 
     def _shorter_stats(self, q: _Query) -> dict[str, np.ndarray]:
+        """Bounds for the shorter labels. The trigram counts come first (postings, cheap); the character bounds are
+        computed only for labels whose trigrams allow the lowest level (every test needs both)."""
         if "shorter" not in q.cache:
             lo, hi = self._window(q.m, "shorter")
             ids = self.order[lo:hi]
             n = self.sorted_lens[lo:hi].astype(np.float64)
             nd = self.dlens[ids].astype(np.float64)
-            common, dcommon = (c.astype(np.float64) for c in self._overlaps(q, lo, hi))
-            partial = 200.0 * common / np.maximum(n + common, 1) + EPS
-            q.cache["shorter"] = {
-                "ids": ids, "n": n, "partial": partial,
-                "tokens": 0.855 * np.maximum(partial, 200.0 * dcommon / np.maximum(np.minimum(q.md, nd) + dcommon, 1)),
-                "ratio": 200.0 * common / (q.m + n) + EPS,
-                "own": self.grams.own_pieces_in(q.text, len(self.keys))[ids],
-                "own_words": self.grams.own_pieces_in(q.text, len(self.keys), "wgram")[ids],
-                "odd": nd > q.md,  # the query's distinct words are the needle of the second token comparison
-            }
+            stats = {"ids": ids, "n": n, "thirds": self.sorted_lens[lo:hi].astype(np.int64) // 3,
+                     "own": self.grams.own_pieces_in(q.text, len(self.keys))[ids],
+                     "own_words": self.grams.own_pieces_in(q.text, len(self.keys), "wgram")[ids],
+                     "odd": nd > q.md}  # the query's distinct words are the needle of the second token comparison
+            lowest = LEVELS[-1]
+            words = self.wpieces[ids].astype(np.int64)
+            maybe = (self._pieces_mask(stats["thirds"], stats["own"], n, lowest / 90.0)
+                     | self._pieces_mask(words, stats["own_words"], n, lowest / SHARED_WORD)
+                     | stats["odd"] | (n >= q.m * lowest / (200.0 - lowest)))  # plain ratio: only near 1.5x shorter
+            sub = np.flatnonzero(maybe)
+            common, dcommon = (c.astype(np.float64) for c in self._overlaps_at(q, lo + sub))
+            for key in ("partial", "tokens", "ratio"):
+                stats[key] = np.zeros(len(ids))
+            stats["partial"][sub] = 200.0 * common / np.maximum(n[sub] + common, 1) + EPS
+            stats["tokens"][sub] = 0.855 * np.maximum(
+                stats["partial"][sub], 200.0 * dcommon / np.maximum(np.minimum(q.md, nd[sub]) + dcommon, 1))
+            stats["ratio"][sub] = 200.0 * common / (q.m + n[sub]) + EPS
+            q.cache["shorter"] = stats
         return q.cache["shorter"]
+
+    @staticmethod
+    def _pieces_mask(pieces: np.ndarray, held: np.ndarray, n: np.ndarray, similarity: float) -> np.ndarray:
+        need = pieces - edits_within(n, similarity)
+        return (need <= 0) | (held >= need)
+
+    def _overlaps_at(self, q: _Query, columns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`_overlaps` for scattered columns of the length-sorted labels."""
+        common = np.zeros(len(columns), np.int32)
+        dcommon = np.zeros(len(columns), np.int32)
+        for row, count, dcount in zip(q.chars, q.counts.tolist(), q.dcounts.tolist(), strict=True):
+            common += np.minimum(self.bag[row, columns], count)
+            dcommon += np.minimum(self.dbag[row, columns], dcount)
+        return common, dcommon
 
     def _label_close(self, stats: dict[str, np.ndarray], similarity: float) -> np.ndarray:
         """Mask of shorter labels that may reach partial similarity ``similarity`` inside the query: enough shared
         characters, and p - D of their p disjoint trigrams found in it (D: :func:`edits_within`)."""
-        n = stats["n"]
-        need = (n // 3).astype(np.int64) - edits_within(n, similarity)
-        return (stats["partial"] >= 100.0 * similarity) & ((need <= 0) | (stats["own"] >= need))
+        key = f"close{similarity!r}"
+        if key not in stats:
+            pieces = self._pieces_mask(stats["thirds"], stats["own"], stats["n"], similarity)
+            stats[key] = (stats["partial"] >= 100.0 * similarity) & pieces
+        return stats[key]
 
     def _label_words_close(self, stats: dict[str, np.ndarray], ids: np.ndarray, level: float) -> np.ndarray:
         """Mask of shorter labels sharing no word whose partial token ratio may reach ``level``: the character bound,
         and p - D of the p disjoint trigrams inside their words found in the query (a piece inside a word cannot
         span two words of the sorted query)."""
-        need = self.wpieces[ids].astype(np.int64) - edits_within(stats["n"], level / SHARED_WORD)
-        pieces = (need <= 0) | (stats["own_words"] >= need)
+        pieces = self._pieces_mask(self.wpieces[ids].astype(np.int64), stats["own_words"], stats["n"],
+                                   level / SHARED_WORD)
         return (stats["tokens"] + EPS >= level) & (pieces | stats["odd"])
 
     def _shorter(self, q: _Query, level: float) -> tuple[np.ndarray, Known]:

@@ -110,20 +110,33 @@ class Trigrams:
         return (col[piece[0]] * self._size + col[piece[1]]) * self._size + col[piece[2]]
 
     def _postings(self, prefix: str, code: int | None) -> np.ndarray:
-        codes = self._arrays[f"{prefix}_codes"]
         if code is None:
             return EMPTY
-        at = int(np.searchsorted(codes, code))
-        if at >= len(codes) or codes[at] != code:
-            return EMPTY
+        return self._many(prefix, [code])[0]
+
+    def _many(self, prefix: str, codes: Sequence[int]) -> list[np.ndarray]:
+        """The postings of several codes (one search for all)."""
+        table = self._arrays[f"{prefix}_codes"]
         offsets = self._arrays[f"{prefix}_offsets"]
-        return self._arrays[f"{prefix}_ids"][offsets[at]:offsets[at + 1]]
+        ids = self._arrays[f"{prefix}_ids"]
+        wanted = np.asarray(codes, np.int64)
+        at = np.searchsorted(table, wanted)
+        found = (at < len(table)) & (table[np.minimum(at, len(table) - 1)] == wanted) if len(table) else at < 0
+        return [ids[offsets[a]:offsets[a + 1]] if ok else EMPTY for a, ok in zip(at.tolist(), found.tolist(),
+                                                                                  strict=True)]
+
+    def _codes(self, text: str) -> list[int | None]:
+        return [self.code(text[i:i + 3]) for i in range(len(text) - 2)]
 
     def containing(self, piece: str) -> np.ndarray:
-        """Labels that contain ``piece`` (3 characters or more), ascending."""
-        lists = sorted((self._postings("gram", self.code(piece[i:i + 3])) for i in range(len(piece) - 2)), key=len)
+        """Labels that contain ``piece`` (3 characters or more), ascending: the three rarest of its trigrams, then a
+        substring check."""
+        codes = self._codes(piece)
+        if None in codes:
+            return EMPTY
+        lists = sorted(self._many("gram", sorted(set(codes))), key=len)
         ids = lists[0]
-        for other in lists[1:]:
+        for other in lists[1:3]:
             if not len(ids):
                 break
             ids = np.intersect1d(ids, other, assume_unique=True)
@@ -134,14 +147,15 @@ class Trigrams:
 
     def pieces_held(self, pieces: Sequence[str], size: int) -> np.ndarray:
         """Per label (``size`` labels): how many of ``pieces`` (3 characters each) it contains."""
-        found = [self._postings("gram", self.code(p)) for p in pieces]
+        codes = [self.code(p) for p in pieces]
+        found = self._many("gram", [c for c in codes if c is not None])
         return np.bincount(np.concatenate(found), minlength=size) if found else np.zeros(size, np.int64)
 
     def own_pieces_in(self, text: str, size: int, prefix: str = "dgram") -> np.ndarray:
         """Per label: how many of its disjoint trigrams occur somewhere in ``text`` (``dgram``: positions 0, 3, 6, ...
         of the label; ``wgram``: the same inside each of its distinct words)."""
-        codes = {self.code(text[i:i + 3]) for i in range(len(text) - 2)} - {None}
-        found = [self._postings(prefix, c) for c in codes]
+        codes = sorted(set(self._codes(text)) - {None})
+        found = self._many(prefix, codes)
         return np.bincount(np.concatenate(found), minlength=size) if found else np.zeros(size, np.int64)
 
 
