@@ -253,8 +253,8 @@ def build_graph(config: BuildConfig | None = None, *, sources: list[str] | None 
 # ---------------------------------------------------------------------- cache
 _MEMORY: dict[str, DiseaseGraph] = {}
 #: modules whose code shapes the graph or its index: their source files are part of the fingerprint
-CODE_MODULES = ("build", "concept", "graph", "obo", "oncotree", "icd10cm", "text", "search", "fuzzy", "tagger",
-                "store")
+CODE_MODULES = ("build", "concept", "graph", "obo", "oncotree", "icd10cm", "text", "search", "fuzzy", "postings",
+                "arrayfile", "tagger", "negation", "store")
 
 
 def cache_dirs() -> list[Path]:
@@ -378,6 +378,10 @@ def _remove_stale(folder: Path, keep: Path, code: str) -> None:
             stale = True
         if stale:
             path.unlink(missing_ok=True)
+            path.with_suffix(".arrays").unlink(missing_ok=True)
+    for orphan in folder.glob("graph-*.arrays"):  # arrays whose index was never written (an interrupted build)
+        if not orphan.with_suffix(".sqlite").exists() and now - orphan.stat().st_mtime >= STALE_AFTER_S:
+            orphan.unlink(missing_ok=True)
     for legacy in folder.glob("graph-*.json.gz"):  # caches of the gzipped-JSON format, no longer read
         legacy.unlink(missing_ok=True)
 

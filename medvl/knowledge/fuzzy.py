@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 from rapidfuzz import fuzz, process
 
+from medvl.knowledge.arrayfile import PackedStrings
 from medvl.knowledge.postings import (
     EMPTY,
     Trigrams,
@@ -88,7 +89,7 @@ class FuzzyIndex:
     """
 
     def __init__(self, keys: Sequence[str], arrays: dict[str, np.ndarray], alphabet: str, tokens: Sequence[str]):
-        self.keys = list(keys)
+        self.keys = keys if isinstance(keys, PackedStrings) else list(keys)  # packed: decoded on access
         self.alphabet = alphabet
         self._col = {c: i for i, c in enumerate(alphabet)}
         self.tokens = list(tokens)  # sorted: looked up by bisection (no dict to build when the index is opened)
@@ -145,7 +146,8 @@ class FuzzyIndex:
                 hits = [(s, i) for i, s in scores.items() if s >= level]
                 if len(hits) + sum(len(ids) for ids, _ in known) >= limit:
                     return self._top(hits, known, limit)
-        return process.extract(query, self.keys, scorer=fuzz.WRatio, limit=limit, score_cutoff=score_cutoff)
+        every = self.keys.materialise() if isinstance(self.keys, PackedStrings) else self.keys
+        return process.extract(query, every, scorer=fuzz.WRatio, limit=limit, score_cutoff=score_cutoff)
 
     def _query(self, text: str) -> _Query:
         tokens = sorted(set(text.split()))

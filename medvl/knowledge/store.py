@@ -8,7 +8,10 @@ gzipped JSON). Tables:
 * ``concepts(id, name, source, record, children)``: one JSON record per concept (``Concept.to_dict``);
 * ``aliases(alias, target)``: alternative and obsolete ids;
 * ``labels(key, pos, concept, label)``: normalised label -> concepts, best first (the exact tier of the search);
-* ``blobs(name, dtype, shape, data)``: the fuzzy matcher's arrays, the label keys, the graph rows and the tagger.
+* ``blobs(name, dtype, shape, data)``: the graph rows and the tagger.
+
+The fuzzy matcher's arrays and the label keys sit beside it in ``graph-<fingerprint>.arrays``
+(:mod:`medvl.knowledge.arrayfile`), memory-mapped when a search first needs them.
 
 SQLite's FTS5 is not used: the ranking must stay rapidfuzz's WRatio over the normalised labels (a test compares it with
 the full scan), and FTS5's tokenisers fold text differently from :func:`~medvl.knowledge.text.normalise`; the word and
@@ -33,14 +36,12 @@ from medvl.knowledge.graph import DiseaseGraph, paused_gc, unknown_id_hint
 from medvl.knowledge.search import Match, SearchHit, label_rows, ranked_search
 
 if TYPE_CHECKING:
-    import numpy as np
-
     from medvl.knowledge.fuzzy import FuzzyIndex
     from medvl.knowledge.tagger import ConceptTagger
 
 INDEX_FORMAT = "medvl-graph-index"
 #: bump when the tables or the stored forms change (a stale index is then rebuilt)
-INDEX_VERSION = 1
+INDEX_VERSION = 2
 
 _SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
@@ -53,8 +54,14 @@ CREATE TABLE blobs (name TEXT PRIMARY KEY, dtype TEXT, shape TEXT, data BLOB NOT
 """
 
 
+def arrays_path(index_path: Path) -> Path:
+    """The memory-mapped array file that goes with an index file (``graph-<fp>.arrays`` beside ``.sqlite``)."""
+    return index_path.with_suffix(".arrays")
+
+
 def write_index(graph: DiseaseGraph, path: str | Path, fingerprint: str, code: str = "") -> Path:
-    """Write the index of ``graph`` to ``path`` atomically (a reader never sees a half-written file).
+    """Write the index of ``graph`` to ``path`` and its fuzzy matcher's arrays beside it, each atomically (the
+    arrays first, so an index file always has its arrays).
 
     Args:
         graph: the graph.
@@ -62,33 +69,36 @@ def write_index(graph: DiseaseGraph, path: str | Path, fingerprint: str, code: s
         fingerprint: the graph's content fingerprint (the index answers for this fingerprint only).
         code: fingerprint of the code that wrote it (indexes of other code are removed from cache folders).
     """
+    from medvl.knowledge.arrayfile import pack_strings, write_arrays
+    from medvl.knowledge.fuzzy import FuzzyIndex
+
     path = Path(path)
+    rows = label_rows(graph)
+    arrays, fuzzy_meta = FuzzyIndex.build(list(rows)).to_arrays()
+    keys = pack_strings(list(rows))
+    sidecar = write_arrays(arrays_path(path), {**arrays, "keys_utf8": keys["utf8"], "keys_offsets": keys["offsets"]})
+    fuzzy_meta["arrays"] = {"file": sidecar.name, "bytes": sidecar.stat().st_size}
     with atomic_path(path) as tmp:
         conn = sqlite3.connect(tmp)
         try:
-            fill_index(conn, graph, fingerprint, code)
+            fill_index(conn, graph, fingerprint, code, rows, fuzzy_meta)
         finally:
             conn.close()
     return path
 
 
-def fill_index(conn: sqlite3.Connection, graph: DiseaseGraph, fingerprint: str, code: str = "") -> None:
-    """Create the tables in an empty database and store ``graph`` in them."""
-    from medvl.knowledge.fuzzy import FuzzyIndex
+def fill_index(conn: sqlite3.Connection, graph: DiseaseGraph, fingerprint: str, code: str,
+               rows: dict[str, list[tuple[str, str]]], fuzzy_meta: dict[str, Any]) -> None:
+    """Create the tables in an empty database and store ``graph`` in them (the fuzzy arrays live beside it)."""
     from medvl.knowledge.tagger import ConceptTagger
 
-    # large pages: the blobs (20 MB of arrays) read back in a third of the time
+    # large pages: the graph and tagger blobs (22 MB) read back faster
     conn.executescript("PRAGMA page_size=65536; PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF;" + _SCHEMA)
-    rows = label_rows(graph)
     meta = {
         "format": INDEX_FORMAT, "version": INDEX_VERSION, "fingerprint": fingerprint, "code": code,
-        "summary": graph.summary,
-        "sources": graph.sources(), "prefixes": sorted({c.id.split(":", 1)[0] for c in graph}),
-        "concepts": len(graph),
+        "summary": graph.summary, "sources": graph.sources(), "concepts": len(graph), "fuzzy": fuzzy_meta,
+        "prefixes": sorted({c.id.split(":", 1)[0] for c in graph}),
     }
-    matcher = FuzzyIndex.build(list(rows))
-    arrays, fuzzy_meta = matcher.to_arrays()
-    meta["fuzzy"] = fuzzy_meta
     conn.executemany("INSERT INTO meta VALUES (?, ?)", [(k, json.dumps(v)) for k, v in meta.items()])
     conn.executemany("INSERT INTO concepts VALUES (?, ?, ?, ?, ?)", (
         (c.id, c.name, c.source, json.dumps(c.to_dict(), ensure_ascii=False), json.dumps(graph.children(c.id)))
@@ -96,10 +106,8 @@ def fill_index(conn: sqlite3.Connection, graph: DiseaseGraph, fingerprint: str, 
     conn.executemany("INSERT INTO aliases VALUES (?, ?)", graph._aliases.items())
     conn.executemany("INSERT INTO labels VALUES (?, ?, ?, ?)",
                      ((key, pos, cid, label) for key, found in rows.items() for pos, (cid, label) in enumerate(found)))
-    blobs = [(f"fuzzy.{name}", str(a.dtype), json.dumps(a.shape), a.tobytes()) for name, a in arrays.items()]
-    blobs.append(("keys", None, None, "\n".join(rows).encode("utf-8")))
-    blobs.append(("graph", None, None, json.dumps(graph.to_rows(), ensure_ascii=False).encode("utf-8")))
-    blobs.append(("tagger", None, None, json.dumps(ConceptTagger.from_graph(graph).to_dict()).encode("utf-8")))
+    blobs = [("graph", None, None, json.dumps(graph.to_rows(), ensure_ascii=False).encode("utf-8")),
+             ("tagger", None, None, json.dumps(ConceptTagger.from_graph(graph).to_dict()).encode("utf-8"))]
     conn.executemany("INSERT INTO blobs VALUES (?, ?, ?, ?)", blobs)
     conn.commit()
 
@@ -133,6 +141,11 @@ class GraphIndex:
         if index.meta.get("format") != INDEX_FORMAT or index.meta.get("version") != INDEX_VERSION:
             conn.close()
             raise InputError(path, f"not a medvl graph index of version {INDEX_VERSION}; it is rebuilt when needed")
+        sidecar = arrays_path(path)
+        want = index.meta["fuzzy"]["arrays"]["bytes"]
+        if not sidecar.is_file() or sidecar.stat().st_size != want:
+            conn.close()
+            raise InputError(path, f"damaged graph index: {sidecar.name} is missing or not {want} bytes")
         return index
 
     def close(self) -> None:
@@ -191,20 +204,16 @@ class GraphIndex:
 
     @property
     def matcher(self) -> FuzzyIndex:
-        """The fuzzy matcher, read from its arrays on first use."""
+        """The fuzzy matcher over its memory-mapped arrays (opened on first use)."""
         if self._matcher is None:
-            import numpy as np
-
+            from medvl.knowledge.arrayfile import PackedStrings, read_arrays
             from medvl.knowledge.fuzzy import ARRAYS, FuzzyIndex
 
-            arrays: dict[str, np.ndarray] = {}
-            for name, dtype, shape, data in self._rows("SELECT name, dtype, shape, data FROM blobs WHERE name LIKE ?",
-                                                       ("fuzzy.%",)):
-                arrays[name.split(".", 1)[1]] = np.frombuffer(data, dtype=np.dtype(dtype)).reshape(json.loads(shape))
-            missing = [a for a in ARRAYS if a not in arrays]
+            arrays = read_arrays(arrays_path(self.path))
+            missing = [a for a in (*ARRAYS, "keys_utf8", "keys_offsets") if a not in arrays]
             if missing:
                 raise InputError(self.path, f"graph index lacks the arrays {missing}; delete it to rebuild")
-            keys = self._blob("keys").decode("utf-8").split("\n")
+            keys = PackedStrings(arrays["keys_utf8"], arrays["keys_offsets"])
             self._matcher = FuzzyIndex.from_arrays(keys, arrays, self.meta["fuzzy"])
         return self._matcher
 
@@ -286,6 +295,12 @@ class GraphIndex:
 
 def memory_index(graph: DiseaseGraph, fingerprint: str) -> GraphIndex:
     """An index held in memory (when no cache folder is writable)."""
+    from medvl.knowledge.fuzzy import FuzzyIndex
+
+    rows = label_rows(graph)
+    matcher = FuzzyIndex.build(list(rows))
     conn = sqlite3.connect(":memory:", check_same_thread=False)
-    fill_index(conn, graph, fingerprint)
-    return GraphIndex(conn, Path(":memory:"))
+    fill_index(conn, graph, fingerprint, "", rows, matcher.to_arrays()[1])
+    index = GraphIndex(conn, Path(":memory:"))
+    index._matcher = matcher
+    return index

@@ -149,3 +149,18 @@ def test_lookups_import_no_heavy_library(args, graph):
     proc = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip().splitlines()[-1] == "HEAVY []"
+
+
+def test_missing_or_truncated_arrays_rebuild_the_index(tmp_path, monkeypatch):
+    monkeypatch.setenv("MEDVL_GRAPH_CACHE", str(tmp_path))
+    config = BuildConfig(sources=[str(write_obo(tmp_path, "tiny.obo", TINY_OBO))])
+    path = cached_index(config).path
+    monkeypatch.setattr(build, "_MEMORY", {})  # as a later process would
+    sidecar = path.with_suffix(".arrays")
+    sidecar.write_bytes(sidecar.read_bytes()[:100])
+    with pytest.raises(InputError, match="damaged graph index"):
+        GraphIndex.open(path)
+    assert cached_index(config).search("kidny cancr", 1)[0].concept_id == "TEST:2"
+    sidecar.unlink()
+    monkeypatch.setattr(build, "_MEMORY", {})
+    assert cached_index(config).search("renal cancer", 1)[0].concept_id == "TEST:2"
