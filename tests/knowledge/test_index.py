@@ -164,3 +164,16 @@ def test_missing_or_truncated_arrays_rebuild_the_index(tmp_path, monkeypatch):
     sidecar.unlink()
     monkeypatch.setattr(build, "_MEMORY", {})
     assert cached_index(config).search("renal cancer", 1)[0].concept_id == "TEST:2"
+
+
+def test_without_a_writable_cache_folder_the_index_lives_in_memory(tmp_path, monkeypatch, caplog):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    monkeypatch.setattr(build, "cache_dirs", lambda: [blocker / "cache"])
+    monkeypatch.setattr(logging.getLogger("medvl"), "propagate", True)
+    caplog.set_level(logging.WARNING, logger="medvl")
+    config = BuildConfig(sources=[str(write_obo(tmp_path, "tiny.obo", TINY_OBO))])
+    index = cached_index(config)
+    assert str(index.path) == ":memory:" and "no writable graph cache folder" in caplog.text
+    assert index.search("renal cancr", 1)[0].concept_id == "TEST:2"
+    assert index.graph().concept("TEST:4").parents == ["TEST:3"]
