@@ -30,7 +30,7 @@ import secrets
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -142,12 +142,13 @@ class SessionTokens:
 
 
 # ------------------------------------------------------------------------------------------------ tiles
-def allowed_roots() -> list[Path]:
-    """Where the endpoint may read: the app's workspace roots and the upload folder (when it exists)."""
+def allowed_roots(env: Mapping[str, str] | None = None) -> list[Path]:
+    """Where the endpoint may read: the app's workspace roots and the upload folder (when it exists), from ``env``
+    (default: this process's environment)."""
     from medvl.apps.uploads import upload_dir
 
-    found = roots_mod.app_roots()
-    uploads = upload_dir().expanduser().resolve()
+    found = roots_mod.app_roots(env)
+    uploads = upload_dir(env).expanduser().resolve()
     if uploads.is_dir() and uploads not in found:
         found.append(uploads)
     return found
@@ -164,15 +165,18 @@ class TileService:
     """Deep Zoom descriptors and JPEG tiles of the slides inside ``roots`` (no HTTP; thread-safe).
 
     Args:
-        roots: allowed roots (resolved folders); None reads :func:`allowed_roots` on every request, so a root the
-            app adds later (the upload folder) counts.
+        roots: allowed roots (resolved folders); None reads :func:`allowed_roots` of ``env`` on every request, so a
+            root that appears later (the upload folder, at the first upload) counts.
         config: tile size, quality and cache sizes.
+        env: the environment the roots are read from (default: this process's).
     """
 
-    def __init__(self, roots: Sequence[Path] | None = None, config: TileServerConfig | None = None):
+    def __init__(self, roots: Sequence[Path] | None = None, config: TileServerConfig | None = None,
+                 env: Mapping[str, str] | None = None):
         from medvl.io.tiled import TileCache
 
         self.config = config or TileServerConfig()
+        self._env = None if env is None else dict(env)
         self._roots = None if roots is None else [Path(r).resolve() for r in roots]
         self._slides: OrderedDict[Path, _OpenSlide] = OrderedDict()
         self._lock = threading.Lock()
@@ -180,7 +184,7 @@ class TileService:
 
     @property
     def roots(self) -> list[Path]:
-        return allowed_roots() if self._roots is None else list(self._roots)
+        return allowed_roots(self._env) if self._roots is None else list(self._roots)
 
     def resolve(self, path: str | None) -> Path:
         """The resolved file for a request's ``path``; :class:`HttpError` 400/403/404."""
@@ -332,16 +336,17 @@ class TileServer:
 
     Args:
         config: address, tile layout, caches.
-        roots: allowed roots (default: :func:`allowed_roots`, read per request).
+        roots: allowed roots (default: :func:`allowed_roots` of ``env``, read per request).
         secret: token signing key (default: random).
+        env: the environment the roots are read from (default: this process's).
     """
 
     def __init__(self, config: TileServerConfig | None = None, roots: Sequence[Path] | None = None,
-                 secret: bytes | None = None):
+                 secret: bytes | None = None, env: Mapping[str, str] | None = None):
         self.config = config or TileServerConfig()
         self.secret = secret or secrets.token_bytes(32)
         self.tokens = SessionTokens(self.secret, self.config.token_ttl_s)
-        self.service = TileService(roots, self.config)
+        self.service = TileService(roots, self.config, env)
         self._httpd: _HTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -385,9 +390,9 @@ class TileServer:
         self.stop()
 
 
-def endpoint_from_env(env: dict[str, str] | None = None) -> tuple[str, SessionTokens] | None:
+def endpoint_from_env(env: Mapping[str, str] | None = None) -> tuple[str, SessionTokens] | None:
     """``(url, tokens)`` of an endpoint announced by ``medvl app`` in the environment, else None."""
-    env = dict(os.environ) if env is None else env
+    env = os.environ if env is None else env
     url, secret = env.get(URL_ENV), env.get(SECRET_ENV)
     if not url or not secret:
         return None

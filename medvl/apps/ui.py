@@ -186,6 +186,15 @@ def view_volume(path: str, labels: str | None):
     return load_view_volume(path, labels)
 
 
+@st.cache_resource(show_spinner="Locating the model's input…", max_entries=16)
+def ct_model_input(path: str, labels: str | None, cache_folder: str):
+    from medvl.apps.ctcrop import find_preprocessings, model_input
+
+    folder = Path(cache_folder)
+    config = next(cfg for f, cfg in find_preprocessings(folder.parent) if f == folder)
+    return model_input(Path(path), Path(labels) if labels else None, folder, config, view_volume(path, labels).affine)
+
+
 @st.cache_resource(show_spinner="Fitting the survival model…", max_entries=8)
 def survival_view(table: str, saved: tuple[str, ...]):
     from medvl.apps.survivalview import build_view, guess_spec
