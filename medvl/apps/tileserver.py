@@ -272,6 +272,9 @@ class TileService:
 # ------------------------------------------------------------------------------------------------ HTTP
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive: a viewer fetches many tiles over a few connections
+    # headers and body leave in two writes; with Nagle's algorithm the body then waits for the client's delayed ACK
+    # (about 40 ms per tile on Linux)
+    disable_nagle_algorithm = True
     server: _HTTPServer
 
     def do_GET(self) -> None:  # noqa: N802 - the http.server method name
