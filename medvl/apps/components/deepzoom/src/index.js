@@ -12,6 +12,7 @@ const state = {
   viewer: null, args: null, sourceKey: null, tissue: null, tissueKey: null, clickId: 0,
   session: Math.random().toString(36).slice(2, 10), selected: null, error: null,
 };
+state.OpenSeadragon = OpenSeadragon;
 window.medvl = state; // read by the browser tests
 
 const NICE = [1, 2, 5];
