@@ -14,6 +14,7 @@ from tests.apps.conftest import FIDUCIALS
 pytestmark = pytest.mark.browser
 
 SCRIPT_DONE = "!document.querySelector('[data-testid=\"stStatusWidget\"]')"
+IMAGES_LOADED = "Array.from(document.images).every(i => i.complete && i.naturalWidth > 0)"
 #: the viewer shows its slide and every tile the current view needs has been drawn
 VIEW_READY = """() => { const m = window.medvl, v = m && m.viewer;
   if (!v || !v.world.getItemCount()) return false;
@@ -244,6 +245,7 @@ def test_ct_planes_follow_slice_slider_and_presets(browser, served_app, artifact
 
         def pixels():
             page.wait_for_function(SCRIPT_DONE, timeout=60_000)
+            page.wait_for_function(IMAGES_LOADED, timeout=60_000)
             page.wait_for_timeout(300)
             return np.asarray(Image.open(BytesIO(axial.screenshot())).convert("L")).astype(int)
 

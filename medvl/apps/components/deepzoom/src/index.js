@@ -9,7 +9,7 @@ import OpenSeadragon from "openseadragon";
 const send = (type, data) => window.parent.postMessage({ isStreamlitMessage: true, type, ...data }, "*");
 
 const state = {
-  viewer: null, args: null, sourceKey: null, tissue: null, tissueKey: null, clickId: 0,
+  viewer: null, args: null, sourceKey: null, tissue: null, tissueKey: null, clickId: 0, heat: null, heatKey: null,
   session: Math.random().toString(36).slice(2, 10), selected: null, error: null,
 };
 state.OpenSeadragon = OpenSeadragon;
@@ -58,17 +58,48 @@ function visibleImageRect(it) {
   return [r.x, r.y, r.x + r.width, r.y + r.height];
 }
 
+// Tiles on a lattice of their own size (a tiling without overlap) become one small image, a pixel per tile, drawn
+// stretched without smoothing: no seams between neighbouring cells and one draw call whatever the tile count.
+function latticeImage(tiles) {
+  const p = tiles.size;
+  const x0 = tiles.coords.reduce((m, c) => Math.min(m, c[0]), Infinity); // no spread: 100k tiles overflow it
+  const y0 = tiles.coords.reduce((m, c) => Math.min(m, c[1]), Infinity);
+  const cells = tiles.coords.map(([x, y]) => [(x - x0) / p, (y - y0) / p]);
+  if (!cells.every(([c, r]) => Math.abs(c - Math.round(c)) < 1e-6 && Math.abs(r - Math.round(r)) < 1e-6)) return null;
+  const cols = cells.reduce((m, c) => Math.max(m, Math.round(c[0])), 0) + 1;
+  const rows = cells.reduce((m, c) => Math.max(m, Math.round(c[1])), 0) + 1;
+  if (cols * rows > 16e6) return null;
+  const canvas = document.createElement("canvas");
+  canvas.width = cols;
+  canvas.height = rows;
+  const ctx = canvas.getContext("2d");
+  cells.forEach(([c, r], i) => {
+    ctx.fillStyle = tiles.colors[i];
+    ctx.fillRect(Math.round(c), Math.round(r), 1, 1);
+  });
+  return { canvas, x0, y0, width: cols * p, height: rows * p };
+}
+
 function drawTiles(ctx, tiles, view, scale) {
   const [vx0, vy0, vx1, vy1] = view;
   const p = tiles.size;
   const visible = (x, y) => x + p >= vx0 && x <= vx1 && y + p >= vy0 && y <= vy1;
   if (tiles.colors) {
     ctx.globalAlpha = tiles.opacity;
-    tiles.coords.forEach(([x, y], i) => {
-      if (!visible(x, y)) return;
-      ctx.fillStyle = tiles.colors[i];
-      ctx.fillRect(x, y, p, p);
-    });
+    if (state.heatKey !== tiles.colors) {
+      state.heatKey = tiles.colors;
+      state.heat = tiles.coords.length ? latticeImage(tiles) : null;
+    }
+    if (state.heat) {
+      const h = state.heat;
+      ctx.drawImage(h.canvas, h.x0, h.y0, h.width, h.height);
+    } else {
+      tiles.coords.forEach(([x, y], i) => {
+        if (!visible(x, y)) return;
+        ctx.fillStyle = tiles.colors[i];
+        ctx.fillRect(x, y, p, p);
+      });
+    }
   }
   if (tiles.boundaries) {
     ctx.globalAlpha = 1;
