@@ -134,6 +134,19 @@ def test_a_changed_file_is_reopened(server, root):
     assert viewer.tile(target, 9, 0, 0)[1] != first
 
 
+def test_a_slide_without_mpp_is_served(server, root):
+    """Tiles need no physical pixel size: the endpoint serves the slide, and the viewer asks the user for the mpp."""
+    from tests.apps.conftest import write_slide_without_mpp
+
+    target = write_slide_without_mpp(root / "ws" / "slides" / "nompp.tiff")
+    with open_slide(target) as s:
+        assert s.mpp is None
+    viewer = Client(server)
+    assert viewer.get("/v1/slide.dzi", target)[0] == 200
+    status, jpeg = viewer.tile(target, 11, 1, 1)
+    assert status == 200 and Image.open(BytesIO(jpeg)).size == (256, 256)
+
+
 def test_eight_concurrent_viewers(server, root):
     """Eight viewers, each with its own token and connection, fetch the deep levels in their own order at once;
     every tile arrives and is the same for all of them."""
