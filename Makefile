@@ -9,7 +9,7 @@ SUDO := $(shell [ "$$(id -u)" = "0" ] || echo sudo)
 ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: install system-deps demo test test-all fuzz bench lint app viewer-assets clean
+.PHONY: install system-deps demo test test-all wheel-check fuzz bench lint app viewer-assets clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -37,6 +37,11 @@ test: install system-deps
 
 test-all: install system-deps
 	$(PY) -m pytest -m "" $(PYTEST_ARGS)
+
+# build the wheel, install it into a fresh virtual environment outside the checkout (dependencies seen from .venv), and
+# run `medvl ontology search`, `medvl demo --no-serve` and `medvl app` from another folder (~3 min)
+wheel-check: install system-deps
+	PY=$(abspath $(PY)) .ci/wheel-check
 
 # property tests with 50x the examples from a random seed (the default run draws the same examples every time)
 fuzz: install

@@ -2,8 +2,8 @@
 
 One synonym per concept with at least two is held out (seeded), embedded, and retrieved among all concept names
 (R@1, R@5). (a) the offline MiniLM as shipped, (b) the same model after ``medvl ontology train-text`` with
-``configs/knowledge/text_bench.yaml`` (CPU), measured in the same run. Target: (b) beats (a) by >= 15 points R@1 with
-training under 10 minutes.
+``medvl/configs/knowledge/text_bench.yaml`` (CPU), measured in the same run. Target: (b) beats (a) by >= 15 points R@1
+with training under 10 minutes.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from medvl.knowledge.encoder import TextTrainConfig, train_text_encoder  # noqa:
 
 
 def main() -> None:
-    config = TextTrainConfig.from_file(ROOT / "configs" / "knowledge" / "text_bench.yaml")
+    config = TextTrainConfig.from_file(ROOT / "medvl" / "configs" / "knowledge" / "text_bench.yaml")
     with tempfile.TemporaryDirectory() as tmp:
         report = train_text_encoder(config, Path(tmp) / "knowledge-text")
     ev = report["eval"]

@@ -21,19 +21,20 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import numpy as np  # noqa: E402
 
 from benchmarks.common import write_record  # noqa: E402
-from medvl.tasks.retrieval import IndexConfig, RetrievalIndex, exact_neighbours, normalise, recall_at_k  # noqa: E402
+from medvl.tasks.retrieval.index import IndexConfig, RetrievalIndex, exact_neighbours, recall_at_k  # noqa: E402
+from medvl.tasks.vectors import l2_normalise_c  # noqa: E402
 
 
 def make_data(n: int, dim: int, n_clusters: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
-    centres = normalise(rng.standard_normal((n_clusters, dim), dtype=np.float32))
+    centres = l2_normalise_c(rng.standard_normal((n_clusters, dim), dtype=np.float32))
     out = np.empty((n, dim), dtype=np.float32)
     for start in range(0, n, 100_000):  # chunks keep the temporary arrays small
         m = min(100_000, n - start)
         lab = rng.integers(0, n_clusters, size=m)
         noise = rng.standard_normal((m, dim), dtype=np.float32) * np.float32(0.9 / np.sqrt(dim) * 1.0)
-        out[start : start + m] = normalise(centres[lab] + noise)
-    queries = normalise(centres[rng.integers(0, n_clusters, 1000)]
+        out[start : start + m] = l2_normalise_c(centres[lab] + noise)
+    queries = l2_normalise_c(centres[rng.integers(0, n_clusters, 1000)]
                         + rng.standard_normal((1000, dim), dtype=np.float32) * np.float32(0.9 / np.sqrt(dim)))
     return out, queries
 

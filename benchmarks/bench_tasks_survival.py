@@ -21,9 +21,9 @@ import torch  # noqa: E402
 
 from benchmarks.common import write_record  # noqa: E402
 from medvl.resources import shared_data_dir  # noqa: E402
-from medvl.tasks.survival import SurvivalModel  # noqa: E402
-from medvl.tasks.survival_metrics import harrell_c, uno_c  # noqa: E402
-from medvl.tasks.tables import read_survival_table  # noqa: E402
+from medvl.tasks.survival.metrics import harrell_c, uno_c  # noqa: E402
+from medvl.tasks.survival.model import SurvivalModel  # noqa: E402
+from medvl.tasks.survival.tables import read_survival_table  # noqa: E402
 
 torch.set_num_threads(1)  # tiny full-batch problems: threads only contend on a shared machine
 

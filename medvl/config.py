@@ -90,7 +90,7 @@ class Config:
 
     def to_file(self, path: str | Path) -> Path:
         """Write YAML or JSON (by suffix) atomically."""
-        from medvl.io.atomic import atomic_write_text
+        from medvl.atomic import atomic_write_text
 
         path = Path(path)
         if path.suffix in (".yaml", ".yml"):

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from hypothesis import settings
 
-from medvl.resources import bundled, project_root, shared_data_dir
+from medvl.resources import bundled, shared_data_dir
 
-ROOT = project_root()
+ROOT = Path(__file__).resolve().parents[1]  # the checkout the tests run in
 os.environ.setdefault("MEDVL_NO_PROGRESS", "1")
 
 # Property tests draw the same examples on every run (a CI result does not depend on the seed); `make fuzz` sets

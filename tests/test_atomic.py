@@ -1,6 +1,6 @@
 import pytest
 
-from medvl.io.atomic import TMP_MARKER, atomic_path, atomic_write_json, sweep_temporaries
+from medvl.atomic import TMP_MARKER, atomic_path, atomic_write_json, sweep_temporaries
 
 
 def test_atomic_write_replaces_and_failure_leaves_old(tmp_path):

@@ -1,4 +1,4 @@
-"""Support code for medvl's Streamlit apps (``apps/Home.py`` and ``apps/pages/``).
+"""Support code for medvl's Streamlit apps (the entry script ``medvl/apps/streamlit/Home.py`` and its ``pages/``).
 
 Everything here except :mod:`medvl.apps.ui` is plain library code (numpy, PIL, matplotlib, medvl) that the pages call
 and the tests exercise without a browser: workspace roots and the workspace picker's resolver, upload limits, the

@@ -18,6 +18,7 @@ import numpy as np
 
 from medvl.apps.catalog import Catalog, pseudonym
 from medvl.log import get_logger
+from medvl.tasks.vectors import l2_normalise
 
 log = get_logger(__name__)
 
@@ -87,8 +88,8 @@ def breastmnist_cases(space: Any, catalog: Catalog, image_size: int | None = Non
     """The BreastMNIST ``split`` embedded with the model's image tower (BreastMNIST preprocessing)."""
     import torch
 
+    from medvl.models.transforms import preprocess_grayscale
     from medvl.resources import bundled
-    from medvl.train.data import preprocess_grayscale
 
     if "image" not in space.model.modalities:
         return CaseSet()
@@ -97,7 +98,7 @@ def breastmnist_cases(space: Any, catalog: Catalog, image_size: int | None = Non
         images, labels = data[f"{split}_images"], data[f"{split}_labels"].reshape(-1).astype(int)
     with torch.inference_mode():
         emb = space.model.encode_image(preprocess_grayscale(images, size)).float().numpy()
-    emb = emb / np.clip(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12, None)
+    emb = l2_normalise(emb)
     n = len(labels)
     return CaseSet(
         refs=[pseudonym(f"breastmnist-{split}-{i}", "us") for i in range(n)], embeddings=emb.astype(np.float32),
@@ -123,8 +124,8 @@ def slide_cases(space: Any, catalog: Catalog) -> CaseSet:
         except MedvlError as exc:
             log.warning("slide case skipped: %s", exc)
             continue
-        mean = tiles.embeddings.mean(axis=0, keepdims=True)
-        out.extend(CaseSet(refs=[pseudonym(path, "slide")], embeddings=mean / max(np.linalg.norm(mean), 1e-12),
+        mean = tiles.embeddings.mean(axis=0)
+        out.extend(CaseSet(refs=[pseudonym(path, "slide")], embeddings=l2_normalise(mean)[None],
                            kinds=["H&E slide"], reference=[None], reports=[None], thumbnails=[thumb],
                            paths=[str(path)]))
     return out
@@ -149,7 +150,7 @@ def case_index(cases: CaseSet):
     """An exact FAISS index over the cases (:class:`~medvl.tasks.retrieval.RetrievalIndex`)."""
     import pandas as pd
 
-    from medvl.tasks.retrieval import IndexConfig, RetrievalIndex
+    from medvl.tasks.retrieval.index import IndexConfig, RetrievalIndex
 
     meta = pd.DataFrame({"case": cases.refs, "kind": cases.kinds})
     return RetrievalIndex.build(cases.embeddings, meta, IndexConfig(kind="flat"), modality="image")

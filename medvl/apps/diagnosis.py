@@ -92,8 +92,8 @@ def model_temperature(model: Any) -> float:
 
 def build_classifier(space: Any, graph: Any, dset: DiseaseSet, abstain_below: float | None = None):
     """A :class:`~medvl.tasks.zeroshot.ZeroShotClassifier` for the set, at the model's temperature."""
-    from medvl.tasks.zeroshot import ZeroShotConfig
-    from medvl.tasks.zeroshot_run import build_classifier as tasks_classifier
+    from medvl.tasks.zeroshot.classifier import ZeroShotConfig
+    from medvl.tasks.zeroshot.run import build_classifier as tasks_classifier
 
     config = ZeroShotConfig(temperature=model_temperature(space.model), abstain_below=abstain_below)
     return tasks_classifier(space, graph, list(dset.ids), dset.free_dict(), config)

@@ -14,6 +14,7 @@ import numpy as np
 
 from medvl.errors import InputError
 from medvl.io.slide import Slide
+from medvl.tasks.vectors import l2_normalise
 
 #: slide file suffixes the viewer accepts for uploads (OpenSlide / tiffslide / DICOM)
 SLIDE_SUFFIXES = (".svs", ".tif", ".tiff", ".ndpi", ".scn", ".bif", ".vms", ".svslide", ".dcm")
@@ -67,7 +68,7 @@ def encode_tiles(model: Any, tiles: np.ndarray, batch_size: int = 64) -> np.ndar
             x = F.interpolate(x / 255.0, size=(h, w), mode="bilinear", antialias=True, align_corners=False)
             out.append(model.encode_image((x - mean) / std).float().numpy())
     emb = np.concatenate(out) if out else np.zeros((0, int(model.embed_dim)), np.float32)
-    return emb / np.clip(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12, None)
+    return l2_normalise(emb)
 
 
 def slide_tiles(slide: Slide, space: Any, features: Path | None = None, cache_dir: Path | None = None) -> SlideTiles:
@@ -82,7 +83,7 @@ def slide_tiles(slide: Slide, space: Any, features: Path | None = None, cache_di
     if len(grid) == 0:
         raise InputError(slide.path, "no tissue tiles on this slide")
     if features is not None and Path(features).is_file():
-        from medvl.tasks.embeddings import load_embeddings
+        from medvl.io.embeddings import load_embeddings
 
         emb = load_embeddings(features)
         try:
@@ -104,7 +105,7 @@ def slide_tiles(slide: Slide, space: Any, features: Path | None = None, cache_di
     if cached is not None:
         import io
 
-        from medvl.io.atomic import atomic_write_bytes
+        from medvl.atomic import atomic_write_bytes
 
         buf = io.BytesIO()
         np.save(buf, joint, allow_pickle=False)
@@ -127,16 +128,13 @@ def encode_grid(slide: Slide, grid: Any, model: Any, batch_size: int = 64, worke
 def _tile_cache_file(slide: Slide, space: Any, grid: Any, cache_dir: Path | None) -> Path | None:
     """Where the encodings of this slide, checkpoint and grid are kept; None without a cache or a checkpoint folder
     (a registered model name has no weights file to key on)."""
-    import hashlib
-
+    from medvl.hashing import bytes_hash, config_hash, content_hash
     from medvl.models.checkpoint import WEIGHTS
-    from medvl.pipelines.config import config_hash
-    from medvl.radiology.cache import content_hash
 
     weights = Path(space.source) / WEIGHTS
     if cache_dir is None or not weights.is_file():
         return None
-    coords = hashlib.blake2b(np.ascontiguousarray(grid.coords, dtype=np.int64).tobytes(), digest_size=16).hexdigest()
+    coords = bytes_hash(np.ascontiguousarray(grid.coords, dtype=np.int64).tobytes())
     key = config_hash([content_hash(slide.path), content_hash(weights), coords, grid.level, grid.read_px,
                        grid.tile_px])
     return Path(cache_dir) / f"slide-tiles-{key}.npy"

@@ -42,7 +42,7 @@ class SurvivalSpec:
 
 
 def _read(path: Path):
-    from medvl.tasks.tables import read_table
+    from medvl.tasks.survival.tables import read_table
 
     return read_table(path)
 
@@ -115,7 +115,7 @@ class SurvivalView:
 
 
 def _saved_model(spec: SurvivalSpec, saved: list[Path]):
-    from medvl.tasks.survival import SurvivalModel
+    from medvl.tasks.survival.model import SurvivalModel
 
     for folder in saved:
         record = json.loads((folder / "survival_model.json").read_text())
@@ -131,9 +131,9 @@ def _saved_model(spec: SurvivalSpec, saved: list[Path]):
 
 def build_view(spec: SurvivalSpec, saved: list[Path] = (), cv: int = 5, seed: int = 0) -> SurvivalView:
     """Load a matching saved model or fit a Cox model; risk groups split at the training median risk."""
-    from medvl.tasks.km import kaplan_meier_by_risk
-    from medvl.tasks.survival import SurvivalConfig, SurvivalModel, cross_validate_survival
-    from medvl.tasks.tables import read_survival_table
+    from medvl.tasks.survival.km import kaplan_meier_by_risk
+    from medvl.tasks.survival.model import SurvivalConfig, SurvivalModel, cross_validate_survival
+    from medvl.tasks.survival.tables import read_survival_table
 
     model, covariates, folder = _saved_model(spec, list(saved))
     table = read_survival_table(spec.table, spec.time, spec.event, covariates,

@@ -12,8 +12,8 @@ import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from medvl.atomic import atomic_write_bytes
 from medvl.errors import InputError
-from medvl.io.atomic import atomic_write_bytes
 
 LIMIT_ENV = "MEDVL_APP_MAX_UPLOAD_MB"
 DEFAULT_LIMIT_MB = 200.0

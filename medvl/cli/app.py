@@ -16,8 +16,9 @@ app = typer.Typer()
 
 def serve(workspace: Path, port: int = 8501, host: str = "127.0.0.1", tile_port: int = 0,
           tile_host: str = "127.0.0.1") -> int:
-    """Run ``streamlit run apps/Home.py`` with the workspace in the environment, and the slide viewer's tile endpoint
-    in a thread of this process; blocks until the server stops, then stops the endpoint.
+    """Run ``streamlit run Home.py`` of the installed suite (``medvl/apps/streamlit``) with the workspace in the
+    environment, and the slide viewer's tile endpoint in a thread of this process; blocks until the server stops,
+    then stops the endpoint.
 
     Streamlit runs as a child in this process group, so Ctrl-C reaches both; SIGTERM to this process is passed on
     to the child. The endpoint's URL and token secret reach Streamlit through the environment
@@ -25,12 +26,12 @@ def serve(workspace: Path, port: int = 8501, host: str = "127.0.0.1", tile_port:
     """
     from medvl.apps.tileserver import TileServer, TileServerConfig
     from medvl.errors import require
-    from medvl.resources import project_root
+    from medvl.resources import app_dir
 
     require("streamlit", extra="app", feature="the apps")
-    home = project_root() / "apps" / "Home.py"
-    if not home.is_file():
-        raise InputError(home, "the Streamlit apps are not found (run from a medvl checkout)")
+    home = app_dir() / "Home.py"
+    if not home.is_file() or not any((home.parent / "pages").glob("*.py")):
+        raise InputError(home.parent, "the Streamlit pages are missing from the installed medvl package (reinstall it)")
     env = {**os.environ, "MEDVL_WORKSPACE": str(workspace)}
     env.setdefault("MEDVL_APP_ROOTS", str(workspace))
     cmd = [

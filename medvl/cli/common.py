@@ -151,7 +151,7 @@ def _one_line(exc: BaseException) -> str:
 
 def _default(obj: Any) -> Any:
     """Command output never fails on an odd value: what JSON cannot hold is printed as text."""
-    from medvl.io.atomic import json_default
+    from medvl.atomic import json_default
 
     try:
         return json_default(obj)

@@ -12,7 +12,7 @@ app = typer.Typer()
 
 @command(app, "eval")
 def evaluate(
-    config: Annotated[Path, typer.Option("--config", help="Evaluation config (YAML or JSON), see configs/eval/.")],
+    config: Annotated[Path, typer.Option("--config", help="Evaluation config (YAML/JSON), see medvl/configs/eval/.")],
     out: Annotated[Optional[Path], typer.Option("--out", help="Report folder (overrides the config's 'out').")] = None,  # noqa: UP045, E501
 ) -> Result:
     """Survival, linear-probe, retrieval and zero-shot evaluation: metrics.json, ROC/KM/calibration/recall plots."""

@@ -28,8 +28,8 @@ def build(
     workspace: WorkspaceOpt = None,
 ) -> Result:
     """Build a retrieval index (exact for small collections, IVF or HNSW for large ones) with Parquet metadata."""
-    from medvl.tasks.index_build import build_index
-    from medvl.tasks.retrieval import IndexConfig
+    from medvl.tasks.retrieval.build import build_index
+    from medvl.tasks.retrieval.index import IndexConfig
     from medvl.workspace import Workspace
 
     out = out or Workspace.resolve(workspace).index / "main"
@@ -47,7 +47,7 @@ def search(
     nprobe: Annotated[Optional[int], typer.Option(help="IVF cells visited (more = better recall, slower).")] = None,  # noqa: UP045, E501
 ) -> Result:
     """Nearest neighbours of text, image or case queries; JSON lists hits with scores and metadata."""
-    from medvl.tasks.index_build import search_index
+    from medvl.tasks.retrieval.build import search_index
 
     results = search_index(index, texts=text or [], files=query or [], model=model, k=k, nprobe=nprobe)
     lines = []

@@ -5,7 +5,6 @@ Command groups (``medvl slide ...``) and top-level commands (``medvl doctor``) l
 """
 
 import importlib
-import importlib.util
 from typing import Annotated
 
 import typer
@@ -19,6 +18,7 @@ GROUPS = {
     "ct": ("medvl.cli.ct", "CT volumes: info, preprocess, embed."),
     "index": ("medvl.cli.index", "Retrieval index: build, search."),
     "survival": ("medvl.cli.survival", "Survival models: fit, predict, evaluate."),
+    "models": ("medvl.cli.models", "Published encoders as cards: list, show, check, pack, unpack."),
 }
 #: modules whose commands sit at the top level
 TOP_LEVEL = (
@@ -56,21 +56,11 @@ def _root(
     """medvl: read slides and CT, build disease knowledge, train and apply vision-language models."""
 
 
-def _load(module: str):
-    if importlib.util.find_spec(module) is None:
-        return None
-    return importlib.import_module(module)
-
-
 def build_app() -> typer.Typer:
     for module in TOP_LEVEL:
-        mod = _load(module)
-        if mod is not None:
-            app.registered_commands.extend(mod.app.registered_commands)
+        app.registered_commands.extend(importlib.import_module(module).app.registered_commands)
     for name, (module, help_text) in GROUPS.items():
-        mod = _load(module)
-        if mod is not None:
-            app.add_typer(mod.app, name=name, help=help_text, no_args_is_help=True)
+        app.add_typer(importlib.import_module(module).app, name=name, help=help_text, no_args_is_help=True)
     return app
 
 

@@ -35,9 +35,9 @@ def build(
     workspace: WorkspaceOpt = None,
 ) -> Result:
     """Build the graph from the ontology sources and write graph.json.gz plus build_summary.json."""
-    from medvl.io.atomic import atomic_write_json
+    from medvl.atomic import atomic_write_json
     from medvl.knowledge import BuildConfig, build_graph
-    from medvl.knowledge.build import DEFAULT_SOURCES, cache_key
+    from medvl.knowledge.build import DEFAULT_SOURCES, store_cached_graph
     from medvl.workspace import Workspace
 
     config = BuildConfig(sources=list(source) if source else list(DEFAULT_SOURCES), icd_extensions=icd_extensions,
@@ -46,10 +46,7 @@ def build(
     folder = out or Workspace.resolve(workspace, create=True).graph
     path = graph.save(Path(folder) / "graph.json.gz")
     atomic_write_json(Path(folder) / "build_summary.json", graph.summary)
-    from medvl.knowledge.build import _MEMORY, _write_cache
-
-    _write_cache(graph, f"graph-{cache_key(config)}.json.gz")
-    _MEMORY.clear()
+    store_cached_graph(graph, config)
     data = {"graph": str(path), **graph.summary}
     s = graph.summary
     lines = [f"built {s['concepts']} concepts, {s['is_a_edges']} is-a edges in {s['build_seconds']} s -> {path}"]

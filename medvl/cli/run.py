@@ -29,7 +29,7 @@ def _text(summary: dict) -> str:
 
 @command(app, "run")
 def run(
-    pipeline: Annotated[Path, typer.Argument(help="Pipeline file (YAML/JSON): configs/pipelines/demo-cohort.yaml.")],
+    pipeline: Annotated[Path, typer.Argument(help="Pipeline file, e.g. medvl/configs/pipelines/demo-cohort.yaml.")],
     backend: Annotated[str, typer.Option("--backend", help="local (worker processes) or ray (Ray Data).")] = "local",
     workers: Annotated[Optional[int], typer.Option("--workers", help="Parallel case workers (overrides the file).")] = None,  # noqa: UP045, E501
     manifest: Annotated[Optional[Path], typer.Option("--manifest", help="Cohort manifest (overrides the file).")] = None,  # noqa: UP045, E501

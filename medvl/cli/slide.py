@@ -5,7 +5,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from medvl.cli.common import Result, command, emit_line
+from medvl.cli.common import Result, command, echo, emit_line
 
 app = typer.Typer(no_args_is_help=True, help="Whole-slide images: info, tile, extract, heatmap.")
 
@@ -87,36 +87,47 @@ def tile(
 def extract(
     source: InputArg,
     out: OutOpt = Path("features"),
-    encoder: Annotated[str, typer.Option("--encoder", help="Image tower name (timm, timm-tiny, ...) or a medvl "
-                                         "checkpoint folder.")] = "timm-tiny",
+    encoder: Annotated[str, typer.Option("--encoder", help="Image tower name (timm, timm-tiny, ...), a model card "
+                                         "(medvl models list) or a medvl checkpoint folder.")] = "timm-tiny",
     model_name: Annotated[Optional[str], typer.Option("--model-name", help="timm architecture for --encoder timm.")] = None,  # noqa: UP045,E501
     weights: Annotated[Optional[Path], typer.Option("--weights", help="Local weights file (.safetensors/.pth).")] = None,  # noqa: UP045,E501
     project: Annotated[bool, typer.Option("--project", help="Store joint-space embeddings (checkpoints).")] = False,
     trust_pickle: Annotated[bool, typer.Option("--trust-pickle", help="Accept pickle-based --weights (they can run "
                                                "code): only for files you made yourself.")] = False,
+    trust_remote_code: Annotated[bool, typer.Option("--trust-remote-code", help="Let a model card's hub code run "
+                                                    "(models published with their own Python code).")] = False,
     batch_size: Annotated[int, typer.Option("--batch-size")] = 64,
     workers: Annotated[int, typer.Option("--workers", help="Tile reader threads.")] = 2,
     device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda, cuda:N.")] = "auto",
-    mpp: MppOpt = 0.5,
-    size: SizeOpt = 224,
+    mpp: Annotated[Optional[float], typer.Option("--mpp", help="Tile resolution in µm/px (default: the model card's, "  # noqa: UP045
+                                                 "else 0.5 ~ 20x).")] = None,
+    size: Annotated[Optional[int], typer.Option("--size", help="Tile side in pixels at --mpp (default: the model "  # noqa: UP045
+                                                "card's, else 224).")] = None,
     overlap: OverlapOpt = 0,
     min_tissue: MinTissueOpt = 0.25,
     slide_mpp: SlideMppOpt = None,
     skip_errors: SkipOpt = False,
     overwrite: OverwriteOpt = False,
 ):
-    """Embed every tile with an image tower; adds `features` (N x D) to <out>/<slide_id>.h5 (tiles first if needed)."""
-    from medvl.pathology.extract import EncoderSpec, ExtractConfig, LazyTileEncoder
+    """Embed every tile with an image tower; adds `features` (N x D) to <out>/<slide_id>.h5 (tiles first if needed).
+
+    With a model card as --encoder, the card's preprocessing is applied and the slide is tiled at the card's
+    resolution and tile size unless --mpp/--size say otherwise (with a warning)."""
+    from medvl.pathology.extract import EncoderSpec, ExtractConfig, LazyTileEncoder, card_tiling
     from medvl.pathology.pipeline import extract_slide, resolve_slide_jobs, run_cohort
 
-    tiles, tissue = _tile_configs(mpp, size, overlap, min_tissue)
     spec = EncoderSpec(name=encoder, model_name=model_name, weights=None if weights is None else str(weights),
-                       project=project, trust_pickle=trust_pickle)
+                       project=project, trust_pickle=trust_pickle, trust_remote_code=trust_remote_code)
+    mpp, size, warnings = card_tiling(spec, mpp, size)
+    for warning in warnings:
+        echo(f"warning: {warning}")
+    tiles, tissue = _tile_configs(mpp, size, overlap, min_tissue)
     config = ExtractConfig(batch_size=batch_size, workers=workers, device=device)
     jobs = resolve_slide_jobs(source, slide_mpp)
     tile_encoder = LazyTileEncoder(spec)
     summary = run_cohort(jobs, lambda j: extract_slide(j, out, tiles, tissue, tile_encoder, config, overwrite),
                          out_dir=out, skip_errors=skip_errors, on_record=_stream(jobs))
+    summary["warnings"] = warnings
     return _summary(summary, "extract")
 
 

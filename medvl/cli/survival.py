@@ -25,7 +25,7 @@ SeedOpt = Annotated[int, typer.Option("--seed", help="Seed of the folds and the 
 
 
 def _spec(table, time, event, covariates, event_is_censoring, embeddings, id_column):
-    from medvl.tasks.survival_run import TableSpec
+    from medvl.tasks.survival.run import TableSpec
 
     covs = [c.strip() for c in covariates.split(",") if c.strip()]
     return TableSpec(table=table, time=time, event=event, covariates=covs, event_is_censoring=event_is_censoring,
@@ -33,7 +33,7 @@ def _spec(table, time, event, covariates, event_is_censoring, embeddings, id_col
 
 
 def _config(method, penalizer, pca, ties, epochs, seed):
-    from medvl.tasks.survival import SurvivalConfig
+    from medvl.tasks.survival.model import SurvivalConfig
 
     return SurvivalConfig(method=method, penalizer=penalizer, pca_components=pca, ties=ties, epochs=epochs, seed=seed)
 
@@ -62,7 +62,7 @@ def fit(
     workspace: WorkspaceOpt = None,
 ) -> Result:
     """Fit a survival model on the whole table (and cross-validate with --cv); saves the model folder."""
-    from medvl.tasks.survival_run import fit_table
+    from medvl.tasks.survival.run import fit_table
     from medvl.workspace import Workspace
 
     spec = _spec(table, time, event, covariates, event_is_censoring, embeddings, id_column)
@@ -93,8 +93,8 @@ def predict(
     keep_ids: Annotated[bool, typer.Option("--keep-ids", help="Include the case id column in --out.")] = False,
 ) -> Result:
     """Risk scores, risk groups and survival probabilities for the rows of a table."""
-    from medvl.tasks.survival import SurvivalModel
-    from medvl.tasks.survival_run import predict_table
+    from medvl.tasks.survival.model import SurvivalModel
+    from medvl.tasks.survival.run import predict_table
 
     saved = SurvivalModel.load(model).record_.get("table", {})
     spec = _spec(table, time or saved.get("time", ""), event or saved.get("event", ""),
@@ -126,7 +126,7 @@ def evaluate(
     report: Annotated[Optional[Path], typer.Option("--report", help="Folder for metrics JSON and the KM plot.")] = None,  # noqa: UP045, E501
 ) -> Result:
     """Harrell C, Uno C, time-dependent AUC, integrated Brier score and KM log-rank p of a model or a CV run."""
-    from medvl.tasks.survival_run import evaluate_table
+    from medvl.tasks.survival.run import evaluate_table
 
     spec = _spec(table, time, event, covariates, event_is_censoring, embeddings, id_column)
     cfg = _config(method, penalizer, pca, ties, epochs, seed)

@@ -40,8 +40,8 @@ def zeroshot(
     from medvl.errors import InputError
     from medvl.knowledge import default_graph
     from medvl.tasks.space import JointSpace
-    from medvl.tasks.zeroshot import ZeroShotConfig
-    from medvl.tasks.zeroshot_run import classify_case, resolve_classes
+    from medvl.tasks.zeroshot.classifier import ZeroShotConfig
+    from medvl.tasks.zeroshot.run import classify_case, resolve_classes
 
     missing = [c for c in cases if not c.exists()]
     if missing:

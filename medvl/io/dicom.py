@@ -10,7 +10,7 @@ What this module guarantees, because CT models break silently when it goes wrong
 * compressed transfer syntaxes (JPEG 2000, JPEG lossless, RLE, ...) decode through pydicom's installed plugins;
 * missing slices, irregular steps, duplicate positions, mixed image sizes and files without pixel data are detected.
 
-Every identifying attribute is removed before anything leaves this module (see :mod:`medvl.radiology.deid`).
+Every identifying attribute is removed before anything leaves this module (see :mod:`medvl.io.deid`).
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from medvl.errors import InputError, MissingDependencyError
+from medvl.io.deid import Deidentifier, safe_metadata
 from medvl.log import get_logger
 
 log = get_logger(__name__)
@@ -132,8 +133,6 @@ def scan_dicom(path: str | Path, deid: Any = None) -> tuple[list[DicomSeries], l
         InputError: the folder is empty, holds no DICOM file, or no DICOM file carries pixel data.
     """
     import pydicom
-
-    from medvl.radiology.deid import Deidentifier
 
     deid = deid or Deidentifier()
     path = Path(path)
@@ -306,14 +305,12 @@ def read_dicom_series(
     Args:
         path: a folder of DICOM files (searched recursively) or one DICOM file.
         series: SeriesNumber or SeriesInstanceUID (original or de-identified) to read; default the largest CT series.
-        deid: a :class:`~medvl.radiology.deid.Deidentifier` (the default key when omitted).
+        deid: a :class:`~medvl.io.deid.Deidentifier` (the default key when omitted).
 
     Returns:
         ``(array, affine, meta, warnings)``: float32 HU indexed (column, row, slice), the voxel -> RAS mm affine, the
         de-identified metadata, and what was found wrong with the input.
     """
-    from medvl.radiology.deid import Deidentifier, safe_metadata
-
     path = Path(path)
     deid = deid or Deidentifier()
     found, notes = scan_dicom(path, deid)

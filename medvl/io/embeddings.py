@@ -33,8 +33,8 @@ from typing import Any
 
 import numpy as np
 
+from medvl.atomic import atomic_path
 from medvl.errors import ConfigError, InputError, reason
-from medvl.io.atomic import atomic_path
 from medvl.io.features import H5_ERRORS
 
 __all__ = [

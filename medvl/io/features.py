@@ -13,7 +13,7 @@ Layout written by medvl::
 their tools read medvl files; :func:`read_features` in turn reads files those tools wrote (``features`` stored
 ``[N, D]`` or ``[1, N, D]``, attributes on the file or on ``coords``).
 
-Every write goes through :func:`medvl.io.atomic.atomic_path`: a crash leaves the previous file or none, never a
+Every write goes through :func:`medvl.atomic.atomic_path`: a crash leaves the previous file or none, never a
 partial one.
 """
 
@@ -25,8 +25,8 @@ from typing import Any
 
 import numpy as np
 
+from medvl.atomic import atomic_path
 from medvl.errors import InputError, reason
-from medvl.io.atomic import atomic_path
 
 __all__ = ["FeatureStore", "TileTable", "read_features"]
 

@@ -6,10 +6,10 @@ decode (JPEG, uncompressed, LZW, deflate, zstd, WebP), :class:`TiledLevel` reads
 ``os.pread`` (no shared file position, so any number of threads read at once), decodes each tile once into a
 :class:`TileCache` shared by the slide's readers (decoders release the GIL), and copies the requested window out.
 
-It only serves reads it can reproduce exactly: the caller (:mod:`medvl.io.slide`) maps an OpenSlide level to a page
-of the same size, uses it only for levels whose downsample is a whole number and regions that start on that level's
-pixel grid, and checks it against OpenSlide on one region before first use. Pixels outside the image are white, as
-OpenSlide's transparent ones are after :func:`medvl.io.slide._rgba_to_rgb`.
+It only serves reads it can reproduce exactly: the caller (:mod:`medvl.io.slide.openslide_reader`) maps an OpenSlide
+level to a page of the same size, uses it only for levels whose downsample is a whole number and regions that start on
+that level's pixel grid, and checks it against OpenSlide on one region before first use. Pixels outside the image are
+white, as OpenSlide's transparent ones are after :func:`medvl.io.slide.pixels.rgba_to_rgb`.
 """
 
 from __future__ import annotations

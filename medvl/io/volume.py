@@ -152,7 +152,7 @@ def load_volume(path: str | Path, series: str | None = None, *, deid: Any = None
     Args:
         path: DICOM series folder, a DICOM file, or ``.nii`` / ``.nii.gz``.
         series: for DICOM folders holding several series: SeriesNumber or SeriesInstanceUID to read.
-        deid: a :class:`~medvl.radiology.deid.Deidentifier` (controls the UID re-mapping key and dates).
+        deid: a :class:`~medvl.io.deid.Deidentifier` (controls the UID re-mapping key and dates).
 
     Raises:
         InputError: missing path, unknown format, or a broken file (the message names the problem).

@@ -20,7 +20,7 @@ from medvl.errors import ConfigError, InputError
 from medvl.knowledge.concept import Concept, Synonym
 from medvl.knowledge.graph import FORMAT_VERSION, DiseaseGraph
 from medvl.log import get_logger
-from medvl.resources import bundled, project_root
+from medvl.resources import bundled, ontology_dir, source_checkout
 
 log = get_logger(__name__)
 
@@ -274,11 +274,13 @@ def cache_key(config: BuildConfig) -> str:
 
 
 def cache_dirs() -> list[Path]:
-    """Where cached graphs go, in order of preference: ``$MEDVL_GRAPH_CACHE``, ``ontology/built``, user cache."""
+    """Where cached graphs go, in order of preference: ``$MEDVL_GRAPH_CACHE``; ``built/`` beside the ontology sources
+    in a source checkout (an installed package's folder is left as installed); the user cache."""
     dirs = []
     if os.environ.get("MEDVL_GRAPH_CACHE"):
         dirs.append(Path(os.environ["MEDVL_GRAPH_CACHE"]))
-    dirs.append(project_root() / "ontology" / "built")
+    if source_checkout() is not None:
+        dirs.append(ontology_dir() / "built")
     from platformdirs import user_cache_dir
 
     dirs.append(Path(user_cache_dir("medvl", appauthor=False)) / "graph")
@@ -306,6 +308,13 @@ def cached_graph(config: BuildConfig | None = None, rebuild: bool = False) -> Di
         _write_cache(graph, name)
     _MEMORY[key] = graph
     return graph
+
+
+def store_cached_graph(graph: DiseaseGraph, config: BuildConfig) -> None:
+    """Make ``graph`` (just built from ``config``) the cached graph of that config: written to the cache file, and the
+    in-memory copies dropped so the next :func:`cached_graph` reads the new one."""
+    _write_cache(graph, f"graph-{cache_key(config)}.json.gz")
+    _MEMORY.clear()
 
 
 def _write_cache(graph: DiseaseGraph, name: str) -> None:

@@ -20,9 +20,9 @@ from dataclasses import dataclass as plain_dataclass
 from pathlib import Path
 from typing import Any
 
+from medvl.atomic import TMP_MARKER, atomic_write_json
 from medvl.config import Config, dataclass, field, save_resolved_config
 from medvl.errors import ConfigError, InputError
-from medvl.io.atomic import TMP_MARKER, atomic_write_json
 from medvl.knowledge.build import BuildConfig, cached_graph
 from medvl.knowledge.graph import DiseaseGraph
 from medvl.knowledge.groups import GroupConfig

@@ -11,8 +11,8 @@ from typing import Any
 
 import numpy as np
 
+from medvl.atomic import atomic_path
 from medvl.errors import InputError
-from medvl.io.atomic import atomic_path
 from medvl.knowledge.concept import Concept, SemanticGroup
 from medvl.log import get_logger
 

@@ -1,4 +1,4 @@
-"""Prompt templates: the editable files under ``ontology/templates/`` and rendering of names through them."""
+"""Prompt templates: the editable files under ``medvl/ontology/templates/`` and rendering of names through them."""
 
 from __future__ import annotations
 
@@ -6,14 +6,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from medvl.errors import InputError
-from medvl.resources import project_root
+from medvl.resources import template_dir
 
-#: template set name -> file under ontology/templates
+#: template set names: one file ``<name>.txt`` each in :func:`medvl.resources.template_dir`
 TEMPLATE_SETS = ("pathology", "radiology")
-
-
-def template_dir() -> Path:
-    return project_root() / "ontology" / "templates"
 
 
 def read_template_file(path: str | Path) -> list[str]:

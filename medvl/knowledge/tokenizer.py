@@ -14,8 +14,8 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from medvl.atomic import atomic_write_json
 from medvl.errors import InputError
-from medvl.io.atomic import atomic_write_json
 from medvl.knowledge.tagger import ConceptTagger, Mention
 
 if TYPE_CHECKING:

@@ -15,8 +15,9 @@ import torch
 
 from medvl.config import Config
 from medvl.errors import ConfigError
+from medvl.registry import Registry
 
-__all__ = ["LossConfig", "LossInputs", "build_losses", "list_losses", "register_loss"]
+__all__ = ["LOSSES", "LossConfig", "LossInputs", "build_losses", "list_losses", "register_loss"]
 
 
 @dataclass
@@ -52,21 +53,22 @@ class LossConfig(Config):
 
 
 LossFn = Callable[..., torch.Tensor]
-_LOSSES: dict[str, tuple[LossFn, tuple[str, ...]]] = {}
+#: name -> (loss function, the LossInputs fields it needs)
+LOSSES: Registry[tuple[LossFn, tuple[str, ...]]] = Registry("loss")
 
 
 def register_loss(name: str, needs: tuple[str, ...] = ()):
     """Register ``fn(inputs: LossInputs, **options)``; ``needs`` names the LossInputs fields it requires."""
 
     def decorator(fn: LossFn) -> LossFn:
-        _LOSSES[name] = (fn, needs)
+        LOSSES.add(name, (fn, tuple(needs)))
         return fn
 
     return decorator
 
 
 def list_losses() -> list[str]:
-    return sorted(_LOSSES)
+    return LOSSES.names()
 
 
 @dataclass
@@ -88,9 +90,7 @@ def build_losses(configs: list[LossConfig]) -> list[WeightedLoss]:
     """Resolve loss configs against the registry; unknown names or options are a clear error."""
     built = []
     for cfg in configs:
-        if cfg.name not in _LOSSES:
-            raise ConfigError(f"unknown loss '{cfg.name}'; known losses: {', '.join(list_losses())}")
-        fn, needs = _LOSSES[cfg.name]
+        fn, needs = LOSSES.get(cfg.name)
         accepted = [p for p in inspect.signature(fn).parameters if p != "inputs"]
         for key in cfg.options:
             if key not in accepted:
@@ -142,11 +142,8 @@ def _knowledge_group(inputs: LossInputs, use_hierarchy: bool = True) -> torch.Te
     Features and group ids are gathered over processes (with gradient) and the full loss is computed everywhere,
     which gives the exact gradient of the global batch after DDP's averaging.
     """
-    try:
-        from medvl.losses.knowledge import knowledge_group_loss
-    except ImportError as exc:  # the knowledge area provides it
-        raise ConfigError("loss 'knowledge_group' needs medvl.losses.knowledge (not installed in this build)") from exc
     from medvl.losses.distributed import all_gather_no_grad, all_gather_with_grad
+    from medvl.losses.knowledge import knowledge_group_loss
 
     a, b = all_gather_with_grad(inputs.a), all_gather_with_grad(inputs.b)
     groups = all_gather_no_grad(inputs.groups)

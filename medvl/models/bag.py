@@ -4,8 +4,14 @@ A slide is a bag of tile features (with level-0 coordinates); video frames or au
 positions. Input is a tensor ``[B, N, D_in]`` or a mapping with ``features [B, N, D_in]``, optional ``mask [B, N]``
 (True = real item; bags are padded to a common length) and optional ``coords [B, N, P]`` (P = ``pos_dim``).
 
-Two poolers: ``bag-attention`` (gated attention pooling, ABMIL style) and ``bag-transformer`` (a class token and a
-small transformer encoder; token outputs available for FILIP).
+Two poolers: ``bag-attention`` (gated attention pooling, ABMIL) and ``bag-transformer`` (a class token and a small
+transformer encoder; token outputs available for FILIP).
+
+The same gated attention (:func:`gated_attention_weights`) also serves the stand-alone MIL poolers over one slide's
+tile features (:class:`AttentionMIL`, with an optional classifier head; :class:`MeanPool`; :class:`TopKPool`): each
+takes ``features [N, D]`` or ``[B, N, D]`` with an optional boolean ``mask [B, N]`` (True = real tile) and returns
+``(pooled, weights)``; the weights say how much each tile counted, which
+:func:`~medvl.pathology.heatmap.render_heatmap` can draw.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ from medvl.errors import InputError
 from medvl.models.registry import register_tower
 from medvl.models.tower import Tower
 
-__all__ = ["BagConfig", "BagTower"]
+__all__ = ["AttentionMIL", "BagConfig", "BagTower", "MeanPool", "TopKPool", "gated_attention_weights"]
 
 
 @dataclass
@@ -47,6 +53,23 @@ class BagConfig(Config):
     pos_dim: int = 2
     pos_scale: float = 256.0
     dropout: float = 0.0
+
+
+def gated_attention_weights(h: torch.Tensor, attn_v: nn.Linear, attn_u: nn.Linear | None, attn_w: nn.Linear,
+                            mask: torch.Tensor) -> torch.Tensor:
+    """Gated attention (Ilse et al., 2018, "ABMIL"): ``softmax_i(w^T (tanh(V h_i) * sigmoid(U h_i)))`` over the
+    unmasked items of each bag, ``[B, N]``; without ``attn_u`` the plain ``tanh`` variant. An all-masked bag gets zero
+    weights, not NaN."""
+    a = torch.tanh(attn_v(h))
+    if attn_u is not None:
+        a = a * torch.sigmoid(attn_u(h))
+    scores = attn_w(a).squeeze(-1).masked_fill(~mask, float("-inf"))
+    return torch.softmax(scores, dim=1).nan_to_num(0.0)
+
+
+def weighted_sum(weights: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+    """``sum_i w_i h_i`` per bag: ``[B, N]`` weights over ``[B, N, D]`` items -> ``[B, D]``."""
+    return (weights.unsqueeze(-1) * items).sum(1)
 
 
 class FourierPositions(nn.Module):
@@ -128,16 +151,96 @@ class BagTower(Tower):
         tokens, mask = self.encode_tokens_masked(batch)
         if self.cfg.pooler == "transformer":
             return tokens[:, 0]
-        scores = self.attn_w(torch.tanh(self.attn_v(tokens)) * torch.sigmoid(self.attn_u(tokens))).squeeze(-1)
-        scores = scores.masked_fill(~mask, float("-inf"))
-        weights = torch.softmax(scores, dim=1).unsqueeze(-1)
-        return (weights * tokens).sum(1)
+        return weighted_sum(gated_attention_weights(tokens, self.attn_v, self.attn_u, self.attn_w, mask), tokens)
 
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         self.grad_checkpointing = enable
 
     def checkpoint_kwargs(self) -> dict[str, Any]:
         return self.cfg.to_dict()
+
+
+# ------------------------------------------------------------------------------------------------ MIL poolers
+def _batched(features: torch.Tensor, mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, bool]:
+    single = features.ndim == 2
+    if single:
+        features = features.unsqueeze(0)
+        mask = None if mask is None else mask.unsqueeze(0)
+    if features.ndim != 3:
+        raise ValueError(f"features must be [N, D] or [B, N, D], got {tuple(features.shape)}")
+    if mask is None:
+        mask = torch.ones(features.shape[:2], dtype=torch.bool, device=features.device)
+    return features, mask.bool(), single
+
+
+def _unbatch(pooled: torch.Tensor, weights: torch.Tensor, single: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    return (pooled[0], weights[0]) if single else (pooled, weights)
+
+
+class MeanPool(nn.Module):
+    """Mean of the (unmasked) tile features."""
+
+    def forward(self, features: torch.Tensor, mask: torch.Tensor | None = None):
+        x, m, single = _batched(features, mask)
+        w = m.float() / m.float().sum(1, keepdim=True).clamp_min(1)
+        return _unbatch(weighted_sum(w, x), w, single)
+
+
+class TopKPool(nn.Module):
+    """Mean of the ``k`` highest-scoring tiles; scores from a linear layer (trainable) over the features.
+
+    Args:
+        in_dim: feature width.
+        k: tiles kept (fewer when a slide has fewer).
+    """
+
+    def __init__(self, in_dim: int, k: int = 8):
+        super().__init__()
+        if k < 1:
+            raise ValueError("k must be >= 1")
+        self.k = k
+        self.score = nn.Linear(in_dim, 1)
+
+    def forward(self, features: torch.Tensor, mask: torch.Tensor | None = None):
+        x, m, single = _batched(features, mask)
+        s = self.score(x).squeeze(-1).masked_fill(~m, float("-inf"))
+        k = min(self.k, x.shape[1])
+        top = s.topk(k, dim=1).indices
+        sel = torch.zeros_like(s).scatter_(1, top, 1.0) * m.float()
+        w = sel / sel.sum(1, keepdim=True).clamp_min(1)
+        return _unbatch(weighted_sum(w, x), w, single)
+
+
+class AttentionMIL(nn.Module):
+    """Gated attention-MIL (ABMIL): ``a_i = softmax(w^T (tanh(V h_i) * sigmoid(U h_i)))``, pooled ``sum a_i h_i``.
+
+    Args:
+        in_dim: tile feature width.
+        hidden: attention hidden width.
+        n_classes: logits of a linear head on the pooled vector (0: return the pooled vector itself).
+        dropout: dropout on the projected features.
+        gated: use the gated variant (the plain ``tanh`` one otherwise).
+        proj_dim: optional first projection of the features (``None`` keeps ``in_dim``).
+    """
+
+    def __init__(self, in_dim: int, hidden: int = 128, n_classes: int = 0, dropout: float = 0.0,
+                 gated: bool = True, proj_dim: int | None = None):
+        super().__init__()
+        dim = proj_dim or in_dim
+        self.proj = nn.Sequential(nn.Linear(in_dim, dim), nn.GELU(), nn.Dropout(dropout)) if proj_dim else nn.Identity()
+        self.attn_v = nn.Linear(dim, hidden)
+        self.attn_u = nn.Linear(dim, hidden) if gated else None
+        self.attn_w = nn.Linear(hidden, 1)
+        self.head = nn.Linear(dim, n_classes) if n_classes > 0 else None
+        self.out_dim = n_classes if n_classes > 0 else dim
+
+    def forward(self, features: torch.Tensor, mask: torch.Tensor | None = None):
+        x, m, single = _batched(features, mask)
+        h = self.proj(x)
+        w = gated_attention_weights(h, self.attn_v, self.attn_u, self.attn_w, m)
+        pooled = weighted_sum(w, h)
+        out = self.head(pooled) if self.head is not None else pooled
+        return _unbatch(out, w, single)
 
 
 def _example_bag(tower: BagTower) -> dict[str, torch.Tensor]:

@@ -69,7 +69,7 @@ class TimmImageTower(Tower):
         self.data_config = self._data_config()
 
     def _load(self, weights: str | Path, trust_pickle: bool) -> None:
-        from medvl.models.checkpoint import load_state_file
+        from medvl.models.weights import load_state_file
 
         own = self.model.state_dict()
         state = _strip_prefixes(load_state_file(weights, trust_pickle=trust_pickle), set(own))

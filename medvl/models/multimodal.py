@@ -20,6 +20,7 @@ from torch import nn
 
 from medvl.config import Config
 from medvl.errors import ConfigError
+from medvl.models.checkpoint import save_checkpoint
 from medvl.models.registry import create_tower
 
 __all__ = ["ModelConfig", "MultiModalModel", "TowerSpec"]
@@ -157,6 +158,4 @@ class MultiModalModel(nn.Module):
 
     def save(self, folder: Any) -> Any:
         """Write a checkpoint folder (see :mod:`medvl.models.checkpoint`)."""
-        from medvl.models.checkpoint import save_checkpoint
-
         return save_checkpoint(self, folder)

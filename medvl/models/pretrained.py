@@ -162,7 +162,7 @@ class OpenClipTextTower(Tower):
 
 
 def _load_open_clip_side(model_cfg: dict[str, Any], weights: str | None) -> nn.Module:
-    from medvl.models.checkpoint import load_state_file
+    from medvl.models.weights import load_state_file
 
     model = _open_clip_model(model_cfg)
     if weights:
@@ -191,8 +191,8 @@ def open_clip_text(model_cfg: dict[str, Any], weights: str | None = None,
 def from_open_clip(config_path: str | Path, weights: str | Path) -> Any:
     """A :class:`MultiModalModel` from an open_clip model config (JSON: ``embed_dim``, ``vision_cfg``, ``text_cfg``,
     or a file with ``model_cfg`` inside, as CONCH/BiomedCLIP publish) and a state dict."""
-    from medvl.models.checkpoint import load_state_file
     from medvl.models.multimodal import ModelConfig, MultiModalModel, TowerSpec
+    from medvl.models.weights import load_state_file
 
     config_path = Path(config_path)
     if not config_path.is_file():

@@ -2,7 +2,8 @@
 
 A tower factory takes keyword arguments (its typed config's fields) and returns a :class:`~medvl.models.tower.Tower`.
 Every registered name has a tiny variant (``tiny=True`` entries) used by the tests, which run one forward pass over
-the whole registry.
+the whole registry. Named model configurations (``create_model("tiny-clip")``) are a separate registry,
+:mod:`medvl.models.zoo`.
 """
 
 from __future__ import annotations
@@ -12,6 +13,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from medvl.errors import ConfigError
+from medvl.registry import Registry
+
+__all__ = ["TOWERS", "TowerEntry", "create_tower", "get_tower_entry", "list_towers", "register_tower"]
 
 
 @dataclass(frozen=True)
@@ -24,7 +28,17 @@ class TowerEntry:
     example_input: Callable[[Any], Any] | None = None  # builds a small batch for the registry test
 
 
-_REGISTRY: dict[str, TowerEntry] = {}
+#: modules whose import registers the built-in towers (imported on first use: torch-heavy)
+BUILTIN_MODULES = (
+    "medvl.models.text",
+    "medvl.models.image",
+    "medvl.models.volume",
+    "medvl.models.bag",
+    "medvl.models.tabular",
+    "medvl.models.pretrained",
+)
+
+TOWERS: Registry[TowerEntry] = Registry("tower", builtins=BUILTIN_MODULES)
 
 
 def register_tower(
@@ -38,50 +52,23 @@ def register_tower(
     """Decorator registering a tower factory under ``name``."""
 
     def decorator(factory):
-        if name in _REGISTRY:
-            raise ValueError(f"tower '{name}' is already registered")
-        _REGISTRY[name] = TowerEntry(name, modality, factory, tiny, description or (factory.__doc__ or "").strip(),
-                                     example_input)
+        TOWERS.add(name, TowerEntry(name, modality, factory, tiny, description or (factory.__doc__ or "").strip(),
+                                    example_input))
         return factory
 
     return decorator
 
 
-def _ensure_builtin() -> None:
-    """Import the modules that register the built-in towers (kept lazy: torch-heavy)."""
-    import importlib
-    import importlib.util
-
-    for module in BUILTIN_MODULES:
-        if importlib.util.find_spec(module) is not None:
-            importlib.import_module(module)
-
-
-#: modules whose import registers towers
-BUILTIN_MODULES = (
-    "medvl.models.text",
-    "medvl.models.image",
-    "medvl.models.volume",
-    "medvl.models.bag",
-    "medvl.models.tabular",
-    "medvl.models.pretrained",
-)
-
-
 def list_towers(modality: str | None = None, tiny: bool | None = None) -> list[str]:
-    _ensure_builtin()
     return sorted(
         n
-        for n, e in _REGISTRY.items()
+        for n, e in TOWERS.items()
         if (modality is None or e.modality == modality) and (tiny is None or e.tiny == tiny)
     )
 
 
 def get_tower_entry(name: str) -> TowerEntry:
-    _ensure_builtin()
-    if name not in _REGISTRY:
-        raise ConfigError(f"unknown tower '{name}'; known towers: {', '.join(sorted(_REGISTRY))}")
-    return _REGISTRY[name]
+    return TOWERS.get(name)
 
 
 def create_tower(name: str, **kwargs: Any):
@@ -91,41 +78,3 @@ def create_tower(name: str, **kwargs: Any):
         return entry.factory(**kwargs)
     except TypeError as exc:
         raise ConfigError(f"tower '{name}': {exc}") from None
-
-
-# ---------------------------------------------------------------------------------------------- named models
-#: model name -> function returning its ``ModelConfig`` (registered by ``medvl.models.zoo``)
-_MODELS: dict[str, Callable[[], Any]] = {}
-
-
-def register_model(name: str):
-    """Decorator registering a function that returns a :class:`~medvl.models.multimodal.ModelConfig` under ``name``."""
-
-    def decorator(fn):
-        if name in _MODELS:
-            raise ValueError(f"model '{name}' is already registered")
-        _MODELS[name] = fn
-        return fn
-
-    return decorator
-
-
-def _ensure_models() -> None:
-    import importlib
-
-    importlib.import_module("medvl.models.zoo")
-
-
-def list_models() -> list[str]:
-    """Names accepted by :func:`medvl.models.create_model` (besides checkpoint directories)."""
-    _ensure_models()
-    return sorted(_MODELS)
-
-
-def get_model_config(name: str):
-    """The :class:`ModelConfig` registered under ``name``; a clear error listing the known names otherwise."""
-    _ensure_models()
-    if name not in _MODELS:
-        known = ", ".join(sorted(_MODELS))
-        raise ConfigError(f"unknown model '{name}'; known models: {known} (or a checkpoint folder)")
-    return _MODELS[name]()

@@ -56,7 +56,7 @@ class VolumeTower(Tower):
 
     def _load_weights(self, module: nn.Module, weights: Path | None, trust_pickle: bool = False) -> None:
         if weights is not None:
-            from medvl.models.checkpoint import load_state_file
+            from medvl.models.weights import load_state_file
 
             state = load_state_file(weights, trust_pickle=trust_pickle)
             state = {k.removeprefix("module."): v for k, v in state.items()}  # saved from a DDP-wrapped model

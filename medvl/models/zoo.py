@@ -1,9 +1,34 @@
-"""Named model configurations (``medvl.models.list_models()``)."""
+"""Named model configurations: ``register_model`` / ``list_models`` / ``get_model_config``, and the built-in ones.
+
+A named model is a function returning a :class:`~medvl.models.multimodal.ModelConfig`;
+:func:`medvl.models.create_model` builds it with fresh weights (a checkpoint folder brings its own).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from medvl.models.multimodal import ModelConfig, TowerSpec
-from medvl.models.registry import register_model
+from medvl.registry import Registry
+
+__all__ = ["MODELS", "get_model_config", "list_models", "register_model"]
+
+MODELS: Registry[Callable[[], ModelConfig]] = Registry("model", hint=" (or a checkpoint folder)")
+
+
+def register_model(name: str) -> Callable[[Callable[[], ModelConfig]], Callable[[], ModelConfig]]:
+    """Decorator registering a function that returns a :class:`ModelConfig` under ``name``."""
+    return MODELS.register(name)
+
+
+def list_models() -> list[str]:
+    """Names accepted by :func:`medvl.models.create_model` (besides checkpoint directories)."""
+    return MODELS.names()
+
+
+def get_model_config(name: str) -> ModelConfig:
+    """The :class:`ModelConfig` registered under ``name``; a clear error listing the known names otherwise."""
+    return MODELS.get(name)()
 
 
 @register_model("tiny-clip")

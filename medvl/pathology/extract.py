@@ -7,7 +7,6 @@ the device as one batched operation. On CUDA the forward runs in bf16 autocast w
 
 from __future__ import annotations
 
-import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,8 +23,8 @@ from medvl.pathology.tiling import TileGrid
 log = get_logger(__name__)
 
 __all__ = [
-    "EncoderSpec", "ExtractConfig", "LazyTileEncoder", "TileEncoder", "encoder_label", "extract_features",
-    "load_tile_encoder", "resolve_device",
+    "EncoderSpec", "ExtractConfig", "LazyTileEncoder", "TileEncoder", "card_of", "card_tiling", "encoder_label",
+    "extract_features", "load_tile_encoder", "resolve_device",
 ]
 
 
@@ -40,6 +39,10 @@ class EncoderSpec(Config):
         img_size: model input size override (ViTs).
         project: with a checkpoint, store joint-space (projected, normalised) embeddings instead of raw features.
         trust_pickle: accept a pickle-based weights file that needs full unpickling (it can run code).
+        trust_remote_code: let a model card's hub code run (cards published with their own Python code).
+
+    ``name`` may also be a model card (``medvl models list``): the card's architecture, preprocessing and output,
+    with ``weights`` or the model installed in the local store.
     """
 
     name: str = "timm-tiny"
@@ -48,6 +51,7 @@ class EncoderSpec(Config):
     img_size: int | None = None
     project: bool = False
     trust_pickle: bool = False
+    trust_remote_code: bool = False
 
 
 @dataclass
@@ -120,9 +124,14 @@ class TileEncoder:
 
         x = torch.from_numpy(tiles).to(device, non_blocking=True).permute(0, 3, 1, 2).float().div_(255.0)
         _, h, w = self.data_config["input_size"]
-        if x.shape[-2:] != (h, w):
+        resize = self.data_config.get("resize_px")  # a card's resize-then-centre-crop (e.g. 256 -> 224)
+        size = (resize, resize) if resize else (h, w)
+        if x.shape[-2:] != size:
             mode = "bicubic" if self.data_config.get("interpolation") == "bicubic" else "bilinear"
-            x = F.interpolate(x, size=(h, w), mode=mode, antialias=True, align_corners=False).clamp_(0, 1)
+            x = F.interpolate(x, size=size, mode=mode, antialias=True, align_corners=False).clamp_(0, 1)
+        if size != (h, w):
+            top, left = (size[0] - h) // 2, (size[1] - w) // 2
+            x = x[..., top:top + h, left:left + w]
         mean = torch.tensor(self.data_config["mean"], device=device).view(1, 3, 1, 1)
         std = torch.tensor(self.data_config["std"], device=device).view(1, 3, 1, 1)
         return (x - mean) / std
@@ -134,6 +143,11 @@ class TileEncoder:
 
 def encoder_label(spec: EncoderSpec) -> str:
     """The ``encoder`` attribute recorded in feature files (known before the model loads: resume checks it)."""
+    card = card_of(spec)
+    if card is not None:
+        from medvl.models.published import card_weights_label
+
+        return card_weights_label(card, spec.weights)
     if Path(spec.name).is_dir():
         label = str(Path(spec.name).resolve()) + (":projected" if spec.project else "")
     else:
@@ -163,6 +177,8 @@ def load_tile_encoder(spec: EncoderSpec) -> TileEncoder:
     """
     if Path(spec.name).is_dir():
         return _checkpoint_encoder(spec)
+    if card_of(spec) is not None:
+        return _card_encoder(spec)
     from medvl.models import create_tower, get_tower_entry
 
     entry = get_tower_entry(spec.name)
@@ -183,19 +199,58 @@ def load_tile_encoder(spec: EncoderSpec) -> TileEncoder:
                        data_config=data_config)
 
 
+def card_of(spec: EncoderSpec) -> Any:
+    """The model card ``spec.name`` names (``None`` for registered towers and checkpoint folders)."""
+    if Path(spec.name).is_dir() or spec.name in _tower_names():
+        return None
+    from medvl.models.catalogue import find_card
+
+    return find_card(spec.name)
+
+
+def card_tiling(spec: EncoderSpec, mpp: float | None, size: int | None) -> tuple[float, int, list[str]]:
+    """Tile resolution and size for ``spec``: the user's values, else the model card's, else 0.5 µm/px and 224 px.
+
+    Returns the values and the warnings to show when the user's choice differs from the card's."""
+    card = card_of(spec)
+    tile = getattr(card, "tile", None)
+    if tile is None:
+        return (0.5 if mpp is None else mpp), (224 if size is None else size), []
+    warnings = []
+    if mpp is not None and abs(mpp - tile.mpp) > 1e-9:
+        warnings.append(f"tiling at {mpp:g} µm/px, but model card '{card.name}' expects {tile.mpp:g} µm/px "
+                        f"({tile.magnification or 10 / tile.mpp:g}x): its features may degrade")
+    if size is not None and size != tile.tile_px:
+        warnings.append(f"tiles of {size} px, but model card '{card.name}' expects {tile.tile_px} px at "
+                        f"{tile.mpp:g} µm/px")
+    return (tile.mpp if mpp is None else mpp), (tile.tile_px if size is None else size), warnings
+
+
+def _tower_names() -> set[str]:
+    from medvl.models import list_towers
+
+    return set(list_towers())
+
+
+def _card_encoder(spec: EncoderSpec) -> TileEncoder:
+    from medvl.models.published import load_card_encoder
+
+    encoder = load_card_encoder(spec.name, spec.weights, trust_pickle=spec.trust_pickle,
+                                trust_remote_code=spec.trust_remote_code)
+    if encoder.data_config is None:
+        raise ConfigError(f"model card '{spec.name}' is a {encoder.card.modality} encoder, not a tile encoder")
+    return TileEncoder(model=encoder, name=encoder_label(spec), embed_dim=encoder.embed_dim,
+                       data_config=encoder.data_config)
+
+
 def _default_data_config() -> dict[str, Any]:
     return {"input_size": (3, 224, 224), "mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225),
             "interpolation": "bicubic"}
 
 
 def _checkpoint_encoder(spec: EncoderSpec) -> TileEncoder:
-    if importlib.util.find_spec("medvl.models.multimodal") is None:
-        raise ConfigError(f"{spec.name}: checkpoint directories need medvl.models.create_model (not in this build)")
-    from medvl import models
+    from medvl.models import create_model
 
-    create_model = getattr(models, "create_model", None)
-    if create_model is None:
-        raise ConfigError(f"{spec.name}: checkpoint directories need medvl.models.create_model (not in this build)")
     model = create_model(spec.name).eval()
     tower = model.towers["image"]
     data_config = getattr(tower, "data_config", None) or _default_data_config()

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
+from medvl.atomic import atomic_write_bytes
 from medvl.errors import InputError
-from medvl.io.atomic import atomic_write_bytes
 from medvl.io.slide import Slide
 
 __all__ = ["render_heatmap", "score_canvas"]

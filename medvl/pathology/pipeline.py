@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 
 from medvl import __version__
+from medvl.atomic import atomic_write_json, sweep_temporaries
 from medvl.errors import InputError, MedvlError, reason
-from medvl.io.atomic import atomic_write_json, sweep_temporaries
 from medvl.io.features import H5_ERRORS, FeatureStore, TileTable
 from medvl.io.manifest import is_manifest, read_manifest
 from medvl.io.slide import open_slide, slide_id_of

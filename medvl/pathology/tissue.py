@@ -15,9 +15,9 @@ from typing import Any
 
 import numpy as np
 
+from medvl.atomic import atomic_path, atomic_write_text
 from medvl.config import Config
 from medvl.errors import ConfigError
-from medvl.io.atomic import atomic_path, atomic_write_text
 from medvl.io.slide import Slide
 from medvl.log import get_logger
 

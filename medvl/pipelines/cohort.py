@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,11 +18,12 @@ from medvl.io.manifest import ManifestRow
 from medvl.log import get_logger
 from medvl.pipelines.context import CaseContext
 from medvl.pipelines.state import CaseState
-from medvl.pipelines.steps import StepOutput
+from medvl.pipelines.steps import COHORT_STEPS, StepOutput
+from medvl.tasks.vectors import l2_normalise
 
 log = get_logger(__name__)
 
-__all__ = ["COHORT_STEPS", "run_cohort_steps"]
+__all__ = ["run_cohort_steps"]
 
 #: the per-case step whose output each modality contributes to cohort steps
 EMBEDDING_STEP = {"slide": "extract", "ct": "embed"}
@@ -50,8 +50,8 @@ def _slide_h5(ctx: CaseContext, row: ManifestRow) -> Path:
 
 def index_step(ctx: CaseContext, cohort: CohortInput) -> StepOutput | None:
     """A retrieval index over the slides' joint-space embeddings (``medvl index build --model``)."""
-    from medvl.tasks.index_build import build_index
-    from medvl.tasks.retrieval import IndexConfig
+    from medvl.tasks.retrieval.build import build_index
+    from medvl.tasks.retrieval.index import IndexConfig
 
     slides = sorted((r for r in cohort.rows if r.modality == "slide"), key=lambda r: r.case_id)
     if not slides:
@@ -65,7 +65,7 @@ def index_step(ctx: CaseContext, cohort: CohortInput) -> StepOutput | None:
 
 def case_vector(ctx: CaseContext, row: ManifestRow) -> np.ndarray:
     """One joint-space vector per case: mean of a slide's projected tiles, or the CT volume embedding."""
-    from medvl.tasks.embeddings import load_embeddings
+    from medvl.io.embeddings import load_embeddings
 
     if row.modality == "slide":
         vectors = ctx.space.to_joint(load_embeddings(_slide_h5(ctx, row)), "image")
@@ -73,7 +73,7 @@ def case_vector(ctx: CaseContext, row: ManifestRow) -> np.ndarray:
         path = ctx.layout.ct / f"{row.case_id}.npz"
         vectors = ctx.space.to_joint(load_embeddings(path), "volume", origin=path)
     v = vectors.mean(axis=0)
-    return (v / max(float(np.linalg.norm(v)), 1e-12)).astype(np.float32)
+    return l2_normalise(v)
 
 
 def survival_step(ctx: CaseContext, cohort: CohortInput) -> StepOutput | None:
@@ -84,10 +84,10 @@ def survival_step(ctx: CaseContext, cohort: CohortInput) -> StepOutput | None:
     """
     import pandas as pd
 
-    from medvl.io.atomic import atomic_path
-    from medvl.tasks.embeddings import EmbeddingSet, save_embeddings
-    from medvl.tasks.survival import SurvivalConfig
-    from medvl.tasks.survival_run import TableSpec, fit_table, predict_table
+    from medvl.atomic import atomic_path
+    from medvl.io.embeddings import EmbeddingSet, save_embeddings
+    from medvl.tasks.survival.model import SurvivalConfig
+    from medvl.tasks.survival.run import TableSpec, fit_table, predict_table
 
     cfg = ctx.config.survival
     rows = [r for r in cohort.rows if r.get("time") is not None and r.get("event") is not None]
@@ -117,10 +117,8 @@ def survival_step(ctx: CaseContext, cohort: CohortInput) -> StepOutput | None:
     return StepOutput(record, files + ([str(emb_path)] if emb_path else []))
 
 
-COHORT_STEPS: dict[str, Callable[[CaseContext, CohortInput], StepOutput | None]] = {
-    "index": index_step,
-    "survival": survival_step,
-}
+COHORT_STEPS.add("index", index_step)
+COHORT_STEPS.add("survival", survival_step)
 
 
 def _cohort_key(ctx: CaseContext, name: str, cohort: CohortInput) -> str:
@@ -151,7 +149,7 @@ def run_cohort_steps(ctx: CaseContext, rows: list[ManifestRow]) -> dict[str, Any
             results[name] = {"status": "skipped", **done}
             continue
         t0 = time.perf_counter()
-        out = COHORT_STEPS[name](ctx, cohort)
+        out = COHORT_STEPS.get(name)(ctx, cohort)
         if out is None:
             results[name] = {"status": "not_applicable"}
             continue

@@ -18,22 +18,13 @@ config), the per-case steps of each modality, and the cohort steps that run once
 
 from __future__ import annotations
 
-import hashlib
-import json
 from pathlib import Path
 from typing import Any, Literal
 
 from medvl.config import Config, dataclass, field, read_config_file
 from medvl.errors import ConfigError
 
-__all__ = ["CTSteps", "IndexStep", "ModelSource", "PipelineConfig", "SlideSteps", "SurvivalStep", "ZeroShotStep",
-           "config_hash"]
-
-
-def config_hash(obj: Any) -> str:
-    """A stable short hash of a JSON-able value (sorted keys)."""
-    text = json.dumps(obj, sort_keys=True, default=str)
-    return hashlib.blake2b(text.encode(), digest_size=12).hexdigest()
+__all__ = ["CTSteps", "IndexStep", "ModelSource", "PipelineConfig", "SlideSteps", "SurvivalStep", "ZeroShotStep"]
 
 
 @dataclass

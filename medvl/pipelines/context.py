@@ -12,8 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from medvl.io.atomic import atomic_write_json
-from medvl.pipelines.config import ModelSource, PipelineConfig, config_hash
+from medvl.atomic import atomic_write_json
+from medvl.hashing import config_hash, content_hash
+from medvl.pipelines.config import ModelSource, PipelineConfig
 
 __all__ = ["CaseContext", "RunLayout", "RunSpec", "materialise_model"]
 
@@ -107,7 +108,6 @@ def _build_checkpoint(source: ModelSource, folder: Path) -> None:
 
 def _fingerprint(folder: Path) -> str:
     from medvl.models.checkpoint import CONFIG, WEIGHTS
-    from medvl.radiology.cache import content_hash
 
     return config_hash([content_hash(folder / WEIGHTS), content_hash(folder / CONFIG)])
 
@@ -142,7 +142,7 @@ class CaseContext:
 
     @functools.cached_property
     def classes(self) -> tuple[list[str], dict[str, list[str]]]:
-        from medvl.tasks.zeroshot_run import resolve_classes
+        from medvl.tasks.zeroshot.run import resolve_classes
 
         zs = self.config.zeroshot
         return resolve_classes(self.graph, zs.node, zs.classes)

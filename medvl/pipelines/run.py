@@ -12,8 +12,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from medvl.atomic import atomic_write_json, sweep_temporaries
 from medvl.errors import InputError
-from medvl.io.atomic import atomic_write_json, sweep_temporaries
 from medvl.io.manifest import MAX_REPORTED, Manifest, validate_manifest
 from medvl.log import get_logger, progress
 from medvl.pipelines.backends import get_backend

@@ -56,7 +56,7 @@ def run_case(ctx: CaseContext, case: dict[str, Any]) -> dict[str, Any]:
     try:
         input_hash = input_fingerprint(row.path, state.folder / "input.json")
         for step_name in ctx.config.steps.get(row.modality, []):
-            step = STEPS[row.modality][step_name]
+            step = STEPS[row.modality].get(step_name)
             step_cfg = {"settings": step.config(ctx.config), "model": ctx.spec.model_fingerprint}
             key = state.key(step_name, input_hash, step_cfg, [keys[n] for n in step.needs])
             keys[step_name] = key

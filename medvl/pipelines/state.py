@@ -17,16 +17,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from medvl.io.atomic import atomic_write_json
-from medvl.pipelines.config import config_hash
+from medvl.atomic import atomic_write_json
+from medvl.hashing import config_hash, content_hash
 
 __all__ = ["CaseState", "input_fingerprint"]
 
 
 def input_fingerprint(path: Path, memo_file: Path) -> str:
     """Content hash of a case's input (file or folder), memoised in ``memo_file`` by path, size and mtime."""
-    from medvl.radiology.cache import content_hash
-
     stat_key = _stat_key(path)
     try:
         memo = json.loads(memo_file.read_text())

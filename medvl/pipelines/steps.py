@@ -15,8 +15,9 @@ from typing import Any
 
 from medvl.errors import ConfigError, InputError
 from medvl.io.manifest import ManifestRow
+from medvl.registry import Registry
 
-__all__ = ["STEPS", "StepDef", "StepOutput", "check_steps", "register_step"]
+__all__ = ["COHORT_STEPS", "STEPS", "StepDef", "StepOutput", "check_steps", "register_step"]
 
 
 @dataclass
@@ -46,17 +47,19 @@ class StepDef:
     config: Callable[[Any], Any]
 
 
-#: modality -> step name -> definition
-STEPS: dict[str, dict[str, StepDef]] = {}
-#: cohort step names (filled by medvl.pipelines.cohort)
-COHORT_STEP_NAMES = ("index", "survival")
+#: modality -> registry of its per-case steps
+STEPS: dict[str, Registry[StepDef]] = {}
+#: steps run once over all finished cases: ``fn(ctx, cohort) -> StepOutput | None`` (registered by
+#: :mod:`medvl.pipelines.cohort`)
+COHORT_STEPS: Registry[Callable[..., StepOutput | None]] = Registry("cohort step", builtins=("medvl.pipelines.cohort",))
 
 
 def register_step(modality: str, name: str, needs: tuple[str, ...] = (), config: Callable[[Any], Any] = lambda c: {}):
     """Decorator registering ``fn(ctx, row) -> StepOutput`` as a per-case step of ``modality``."""
 
     def decorator(fn):
-        STEPS.setdefault(modality, {})[name] = StepDef(name, modality, fn, tuple(needs), config)
+        STEPS.setdefault(modality, Registry(f"{modality} step")).add(name, StepDef(name, modality, fn, tuple(needs),
+                                                                                   config))
         return fn
 
     return decorator
@@ -68,15 +71,18 @@ def check_steps(steps: dict[str, list[str]], cohort_steps: list[str]) -> None:
         if modality not in STEPS:
             raise ConfigError(f"steps: unknown modality '{modality}' (known: {', '.join(STEPS)})")
         for i, name in enumerate(names):
-            step = STEPS[modality].get(name)
-            if step is None:
-                raise ConfigError(f"steps.{modality}: unknown step '{name}' (known: {', '.join(STEPS[modality])})")
+            try:
+                step = STEPS[modality].get(name)
+            except ConfigError as exc:
+                raise ConfigError(f"steps.{modality}: {exc}") from None
             missing = [n for n in step.needs if n not in names[:i]]
             if missing:
                 raise ConfigError(f"steps.{modality}: '{name}' needs '{missing[0]}' before it")
     for name in cohort_steps:
-        if name not in COHORT_STEP_NAMES:
-            raise ConfigError(f"cohort_steps: unknown step '{name}' (known: {', '.join(COHORT_STEP_NAMES)})")
+        try:
+            COHORT_STEPS.get(name)
+        except ConfigError as exc:
+            raise ConfigError(f"cohort_steps: {exc}") from None
 
 
 # ------------------------------------------------------------------------------------------------ slides
@@ -137,7 +143,7 @@ def extract_step(ctx: Any, row: ManifestRow) -> StepOutput:
 
 
 def _zeroshot_config(cfg: Any, templates: str) -> Any:
-    from medvl.tasks.zeroshot import ZeroShotConfig
+    from medvl.tasks.zeroshot.classifier import ZeroShotConfig
 
     zs = cfg.zeroshot
     return ZeroShotConfig(templates=[templates], temperature=zs.temperature, abstain_below=zs.abstain_below)
@@ -150,7 +156,7 @@ def _zs_settings(cfg: Any) -> dict[str, Any]:
 @register_step("slide", "zeroshot", needs=("extract",), config=_zs_settings)
 def slide_zeroshot_step(ctx: Any, row: ManifestRow) -> StepOutput:
     """Slide-level zero-shot diagnosis (+ per-tile scores): ``zeroshot/<case_id>.json`` and ``_tiles.npz``."""
-    from medvl.tasks.zeroshot_run import classify_case
+    from medvl.tasks.zeroshot.run import classify_case
 
     ids, free = ctx.classes
     zs = ctx.config.zeroshot
@@ -212,7 +218,7 @@ def embed_step(ctx: Any, row: ManifestRow) -> StepOutput:
 @register_step("ct", "zeroshot", needs=("embed",), config=_zs_settings)
 def ct_zeroshot_step(ctx: Any, row: ManifestRow) -> StepOutput:
     """Volume zero-shot diagnosis against radiology prompts: ``zeroshot/<case_id>.json``."""
-    from medvl.tasks.zeroshot_run import classify_case
+    from medvl.tasks.zeroshot.run import classify_case
 
     ids, free = ctx.classes
     record = classify_case(ctx.layout.ct / f"{row.case_id}.npz", ctx.space, ctx.graph, ids, free,

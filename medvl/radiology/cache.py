@@ -10,7 +10,6 @@ writing into the same cache right now).
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,31 +17,17 @@ from typing import Any
 
 import numpy as np
 
-from medvl.io.atomic import atomic_path, atomic_write_json, sweep_temporaries
+from medvl.atomic import atomic_path, atomic_write_json, sweep_temporaries
+from medvl.hashing import bytes_hash, content_hash
 from medvl.log import get_logger
 from medvl.radiology.transforms import CTPreprocessConfig
 
 log = get_logger(__name__)
 
-__all__ = ["CacheEntry", "VolumeCache", "content_hash"]
+__all__ = ["CacheEntry", "VolumeCache"]
 
-_CHUNK = 1 << 20
 #: a temporary untouched this long belongs to a killed writer (a live one writes its entry in one go)
 STALE_TMP_SECONDS = 60.0
-
-
-def content_hash(path: str | Path) -> str:
-    """BLAKE2b of a file's bytes, or of every file (relative name + bytes) under a folder."""
-    path = Path(path)
-    h = hashlib.blake2b(digest_size=20)
-    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
-    for f in files:
-        if path.is_dir():
-            h.update(str(f.relative_to(path)).encode() + b"\0")
-        with open(f, "rb") as fh:
-            while chunk := fh.read(_CHUNK):
-                h.update(chunk)
-    return h.hexdigest()
 
 
 @dataclass
@@ -67,7 +52,7 @@ class VolumeCache:
 
     def key(self, path: str | Path, labels: str | Path | None = None, series: str | None = None) -> str:
         parts = [content_hash(path), content_hash(labels) if labels else "", series or "", self.config.fingerprint()]
-        return hashlib.blake2b("|".join(parts).encode(), digest_size=16).hexdigest()
+        return bytes_hash("|".join(parts).encode())
 
     def entry_path(self, key: str) -> Path:
         return self.dir / f"{key}.npz"

@@ -10,8 +10,8 @@ from typing import Any
 
 import numpy as np
 
+from medvl.atomic import atomic_write_json
 from medvl.errors import ConfigError, InputError, MedvlError
-from medvl.io.atomic import atomic_write_json
 from medvl.io.embeddings import WRITE_SUFFIXES, EmbeddingSet, load_embeddings, save_embeddings
 from medvl.log import get_logger
 from medvl.radiology.transforms import CTPreprocessConfig

@@ -4,7 +4,8 @@ A :class:`CTPreprocessConfig` (stored in model configs and checkpoints) builds o
 transforms:
 
 1. ``Orientationd`` to RAS (or the configured axis codes), image and label map together;
-2. :class:`OrganCropd` (optional): a box in millimetres centred on an organ of the label map;
+2. :class:`~medvl.radiology.organ_crop.OrganCropd` (optional): a box in millimetres centred on an organ of the label
+   map;
 3. ``Spacingd``: resample to the target voxel size (x, y, z mm);
 4. ``CropForegroundd`` (optional): the bounding box of voxels above ``foreground_hu`` (the body);
 5. ``ScaleIntensityRanged``: the HU window (preset or level/width) scaled to [0, 1] and clipped;
@@ -181,75 +182,6 @@ class AboveHU:
         return x > self.threshold
 
 
-# ------------------------------------------------------------------------------------------------- organ crop
-def organ_box(label: np.ndarray, ids: list[int], spacing: tuple[float, ...], box_mm: tuple[float, ...]):
-    """Voxel bounds ``(start, stop)`` of a ``box_mm`` box centred on the centroid of ``label in ids``.
-
-    The bounds may extend past the array (the crop pads there). Returns ``None`` when no voxel carries the ids.
-    """
-    mask = np.isin(label, ids)
-    if not mask.any():
-        return None
-    centroid = np.argwhere(mask).mean(axis=0)
-    size = np.maximum(1, np.round(np.asarray(box_mm, dtype=float) / np.asarray(spacing, dtype=float))).astype(int)
-    start = np.round(centroid - (size - 1) / 2.0).astype(int)
-    return start, start + size
-
-
-def crop_box(array: np.ndarray, start: np.ndarray, stop: np.ndarray, fill: float) -> np.ndarray:
-    """``array[start:stop]`` over the last three axes, filled with ``fill`` outside the array."""
-    spatial = np.asarray(array.shape[-3:])
-    out = np.full((*array.shape[:-3], *(stop - start)), fill, dtype=array.dtype)
-    src_lo, src_hi = np.maximum(start, 0), np.minimum(stop, spatial)
-    if np.any(src_hi <= src_lo):
-        return out
-    dst_lo = src_lo - start
-    dst_hi = dst_lo + (src_hi - src_lo)
-    out[..., dst_lo[0]:dst_hi[0], dst_lo[1]:dst_hi[1], dst_lo[2]:dst_hi[2]] = array[
-        ..., src_lo[0]:src_hi[0], src_lo[1]:src_hi[1], src_lo[2]:src_hi[2]
-    ]
-    return out
-
-
-def _organ_crop_transform():
-    from monai.data import MetaTensor
-    from monai.transforms import MapTransform
-
-    class OrganCropd(MapTransform):
-        """Crop ``keys`` to a box in mm centred on the organ (``label_ids``) of ``label_key``; pads with air."""
-
-        def __init__(self, keys, label_key: str, label_ids: list[int], box_mm, fill: dict[str, float] | None = None):
-            super().__init__(keys)
-            self.label_key, self.label_ids, self.box_mm = label_key, list(label_ids), tuple(box_mm)
-            self.fill = fill or {}
-
-        def __call__(self, data):
-            from medvl.errors import InputError
-
-            d = dict(data)
-            label = d[self.label_key]
-            image = d[self.keys[0]]
-            if tuple(label.shape[-3:]) != tuple(image.shape[-3:]) or not np.allclose(
-                np.asarray(label.affine), np.asarray(image.affine), atol=1e-2
-            ):
-                raise InputError(None, f"label map grid {tuple(label.shape[-3:])} does not match the image grid "
-                                       f"{tuple(image.shape[-3:])} (same shape and affine needed for an organ crop)")
-            spacing = tuple(float(v) for v in np.linalg.norm(np.asarray(image.affine)[:3, :3], axis=0))
-            box = organ_box(np.asarray(label)[0], self.label_ids, spacing, self.box_mm)
-            if box is None:
-                raise InputError(None, f"label map has no voxel with label id(s) {self.label_ids}: organ not found")
-            start, stop = box
-            for key in self.key_iterator(d):
-                src = d[key]
-                affine = np.asarray(src.affine, dtype=np.float64).copy()
-                affine[:3, 3] = affine[:3, :3] @ start + affine[:3, 3]
-                arr = crop_box(np.asarray(src), start, stop, self.fill.get(key, 0.0))
-                d[key] = MetaTensor(arr, affine=affine)
-            return d
-
-    return OrganCropd
-
-
 # ------------------------------------------------------------------------------------------------- the chain
 def build_transforms(config: CTPreprocessConfig, with_label: bool = False):
     """The MONAI ``Compose`` for ``config`` on dicts ``{"image": MetaTensor[1, X, Y, Z] (HU), "label": ...}``.
@@ -275,8 +207,9 @@ def build_transforms(config: CTPreprocessConfig, with_label: bool = False):
     keys = ["image", "label"] if with_label else ["image"]
     chain: list[Any] = [Orientationd(keys=keys, axcodes=config.orientation.upper(), labels=None)]
     if config.organ_crop is not None:
-        organ_crop = _organ_crop_transform()
-        chain.append(organ_crop(keys, "label", config.organ_crop.label_ids(), config.organ_crop.box_mm,
+        from medvl.radiology.organ_crop import OrganCropd
+
+        chain.append(OrganCropd(keys, "label", config.organ_crop.label_ids(), config.organ_crop.box_mm,
                                 fill={"image": AIR_HU}))
     if with_label:
         chain.append(DeleteItemsd(keys="label"))

@@ -23,7 +23,7 @@ def save_figure(fig, path: str | Path) -> Path:
     """Save ``fig`` as PNG through a temporary file, then close it."""
     import matplotlib.pyplot as plt
 
-    from medvl.io.atomic import atomic_path
+    from medvl.atomic import atomic_path
 
     with atomic_path(path) as tmp:
         fig.tight_layout()
@@ -33,7 +33,7 @@ def save_figure(fig, path: str | Path) -> Path:
 
 
 def plot_km(km: dict[str, Any], ax, time_unit: str = ""):
-    """Kaplan-Meier step curves from :func:`medvl.tasks.km.kaplan_meier_by_risk`."""
+    """Kaplan-Meier step curves from :func:`medvl.tasks.survival.km.kaplan_meier_by_risk`."""
     for g in km["groups"]:
         ax.step(g["times"], g["survival"], where="post", label=f"{g['name']} (n={g['n']}, events={g['events']})")
     p = km.get("logrank_p")

@@ -14,7 +14,7 @@ import numpy as np
 
 from medvl.config import Config, dataclass, field, save_resolved_config
 from medvl.errors import ConfigError, InputError
-from medvl.tasks.survival import SurvivalConfig
+from medvl.tasks.survival.model import SurvivalConfig
 
 
 @dataclass
@@ -74,7 +74,7 @@ class EvalConfig(Config):
 
 
 def _labelled(path: Path, need_split: bool = False):
-    from medvl.tasks.embeddings import load_embeddings
+    from medvl.io.embeddings import load_embeddings
 
     emb = load_embeddings(path)
     if emb.labels is None:
@@ -94,7 +94,7 @@ def _plot(out: Path, name: str, draw) -> str:
 
 
 def eval_survival(sec: SurvivalSection, out: Path) -> dict[str, Any]:
-    from medvl.tasks.survival_run import TableSpec, evaluate_table
+    from medvl.tasks.survival.run import TableSpec, evaluate_table
 
     spec = TableSpec(table=sec.table, time=sec.time, event=sec.event, covariates=sec.covariates,
                      event_is_censoring=sec.event_is_censoring, embeddings=sec.embeddings)
@@ -127,12 +127,12 @@ def eval_probe(sec: ProbeSection, out: Path) -> dict[str, Any]:
 def eval_retrieval(sec: RetrievalSection, out: Path) -> dict[str, Any]:
     from medvl.tasks.metrics import label_relevance, recall_curve, retrieval_metrics
     from medvl.tasks.plots import plot_recall_curve
-    from medvl.tasks.retrieval import normalise
+    from medvl.tasks.vectors import l2_normalise_c
 
     q, g = _labelled(sec.queries), _labelled(sec.gallery)
     if q.dim != g.dim:
         raise InputError(sec.queries, f"queries are {q.dim}-d but the gallery is {g.dim}-d")
-    sim = normalise(q.embeddings) @ normalise(g.embeddings).T
+    sim = l2_normalise_c(q.embeddings) @ l2_normalise_c(g.embeddings).T
     rel = label_relevance(q.labels, g.labels)
     curve = recall_curve(sim, rel)
     return {"metrics": retrieval_metrics(sim, rel, sec.ks), "recall_curve": {str(k): v for k, v in curve.items()},
@@ -142,7 +142,7 @@ def eval_retrieval(sec: RetrievalSection, out: Path) -> dict[str, Any]:
 def eval_zeroshot(sec: ZeroShotSection, out: Path) -> dict[str, Any]:
     from medvl.tasks.metrics import classification_metrics
     from medvl.tasks.space import JointSpace
-    from medvl.tasks.zeroshot import ZeroShotClassifier, ZeroShotConfig
+    from medvl.tasks.zeroshot.classifier import ZeroShotClassifier, ZeroShotConfig
 
     emb = _labelled(sec.embeddings)
     space = JointSpace.load(sec.model)
@@ -166,7 +166,7 @@ SECTIONS = {"survival": eval_survival, "probe": eval_probe, "retrieval": eval_re
 
 def run_eval(config: EvalConfig) -> dict[str, Any]:
     """Run every configured section; write ``metrics.json``, the plots and the resolved config into ``config.out``."""
-    from medvl.io.atomic import atomic_write_json
+    from medvl.atomic import atomic_write_json
 
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)

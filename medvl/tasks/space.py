@@ -15,7 +15,8 @@ from typing import Any
 import numpy as np
 
 from medvl.errors import InputError
-from medvl.tasks.embeddings import EmbeddingSet
+from medvl.io.embeddings import EmbeddingSet
+from medvl.tasks.vectors import l2_normalise
 
 
 @dataclass
@@ -73,11 +74,10 @@ class JointSpace:
                                         f"{int(tower.embed_dim)}-d")
             with torch.inference_mode():
                 out = self.model.project(modality, torch.as_tensor(emb.embeddings)).float().numpy()
-        out = np.asarray(out, dtype=np.float32)
-        return out / np.clip(np.linalg.norm(out, axis=1, keepdims=True), 1e-12, None)
+        return l2_normalise(out)
 
     def encode_text(self, texts: list[str]) -> np.ndarray:
-        from medvl.tasks.zeroshot import encode_texts
+        from medvl.tasks.zeroshot.classifier import encode_texts
 
         return encode_texts(self.model, texts)
 

@@ -2,7 +2,7 @@
 
 Example:
     >>> from medvl.train import TrainConfig, train
-    >>> summary = train(TrainConfig.from_file("configs/tiny-keep.yaml"), "runs/tiny")  # doctest: +SKIP
+    >>> summary = train(TrainConfig.from_file("medvl/configs/tiny-keep.yaml"), "runs/tiny")  # doctest: +SKIP
 """
 
 from __future__ import annotations

@@ -19,8 +19,11 @@ import torch.nn.functional as F
 
 from medvl.config import Config
 from medvl.errors import ConfigError, InputError
+from medvl.models.transforms import preprocess_grayscale
+from medvl.registry import Registry
 
 __all__ = [
+    "DATASETS",
     "BreastMNISTOptions",
     "BreastMNISTPairs",
     "GraphGroupOptions",
@@ -29,31 +32,29 @@ __all__ = [
     "class_captions",
     "collate",
     "list_datasets",
-    "preprocess_grayscale",
     "register_dataset",
 ]
 
-_DATASETS: dict[str, tuple[type[Config], Callable[..., Any]]] = {}
+#: name -> (typed options class, dataset class)
+DATASETS: Registry[tuple[type[Config], Callable[..., Any]]] = Registry("dataset")
 
 
 def register_dataset(name: str, options: type[Config]):
     """Register a dataset class built from a typed options config."""
 
     def decorator(cls):
-        _DATASETS[name] = (options, cls)
+        DATASETS.add(name, (options, cls))
         return cls
 
     return decorator
 
 
 def list_datasets() -> list[str]:
-    return sorted(_DATASETS)
+    return DATASETS.names()
 
 
 def build_dataset(name: str, options: dict[str, Any]) -> Any:
-    if name not in _DATASETS:
-        raise ConfigError(f"unknown dataset '{name}'; known datasets: {', '.join(list_datasets())}")
-    opt_cls, cls = _DATASETS[name]
+    opt_cls, cls = DATASETS.get(name)
     try:
         opts = opt_cls.from_dict(options)
     except ConfigError as exc:
@@ -93,17 +94,6 @@ def class_captions(graph: Any, concept_ids: list[str], templates: list[str], def
             concept = graph.concept(cid)
             captions.extend(f"{concept.name}: {d}" for d in concept.definitions)
     return list(dict.fromkeys(captions))
-
-
-def preprocess_grayscale(images: np.ndarray | torch.Tensor, size: int) -> torch.Tensor:
-    """uint8 ``[N, H, W]`` grayscale -> float ``[N, 3, size, size]``, scaled to [0, 1] then standardised.
-
-    The one transform for BreastMNIST-style images, used by training and by zero-shot evaluation alike.
-    """
-    x = torch.as_tensor(np.asarray(images)).float().div(255.0).unsqueeze(1)
-    if x.shape[-1] != size:
-        x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
-    return ((x - 0.5) / 0.25).expand(-1, 3, -1, -1).contiguous()
 
 
 def _augment(img: torch.Tensor, rng: torch.Generator, shift: int) -> torch.Tensor:

@@ -22,8 +22,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from medvl.atomic import atomic_write_json, atomic_write_text
 from medvl.errors import ConfigError, MedvlError
-from medvl.io.atomic import atomic_write_json, atomic_write_text
 from medvl.log import get_logger, progress
 from medvl.train.config import StageConfig, TrainConfig
 from medvl.train.data import build_dataset, collate
@@ -91,7 +91,8 @@ def cosine_schedule(optimizer: torch.optim.Optimizer, warmup: int, total: int, m
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
-def _select_trainable(objective: nn.Module, stage: StageConfig) -> None:
+def select_trainable(objective: nn.Module, stage: StageConfig) -> None:
+    """Freeze every parameter the stage does not train (its ``train_only`` prefixes, else what the losses use)."""
     prefixes = [f"model.{p}" for p in stage.train_only] or objective.used_prefixes()
     named = dict(objective.named_parameters())
     for name, p in named.items():
@@ -186,7 +187,7 @@ class StageRunner:
         self.objective.to(trainer.dist.device)
         for field in self.stage.precompute:
             self.objective.precompute(field, self.dataset.texts())
-        _select_trainable(self.objective, self.stage)
+        select_trainable(self.objective, self.stage)
         self.optimizer = build_optimizer(self.objective, self.stage)
         self.scheduler = cosine_schedule(self.optimizer, self.stage.warmup_steps, self.stage.steps,
                                          self.stage.min_lr_ratio)

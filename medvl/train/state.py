@@ -17,9 +17,10 @@ from typing import Any
 
 import torch
 
+from medvl.atomic import atomic_dir, atomic_write_text, sweep_temporaries
 from medvl.errors import ConfigError, InputError
-from medvl.io.atomic import atomic_write_text, sweep_temporaries
-from medvl.models.checkpoint import atomic_dir, load_weights_into, save_checkpoint
+from medvl.models.checkpoint import save_checkpoint
+from medvl.models.weights import load_weights_into
 
 __all__ = ["TrainState", "latest_checkpoint", "load_train_state", "model_fingerprint", "save_train_checkpoint"]
 

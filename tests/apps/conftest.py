@@ -13,10 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from medvl.resources import project_root
+from medvl.resources import app_dir
 
-ROOT = project_root()
-ARTIFACTS = ROOT / "tests" / "artifacts"
+ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 CHROMIUM = os.environ.get("MEDVL_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_FLAGS = [
     "--headless",
@@ -54,7 +53,7 @@ def serve_app(workspace: Path, log_dir: Path) -> ServedApp:
     log = log_dir / f"streamlit-{port}.log"
     env = {**os.environ, "MEDVL_WORKSPACE": str(workspace), "MEDVL_APP_ROOTS": str(workspace.parent)}
     cmd = [
-        sys.executable, "-m", "streamlit", "run", str(ROOT / "apps" / "Home.py"),
+        sys.executable, "-m", "streamlit", "run", str(app_dir() / "Home.py"),
         "--server.headless", "true", "--server.port", str(port), "--server.address", "127.0.0.1",
         "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none",
     ]
@@ -100,7 +99,7 @@ def artifacts() -> Path:
     return ARTIFACTS
 
 
-PAGES = ROOT / "apps" / "pages"
+PAGES = app_dir() / "pages"
 
 
 def page_path(name: str) -> str:

@@ -2,9 +2,9 @@
 
 from streamlit.testing.v1 import AppTest
 
-from medvl.resources import project_root
+from medvl.resources import app_dir
 
-HOME = str(project_root() / "apps" / "Home.py")
+HOME = str(app_dir() / "Home.py")
 
 
 def test_home_on_demo_workspace(demo_workspace, monkeypatch):

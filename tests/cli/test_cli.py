@@ -3,7 +3,11 @@
 import os
 import textwrap
 
+import pytest
+
 import medvl
+from medvl.cli.app import serve
+from medvl.errors import InputError
 from tests.conftest import run_cli
 
 
@@ -93,3 +97,12 @@ def test_error_line_and_debug_traceback(tmp_path):
     assert proc.returncode != 0 and "Traceback" in proc.stderr
     proc = subprocess.run([sys.executable, script, "other", "--json"], capture_output=True, text=True)
     assert proc.stdout.strip() == '{"ok": true}'
+
+
+def test_app_refuses_clearly_without_its_pages(tmp_path, monkeypatch):
+    """A broken install (no Streamlit pages in the package) is one clear error, not a server with no pages."""
+    (tmp_path / "streamlit").mkdir()
+    (tmp_path / "streamlit" / "Home.py").write_text("")
+    monkeypatch.setattr("medvl.resources.app_dir", lambda: tmp_path / "streamlit")
+    with pytest.raises(InputError, match="Streamlit pages are missing from the installed medvl package"):
+        serve(tmp_path / "ws")

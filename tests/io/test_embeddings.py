@@ -91,7 +91,7 @@ def test_h5_feature_store_is_still_read_as_tiles(tmp_path):
 
 def test_case_h5_is_indexed_per_case_not_pooled_as_a_slide(tmp_path):
     """A case-embeddings .h5 (as `ct embed` writes) keeps one row per case in a slide-level index."""
-    from medvl.tasks.index_build import build_index
+    from medvl.tasks.retrieval.build import build_index
 
     vectors = np.eye(3, 8, dtype=np.float32)
     save_embeddings(tmp_path / "cases.h5", EmbeddingSet(vectors, ids=np.array(["a", "b", "c"]), encoder="t"))
@@ -126,7 +126,7 @@ def test_bad_files_fail_with_one_clear_error(tmp_path):
 
 def test_tasks_module_re_exports_the_same_names():
     import medvl.io.embeddings as io_emb
-    import medvl.tasks.embeddings as tasks_emb
+    import medvl.io.embeddings as tasks_emb
 
     for name in ("EmbeddingSet", "load_embeddings", "save_embeddings"):
         assert getattr(tasks_emb, name) is getattr(io_emb, name)

@@ -9,6 +9,7 @@ import pytest
 
 from medvl.errors import InputError
 from medvl.io.slide import open_slide
+from medvl.resources import bundled
 from tests.pathology import synthetic_slides as syn
 
 
@@ -20,8 +21,7 @@ def made(tmp_path_factory) -> Path:
     syn.write_fluorescence_tiff(d / "fluorescence.tiff")
     (d / "notes.svs").write_text("this is not a slide\n" * 50)
     (d / "image.xyz").write_bytes(b"\x00" * 100)
-    syn.write_truncated_copy(Path(__file__).resolve().parents[2] / "data" / "wsi" / "cmu-1-small-region.svs",
-                             d / "truncated.svs", keep=0.5)
+    syn.write_truncated_copy(bundled("slide"), d / "truncated.svs", keep=0.5)
     return d
 
 

@@ -9,14 +9,15 @@ import numpy as np
 import openslide
 import pytest
 
-from medvl.io.slide import _argb_to_rgb, _rgba_to_rgb, open_slide
+from medvl.io.slide import open_slide
+from medvl.io.slide.pixels import argb_to_rgb, rgba_to_rgb
 from medvl.io.tiled import TileCache, TiledLevel
 from tests.pathology.synthetic_slides import write_pyramid_tiff
 
 
 def _openslide_rgb(path: Path, xy, level, size) -> np.ndarray:
     with openslide.OpenSlide(str(path)) as ref:
-        return _rgba_to_rgb(np.asarray(ref.read_region(xy, level, size))).copy()
+        return rgba_to_rgb(np.asarray(ref.read_region(xy, level, size))).copy()
 
 
 def test_svs_regions_equal_openslide(svs_path):
@@ -110,7 +111,7 @@ def test_premultiplied_alpha_matches_openslide_python():
     rgb = rgb * alpha[:, None] // 255  # premultiplied, as OpenSlide returns it
     argb = (alpha << 24) | (rgb[:, 0] << 16) | (rgb[:, 1] << 8) | rgb[:, 2]
     out = np.empty((48, 64, 3), np.uint8)
-    _argb_to_rgb(argb.astype(np.uint32), out)
+    argb_to_rgb(argb.astype(np.uint32), out)
     buf = (64 * 48 * c_uint32)(*argb.tolist())
-    expected = _rgba_to_rgb(np.asarray(lowlevel._load_image(buf, (64, 48))))
+    expected = rgba_to_rgb(np.asarray(lowlevel._load_image(buf, (64, 48))))
     np.testing.assert_array_equal(out, expected)

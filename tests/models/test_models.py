@@ -7,7 +7,7 @@ import torch
 
 from medvl.errors import ConfigError, InputError
 from medvl.models import create_model, create_tower, get_tower_entry, list_models, list_towers
-from medvl.models.checkpoint import load_state_file
+from medvl.models.weights import load_state_file
 
 
 @pytest.mark.parametrize("name", list_towers(tiny=True))

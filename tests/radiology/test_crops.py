@@ -8,7 +8,8 @@ import pytest
 from medvl.errors import InputError
 from medvl.io.volume import Volume, load_volume
 from medvl.radiology.labels import label_name, resolve_label_ids
-from medvl.radiology.transforms import CTPreprocessConfig, OrganCropConfig, crop_box, organ_box, run_chain
+from medvl.radiology.organ_crop import crop_box, organ_box
+from medvl.radiology.transforms import CTPreprocessConfig, OrganCropConfig, run_chain
 
 
 def test_label_table():
@@ -51,3 +52,61 @@ def test_missing_organ_and_grid_mismatch(ct_small, ct_labels):
     shifted = Volume(labels.array[:, :, :20], labels.affine)
     with pytest.raises(InputError, match="does not match the image grid"):
         run_chain(image, CTPreprocessConfig(organ_crop=OrganCropConfig()), shifted)
+
+
+def test_array_twin_matches_the_dictionary_transform(ct_small, ct_labels):
+    from medvl.radiology.organ_crop import OrganCropd, organ_crop
+    from medvl.radiology.transforms import AIR_HU, as_meta_tensor
+
+    image, labels = load_volume(ct_small), load_volume(ct_labels)
+    ids, box = resolve_label_ids(["kidneys"]), (96.0, 90.0, 60.0)
+    img, lab, affine = organ_crop(image.array, labels.array, image.affine, ids, box, fill=AIR_HU)
+    out = OrganCropd(["image", "label"], "label", ids, box, fill={"image": AIR_HU})(
+        {"image": as_meta_tensor(image.array.astype(np.float32), image.affine),
+         "label": as_meta_tensor(labels.array.astype(np.float32), labels.affine)})
+    np.testing.assert_array_equal(np.asarray(out["image"])[0], img)
+    np.testing.assert_array_equal(np.asarray(out["label"])[0], lab)
+    np.testing.assert_allclose(np.asarray(out["image"].affine), affine)
+    assert img.shape == (32, 30, 20) and set(np.unique(lab)) >= {2.0, 3.0}
+
+
+class _CropCases:
+    """Two (image, label) cases through the kidney-crop chain: a dataset for worker processes."""
+
+    def __init__(self, image, labels, config):
+        from medvl.radiology.transforms import build_transforms
+
+        self.image, self.labels = image, labels
+        self.chain = build_transforms(config, with_label=True)
+
+    def __len__(self):
+        return 2
+
+    def __getitem__(self, i):
+        from medvl.radiology.transforms import as_meta_tensor
+
+        data = {"image": as_meta_tensor(self.image.array.astype(np.float32) + i, self.image.affine),
+                "label": as_meta_tensor(self.labels.array.astype(np.float32), self.labels.affine)}
+        return self.chain(data)["image"]
+
+
+def test_the_ct_chain_pickles_and_runs_in_two_worker_processes(ct_small, ct_labels):
+    import pickle
+
+    import torch
+
+    from medvl.radiology.transforms import build_transforms
+
+    cfg = CTPreprocessConfig(spacing=(3.0, 3.0, 3.0), spatial_size=(32, 32, 16), foreground_crop=True,
+                             organ_crop=OrganCropConfig(labels=["kidneys"], box_mm=(96.0, 96.0, 48.0)))
+    chain = pickle.loads(pickle.dumps(build_transforms(cfg, with_label=True)))
+    assert [type(t).__name__ for t in chain.transforms][1] == "OrganCropd"
+    image, labels = load_volume(ct_small), load_volume(ct_labels)
+    cases = _CropCases(image, labels, cfg)
+    inline = [cases[i] for i in range(2)]
+    # the pickle round trip above is what a spawn/forkserver worker receives; fork keeps this test fast
+    loader = torch.utils.data.DataLoader(pickle.loads(pickle.dumps(cases)), batch_size=None, num_workers=2)
+    in_workers = list(loader)
+    assert len(in_workers) == 2 and in_workers[0].shape == (1, 16, 32, 32)
+    for got, want in zip(in_workers, inline, strict=True):
+        np.testing.assert_array_equal(np.asarray(got), want)

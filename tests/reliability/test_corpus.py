@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from medvl.atomic import TMP_MARKER
 from medvl.cli.main import app
-from medvl.io.atomic import TMP_MARKER
 from tests.conftest import assert_clean_error, run_cli
 from tests.reliability.corpus import CASES, ENTRY_POINTS, Case, Expect
 

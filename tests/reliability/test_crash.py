@@ -22,8 +22,8 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+from medvl.atomic import TMP_MARKER
 from medvl.cli.main import app
-from medvl.io.atomic import TMP_MARKER
 from medvl.resources import bundled
 
 KILL_TIMEOUT = 180
@@ -38,7 +38,7 @@ def _temporaries(folder: Path) -> list[Path]:
 _HOOK = """
 import contextlib, os, signal
 from pathlib import Path
-import medvl.io.atomic as atomic
+import medvl.atomic as atomic
 
 _orig, _count = atomic.atomic_path, [0]
 

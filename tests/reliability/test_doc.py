@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
-from medvl.resources import project_root
 from tests.reliability.corpus import CASES
 
-DOC = project_root() / "docs" / "reliability.md"
+DOC = Path(__file__).resolve().parents[2] / "docs" / "reliability.md"
 HEADER = "| input | made as | entry point | exit | error-line fragment (or reported text) | may leave |"
 
 

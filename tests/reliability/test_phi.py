@@ -99,7 +99,7 @@ def _rendered(node) -> list[str]:
 def test_ct_viewer_app_shows_no_identifiers(phi_case, monkeypatch):
     from streamlit.testing.v1 import AppTest
 
-    from medvl.resources import project_root
+    from medvl.resources import app_dir
 
     ws, series, needles = phi_case
     monkeypatch.setenv("MEDVL_WORKSPACE", str(ws))
@@ -112,7 +112,7 @@ def test_ct_viewer_app_shows_no_identifiers(phi_case, monkeypatch):
     old_level = medvl_log.level
     medvl_log.setLevel(logging.DEBUG)
     try:
-        page = next((project_root() / "apps" / "pages").glob("*_CT_viewer.py"))
+        page = next((app_dir() / "pages").glob("*_CT_viewer.py"))
         at = AppTest.from_file(str(page), default_timeout=180).run()
     finally:
         medvl_log.removeHandler(handler)

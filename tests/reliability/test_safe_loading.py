@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 
 from medvl.cli.main import app
 from medvl.errors import InputError
-from medvl.resources import bundled, project_root
+from medvl.resources import bundled, package_dir
 
 
 class _Payload:
@@ -47,9 +47,9 @@ def hostile(tmp_path) -> tuple[dict[str, Path], Path]:
 
 def _loaders():
     """Every way a weights file enters medvl: the one loader, and the towers that take a ``weights`` path."""
-    from medvl.models import checkpoint, create_tower
+    from medvl.models import create_tower, weights
 
-    return {"checkpoint.load_state_file": checkpoint.load_state_file,
+    return {"weights.load_state_file": weights.load_state_file,
             "timm-tiny weights": lambda path: create_tower("timm-tiny", weights=str(path)),
             "resnet3d-tiny weights": lambda path: create_tower("resnet3d-tiny", weights=path)}
 
@@ -65,7 +65,7 @@ def test_every_weights_loader_refuses_a_hostile_pickle(loader, kind, hostile):
 
 
 def test_trust_flag_is_explicit_and_works_for_own_files(tmp_path):
-    from medvl.models.checkpoint import load_state_file
+    from medvl.models.weights import load_state_file
 
     own = tmp_path / "mine.pkl"
     own.write_bytes(pickle.dumps({"w": torch.ones(3)}))
@@ -75,7 +75,7 @@ def test_trust_flag_is_explicit_and_works_for_own_files(tmp_path):
 
 
 def test_safetensors_and_plain_tensor_files_load(tmp_path):
-    from medvl.models.checkpoint import load_state_file
+    from medvl.models.weights import load_state_file
 
     state = {"a.weight": torch.arange(6.0).reshape(2, 3)}
     save_file(state, tmp_path / "w.safetensors")
@@ -108,7 +108,7 @@ def test_cli_refuses_hostile_weights_and_checkpoints(hostile, tmp_path):
 
 
 def test_arrays_with_objects_are_refused(hostile, tmp_path):
-    from medvl.tasks.embeddings import load_embeddings
+    from medvl.io.embeddings import load_embeddings
 
     _, marker = hostile
     arr = np.array([_Payload(marker), 1], dtype=object)
@@ -130,15 +130,15 @@ _RULES = [
 
 
 def test_no_unsafe_loading_in_the_package():
-    """Only :func:`medvl.models.checkpoint._trusted_pickle` (behind ``trust_pickle=True``) may unpickle."""
-    root = project_root()
+    """Only :func:`medvl.models.weights._trusted_pickle` (behind ``trust_pickle=True``) may unpickle."""
+    root = package_dir().parent
     hits = []
-    for path in [*(root / "medvl").rglob("*.py"), *(root / "apps").rglob("*.py")]:
+    for path in package_dir().rglob("*.py"):  # the library and the Streamlit pages (medvl/apps/streamlit)
         for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
             for pattern, what in _RULES:
                 if pattern.search(line) and "explicit trust_pickle=True" not in line:
                     hits.append(f"{path.relative_to(root)}:{number}: {what}")
-    trusted = [h for h in hits if "weights_only" in h and "checkpoint.py" in h]  # weights_only=not trust_pickle
+    trusted = [h for h in hits if "weights_only" in h and "weights.py" in h]  # weights_only=not trust_pickle
     assert [h for h in hits if h not in trusted] == []
 
 

@@ -31,7 +31,7 @@ def gbsg2_csv(gbsg2, tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def gbsg2_embeddings(gbsg2, tmp_path_factory) -> Path:
     """64-d vectors per case carrying the nodal status (a stand-in for image embeddings of the tumour)."""
-    from medvl.tasks.embeddings import EmbeddingSet, save_embeddings
+    from medvl.io.embeddings import EmbeddingSet, save_embeddings
 
     rng = np.random.default_rng(0)
     signal = np.log1p(gbsg2["pnodes"].to_numpy())[:, None] * rng.normal(size=(1, 64))

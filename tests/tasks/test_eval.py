@@ -7,8 +7,8 @@ import json
 import numpy as np
 import yaml
 
+from medvl.io.embeddings import EmbeddingSet, save_embeddings
 from medvl.resources import bundled
-from medvl.tasks.embeddings import EmbeddingSet, save_embeddings
 from medvl.tasks.metrics import retrieval_metrics
 from tests.conftest import assert_clean_error, run_cli
 

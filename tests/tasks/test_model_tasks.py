@@ -51,8 +51,8 @@ def _write_slide(path: Path, feats: np.ndarray, encoder: str = "timm-tiny") -> P
 @pytest.fixture(scope="module")
 def slides(space, tmp_path_factory):
     from medvl.knowledge import default_graph
-    from medvl.tasks.zeroshot import ZeroShotClassifier, ZeroShotConfig
-    from medvl.tasks.zeroshot_run import resolve_classes
+    from medvl.tasks.zeroshot.classifier import ZeroShotClassifier, ZeroShotConfig
+    from medvl.tasks.zeroshot.run import resolve_classes
 
     graph = default_graph()
     ids, _ = resolve_classes(graph, KIDNEY)
@@ -83,7 +83,7 @@ def test_zeroshot_names_the_concept_and_its_parents(checkpoint, slides, tmp_path
 
 def test_feature_file_from_another_encoder_is_refused(checkpoint, space, tmp_path):
     from medvl.errors import InputError
-    from medvl.tasks.embeddings import load_embeddings
+    from medvl.io.embeddings import load_embeddings
 
     wide = _write_slide(tmp_path / "wide.h5", np.zeros((5, 48), np.float32))
     with pytest.raises(InputError, match="48-d but the model's image tower outputs 64-d"):

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from medvl.errors import InputError
-from medvl.tasks.retrieval import IndexConfig, RetrievalIndex, exact_neighbours, recall_at_k
+from medvl.tasks.retrieval.index import IndexConfig, RetrievalIndex, exact_neighbours, recall_at_k
 
 
 @pytest.fixture(scope="module")

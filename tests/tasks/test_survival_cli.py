@@ -51,7 +51,7 @@ def test_bad_tables_give_one_clear_error(gbsg2, gbsg2_csv, tmp_path):
 
 
 def test_embeddings_of_another_width_are_refused(gbsg2, gbsg2_csv, gbsg2_embeddings, tmp_path):
-    from medvl.tasks.embeddings import EmbeddingSet, save_embeddings
+    from medvl.io.embeddings import EmbeddingSet, save_embeddings
 
     out = tmp_path / "m"
     fit = run_cli("survival", "fit", "--table", gbsg2_csv, "--time", "time", "--event", "event", "--covariates", "age",

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from medvl.errors import ConfigError
-from medvl.tasks.slide import slide_zeroshot
-from medvl.tasks.zeroshot import PresenceClassifier, ZeroShotClassifier, ensemble
+from medvl.tasks.zeroshot.classifier import PresenceClassifier, ZeroShotClassifier, ensemble
+from medvl.tasks.zeroshot.slide import slide_zeroshot
 
 RNG = np.random.default_rng(0)
 D = 32

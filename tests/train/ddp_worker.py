@@ -32,7 +32,7 @@ def run_case(name: str, options: dict, rank: int, world: int) -> dict:
     from medvl.models import create_model
     from medvl.models.multimodal import ModelConfig
     from medvl.train.config import StageConfig
-    from medvl.train.engine import _select_trainable
+    from medvl.train.engine import select_trainable
     from medvl.train.objectives import ContrastiveObjective
 
     torch.manual_seed(0)
@@ -41,7 +41,7 @@ def run_case(name: str, options: dict, rank: int, world: int) -> dict:
     stage = StageConfig(inputs=["tabular", "text"], losses=[LossConfig(name, options=options)])
     data = TabularTextPairs()
     objective = ContrastiveObjective(model, stage, data)
-    _select_trainable(objective, stage)
+    select_trainable(objective, stage)
     objective.eval()  # no dropout: the two runs must see the same function
     wrapped = objective
     if world > 1:

@@ -1,0 +1,18 @@
+"""The table of slide backends, in the order :func:`medvl.io.slide.open_slide` tries them."""
+
+from __future__ import annotations
+
+from medvl.io.slide.base import SlideBackend
+from medvl.io.slide.dicom_reader import DicomBackend
+from medvl.io.slide.openslide_reader import OpenSlideBackend
+from medvl.io.slide.tiffslide_reader import TiffSlideBackend
+
+__all__ = ["BACKENDS", "supported_suffixes"]
+
+
+#: backends in the order they are tried; a slide opens with the first one that reads it
+BACKENDS: tuple[SlideBackend, ...] = (OpenSlideBackend(), TiffSlideBackend(), DicomBackend())
+
+
+def supported_suffixes() -> list[str]:
+    return sorted({s for b in BACKENDS for s in b.suffixes})
