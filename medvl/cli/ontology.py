@@ -159,6 +159,7 @@ def train_text(
 
     The recipe is a `medvl train` recipe (medvl/configs/knowledge/); synonym linking is measured before and after.
     """
+    from medvl.cli.train import summary_text
     from medvl.train import TrainConfig
     from medvl.train import train as run_training
 
@@ -166,11 +167,4 @@ def train_text(
     if graph is not None:
         cfg = cfg.with_data_options(graph=str(graph), sources=None)
     summary = run_training(cfg, out, resume=resume)
-    text = f"trained {summary['global_steps']} steps in {summary['seconds']} s; model: {summary['model']}"
-    for stage, evaluations in summary.get("evaluations", {}).items():
-        for name, ev in evaluations.items():
-            before, after = ev.get("before", {}), ev.get("after", {})
-            moved = [f"{k} {before[k]:.3f} -> {v:.3f}" for k, v in after.items()
-                     if isinstance(v, float) and isinstance(before.get(k), float)]
-            text += f"\n{stage} {name}: " + ", ".join(moved)
-    return Result(summary, text)
+    return Result(summary, summary_text(summary))

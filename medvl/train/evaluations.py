@@ -24,7 +24,8 @@ from medvl.train.config import EvalConfig
 __all__ = ["EVALUATIONS", "SynonymLinkingOptions", "register_evaluation", "run_evaluations", "synonym_linking"]
 
 #: name -> (typed options class, fn(model, dataset, options) -> metrics)
-EVALUATIONS: Registry[tuple[type[Config], Callable[..., dict[str, Any]]]] = Registry("evaluation")
+EVALUATIONS: Registry[tuple[type[Config], Callable[..., dict[str, Any]]]] = Registry(
+    "evaluation", builtins=("medvl.train.evaluations",))  # add the modules of new evaluations here
 
 
 def register_evaluation(name: str, options: type[Config]):

@@ -31,7 +31,8 @@ __all__ = ["OBJECTIVES", "ContrastiveObjective", "Objective", "SupervisedObjecti
            "register_objective"]
 
 #: name -> objective class
-OBJECTIVES: Registry[type[Objective]] = Registry("objective")
+OBJECTIVES: Registry[type[Objective]] = Registry(
+    "objective", builtins=("medvl.train.objectives",))  # add the modules of new objectives here
 
 
 def register_objective(name: str):

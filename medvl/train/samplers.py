@@ -24,7 +24,8 @@ __all__ = ["SAMPLERS", "DistinctSampler", "GroupBalancedSampler", "ShuffledSampl
            "register_sampler"]
 
 #: name -> (typed options class, factory)
-SAMPLERS: Registry[tuple[type[Config], Callable[..., Any]]] = Registry("sampler")
+SAMPLERS: Registry[tuple[type[Config], Callable[..., Any]]] = Registry(
+    "sampler", builtins=("medvl.train.samplers",))  # add the modules of new samplers here
 
 
 def register_sampler(name: str, options: type[Config]):
