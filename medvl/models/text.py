@@ -120,15 +120,9 @@ class HFTextTower(Tower):
         return [self.model.embeddings, *list(self._blocks(layers))[:layers]]
 
     def encode_lower(self, batch: Any, layers: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Embeddings and the lowest ``layers`` layers, every text padded to ``max_length`` tokens."""
+        """Embeddings and the lowest ``layers`` layers (texts padded to the longest of the batch)."""
         blocks = self._blocks(layers)
-        if isinstance(batch, dict) or hasattr(batch, "keys"):
-            inputs = dict(batch)
-        else:
-            enc = self.tokenizer(list(batch), padding="max_length", truncation=True, max_length=self.max_length,
-                                 return_tensors="pt")
-            device = next(self.model.parameters()).device
-            inputs = {k: v.to(device) for k, v in enc.items()}
+        inputs = self._inputs(batch)
         hidden = self.model.embeddings(input_ids=inputs["input_ids"], token_type_ids=inputs.get("token_type_ids"))
         mask = inputs["attention_mask"]
         return self._run_blocks(hidden, mask, list(blocks)[:layers]), mask

@@ -23,6 +23,14 @@ __all__ = ["FrozenLayerCache"]
 log = get_logger(__name__)
 
 
+def _pad_cat(parts: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Concatenate ``(hidden [B, T_i, D], mask [B, T_i])`` parts, padding every part to the widest ``T``."""
+    width = max(h.shape[1] for h, _ in parts)
+    hidden = torch.cat([F.pad(h, (0, 0, 0, width - h.shape[1])) for h, _ in parts])
+    mask = torch.cat([F.pad(m, (0, width - m.shape[1])) for _, m in parts])
+    return hidden, mask
+
+
 class FrozenLayerCache:
     """Lower-layer outputs of ``tower`` for ``texts``; :meth:`features` gives the tower's pooled features from them.
 
@@ -37,7 +45,8 @@ class FrozenLayerCache:
     def __init__(self, tower: torch.nn.Module, layers: int, texts: Sequence[str], batch_size: int = 512,
                  atol: float = 1e-4):
         self.tower, self.layers = tower, layers
-        unique = list(dict.fromkeys(texts))
+        # sorted by length, so a batch pads little; rows are kept in that order
+        unique = sorted(dict.fromkeys(texts), key=len)
         if not unique:
             raise ConfigError("cache_frozen: the dataset has no texts to cache")
         self.row = {t: i for i, t in enumerate(unique)}
@@ -47,9 +56,8 @@ class FrozenLayerCache:
             with torch.no_grad():
                 parts = [tower.encode_lower(unique[i:i + batch_size], layers)
                          for i in range(0, len(unique), batch_size)]
-                self.hidden = torch.cat([h for h, _ in parts])
-                self.mask = torch.cat([m for _, m in parts])
-                self._check(unique[:8], atol)
+                self.hidden, self.mask = _pad_cat(parts)
+                self._check(unique[:: max(1, len(unique) // 8)][:8], atol)
         finally:
             tower.train(was_training)
         log.info("frozen-layer cache: %d texts x %d tokens (%.0f MB)", len(unique), self.mask.shape[1],
@@ -68,15 +76,17 @@ class FrozenLayerCache:
         if not missing:
             idx = torch.tensor([self.row[t] for t in texts], device=self.hidden.device)
             return self.hidden[idx], self.mask[idx]
+        known = [t for t in dict.fromkeys(texts) if t in self.row]  # the others are computed now, not kept
         was_training = self.tower.training
         self.tower.eval()
         with torch.no_grad():
-            hidden, mask = self.tower.encode_lower(missing, self.layers)
+            extra = self.tower.encode_lower(missing, self.layers)
         self.tower.train(was_training)
-        extra = {t: len(self.row) + i for i, t in enumerate(missing)}
-        table_h, table_m = torch.cat([self.hidden, hidden]), torch.cat([self.mask, mask])
-        idx = torch.tensor([self.row.get(t, extra.get(t)) for t in texts], device=self.hidden.device)
-        return table_h[idx], table_m[idx]
+        rows = torch.tensor([self.row[t] for t in known], dtype=torch.long, device=self.hidden.device)
+        hidden, mask = _pad_cat([(self.hidden[rows], self.mask[rows]), extra])
+        position = {t: i for i, t in enumerate([*known, *missing])}
+        idx = torch.tensor([position[t] for t in texts], device=hidden.device)
+        return hidden[idx], mask[idx]
 
     def features(self, texts: list[str]) -> torch.Tensor:
         """Pooled features ``[B, D]`` of ``texts``, as ``tower.encode(texts)`` computes them."""
