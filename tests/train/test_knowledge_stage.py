@@ -213,6 +213,28 @@ def test_knowledge_stage_trains_the_top_layer_and_evaluates_before_and_after(tin
     assert again == ev["after"]
 
 
+def test_a_resumed_stage_keeps_its_before_figures_and_ends_like_an_uninterrupted_one(tiny_base, tmp_path):
+    import shutil
+
+    cfg = _tiny_recipe(tiny_base, steps=4, lr=1e-2, warmup_steps=0).replace(checkpoint_every=2, keep_checkpoints=5)
+    full = train(cfg, tmp_path / "full")
+    out = tmp_path / "resumed"
+    shutil.copytree(tmp_path / "full", out)
+    shutil.rmtree(out / "model")
+    (out / "summary.json").unlink()
+    (out / "checkpoints" / "latest").write_text("step_0000002\n")
+    for later in ("step_0000004",):
+        shutil.rmtree(out / "checkpoints" / later)
+    resumed = train(cfg, out, resume=True)
+    assert resumed["evaluations"] == full["evaluations"]
+    whens = [json.loads(x).get("when") for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert whens.count("before") == 1 and whens.count("after") == 1
+    assert resumed["stage_results"]["knowledge-text"]["steps"] == 4
+    final, reference = load_file(str(out / "model" / "model.safetensors")), load_file(
+        str(tmp_path / "full" / "model" / "model.safetensors"))
+    assert all(torch.equal(final[k], reference[k]) for k in reference)
+
+
 def test_time_budget_ends_the_stage(tiny_base, tmp_path):
     cfg = _tiny_recipe(tiny_base, steps=1000, max_minutes=1e-4, schedule="linear", warmup_steps=0, evaluate=[])
     summary = train(cfg, tmp_path / "run")
