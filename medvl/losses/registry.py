@@ -153,7 +153,8 @@ def _knowledge_group(inputs: LossInputs, use_hierarchy: bool = True) -> torch.Te
     exclude = None
     if use_hierarchy and inputs.group_relatives is not None:
         rel = inputs.group_relatives.to(groups.device)
-        exclude = rel[groups][:, groups] & (groups[:, None] != groups[None, :])
+        # one 2-D gather ([N, N]) rather than rows then columns ([N, G] first: slow for large graphs)
+        exclude = rel[groups[:, None], groups[None, :]] & (groups[:, None] != groups[None, :])
     return knowledge_group_loss(a, b, groups, exclude_mask=exclude, logit_scale=inputs.logit_scale)
 
 

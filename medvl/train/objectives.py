@@ -14,6 +14,7 @@ one tower's features, cross-entropy (or per-label sigmoid).
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, ClassVar
 
 import torch
@@ -109,6 +110,13 @@ class Objective(nn.Module):
     def embed(self, modality: str, value: Any) -> torch.Tensor:
         """Joint-space (projected, L2-normalised) embeddings."""
         return self.model.project(modality, self.features(modality, value))
+
+
+def _fp32(inputs: LossInputs) -> LossInputs:
+    """Every floating tensor of ``inputs`` in float32 (embeddings from bf16 towers; the losses compute in fp32)."""
+    changes = {f.name: getattr(inputs, f.name).float() for f in dataclasses.fields(inputs)
+               if isinstance(getattr(inputs, f.name), torch.Tensor) and getattr(inputs, f.name).is_floating_point()}
+    return dataclasses.replace(inputs, **changes)
 
 
 def _flatten(values: list) -> tuple[list, list[int] | None]:
@@ -216,14 +224,15 @@ class ContrastiveObjective(Objective):
         )
 
     def forward(self, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
-        inputs = self._inputs(batch)
+        inputs = _fp32(self._inputs(batch))
         total = torch.zeros((), device=inputs.a.device)
         logs: dict[str, float] = {}
-        for term in self.losses:
-            value = term(inputs)
-            key = f"loss_{term.name}"
-            logs[key if key not in logs else f"{key}_{len(logs)}"] = float(value.detach())
-            total = total + term.weight * value
+        with torch.autocast(inputs.a.device.type, enabled=False):  # the towers ran under autocast, the losses do not
+            for term in self.losses:
+                value = term(inputs)
+                key = f"loss_{term.name}"
+                logs[key if key not in logs else f"{key}_{len(logs)}"] = float(value.detach())
+                total = total + term.weight * value
         return total, logs
 
 
