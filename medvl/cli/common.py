@@ -50,6 +50,16 @@ WorkspaceOpt = Annotated[
     ),
 ]
 
+#: the options of "never silently wrong" (one name everywhere)
+RandomWeightsOpt = Annotated[bool, typer.Option(
+    "--random-weights", help="Allow a model or tower without weights (a random initialisation); recorded in every "
+    "output's provenance.")]
+TrustProvenanceOpt = Annotated[bool, typer.Option(
+    "--trust-provenance", help="Use stored vectors that carry no provenance record (older medvl, other tools) "
+    "without checking them against the model; recorded in the output.")]
+StrictDomainOpt = Annotated[bool, typer.Option(
+    "--strict-domain", help="Refuse inputs of another kind than the model was trained on (else a warning).")]
+
 
 def emit_line(record: dict[str, Any]) -> None:
     """Stream one JSON line on stdout (per-case status in batch commands) when ``--json`` is on."""
@@ -102,11 +112,12 @@ def command(app: typer.Typer, name: str | None = None, **kwargs: Any):
 
 
 def run_command(fn, args, kw, *, json_output: bool, debug: bool, verbose: int) -> None:
-    from medvl.log import setup_logging
+    from medvl.log import clear_warnings, setup_logging
 
     STATE.json, STATE.debug = json_output, debug
     level = "DEBUG" if verbose >= 2 else "INFO" if verbose == 1 else "WARNING"
     setup_logging(level, quiet=json_output)
+    clear_warnings()
     try:
         result = fn(*args, **kw)
     except (typer.Exit, typer.Abort, SystemExit):
@@ -130,11 +141,25 @@ def run_command(fn, args, kw, *, json_output: bool, debug: bool, verbose: int) -
         raise typer.Exit(code)
 
 
+def with_warnings(data: Any) -> Any:
+    """``data`` with the command's warnings (:func:`medvl.log.warn`) added to its ``warnings`` list, each once."""
+    from medvl.log import collected_warnings
+
+    extra = collected_warnings()
+    if not extra or not isinstance(data, dict):
+        return data
+    own = data.get("warnings") or []
+    if not isinstance(own, list):  # a count of warnings (ontology build): the messages go beside it
+        return {**data, "warning_messages": extra}
+    return {**data, "warnings": own + [w for w in extra if w not in own]}
+
+
 def render(result: Any, json_output: bool) -> None:
     if result is None:
         return
     data, text = (result.data, result.text) if isinstance(result, Result) else (result, None)
     if json_output:
+        data = with_warnings(data)
         sys.stdout.write(json.dumps(data, default=_default) + "\n")
     elif text is not None:
         typer.echo(text)

@@ -5,7 +5,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from medvl.cli.common import Result, command, emit_line
+from medvl.cli.common import RandomWeightsOpt, Result, StrictDomainOpt, command, emit_line
 
 app = typer.Typer(no_args_is_help=True, help="Whole-slide images: info, tile, extract, heatmap.")
 
@@ -22,6 +22,14 @@ SizeOpt = Annotated[int, typer.Option("--size", help="Tile side in pixels at --m
 OverlapOpt = Annotated[int, typer.Option("--overlap", help="Overlap between neighbouring tiles, pixels at --mpp.")]
 MinTissueOpt = Annotated[float, typer.Option("--min-tissue", help="Keep tiles with at least this tissue fraction.")]
 SkipOpt = Annotated[bool, typer.Option("--skip-errors", help="Record failing slides in errors.json and go on.")]
+OptMpp = Annotated[Optional[float], typer.Option("--mpp", help="Tile resolution in µm/px (default: the existing tile "  # noqa: UP045
+                                                 "store's grid, else 0.5).")]
+OptSize = Annotated[Optional[int], typer.Option("--size", help="Tile side in pixels at --mpp (default: the store's, "  # noqa: UP045
+                                                "else 224).")]
+OptOverlap = Annotated[Optional[int], typer.Option("--overlap", help="Overlap of neighbouring tiles, pixels at --mpp "  # noqa: UP045
+                                                   "(default: the store's, else 0).")]
+OptMinTissue = Annotated[Optional[float], typer.Option("--min-tissue", help="Keep tiles with at least this tissue "  # noqa: UP045
+                                                       "fraction (default: the store's, else 0.25).")]
 OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Redo slides whose outputs already exist.")]
 
 
@@ -54,11 +62,15 @@ def info(source: InputArg, slide_mpp: SlideMppOpt = None, skip_errors: SkipOpt =
     return _summary(summary, "info")
 
 
-def _tile_configs(mpp: float, size: int, overlap: int, min_tissue: float):
+def _tile_configs(mpp: float | None, size: int | None, overlap: int | None, min_tissue: float | None):
+    """The tile grid asked for (``None`` when no tiling option is given: an existing store's grid is kept) and the
+    tissue settings."""
     from medvl.pathology.tiling import TileConfig
     from medvl.pathology.tissue import TissueConfig
 
-    return TileConfig(mpp=mpp, size=size, overlap=overlap, min_tissue=min_tissue), TissueConfig()
+    given = {k: v for k, v in (("mpp", mpp), ("size", size), ("overlap", overlap), ("min_tissue", min_tissue))
+             if v is not None}
+    return (TileConfig(**given) if given else None), TissueConfig()
 
 
 @command(app, "tile")
@@ -92,26 +104,33 @@ def extract(
     model_name: Annotated[Optional[str], typer.Option("--model-name", help="timm architecture for --encoder timm.")] = None,  # noqa: UP045,E501
     weights: Annotated[Optional[Path], typer.Option("--weights", help="Local weights file (.safetensors/.pth).")] = None,  # noqa: UP045,E501
     project: Annotated[bool, typer.Option("--project", help="Store joint-space embeddings (checkpoints).")] = False,
+    random_weights: RandomWeightsOpt = False,
+    strict_domain: StrictDomainOpt = False,
     trust_pickle: Annotated[bool, typer.Option("--trust-pickle", help="Accept pickle-based --weights (they can run "
                                                "code): only for files you made yourself.")] = False,
     batch_size: Annotated[int, typer.Option("--batch-size")] = 64,
     workers: Annotated[int, typer.Option("--workers", help="Tile reader threads.")] = 2,
     device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda, cuda:N.")] = "auto",
-    mpp: MppOpt = 0.5,
-    size: SizeOpt = 224,
-    overlap: OverlapOpt = 0,
-    min_tissue: MinTissueOpt = 0.25,
+    mpp: OptMpp = None,
+    size: OptSize = None,
+    overlap: OptOverlap = None,
+    min_tissue: OptMinTissue = None,
     slide_mpp: SlideMppOpt = None,
     skip_errors: SkipOpt = False,
     overwrite: OverwriteOpt = False,
 ):
-    """Embed every tile with an image tower; adds `features` (N x D) to <out>/<slide_id>.h5 (tiles first if needed)."""
+    """Embed every tile with an image tower; adds `features` (N x D) to <out>/<slide_id>.h5 (tiles first if needed).
+
+    Finished slides are skipped only when their provenance (weights, preprocessing, tiling, slide) matches; anything
+    else is recomputed.
+    """
     from medvl.pathology.extract import EncoderSpec, ExtractConfig, LazyTileEncoder
     from medvl.pathology.pipeline import extract_slide, resolve_slide_jobs, run_cohort
 
     tiles, tissue = _tile_configs(mpp, size, overlap, min_tissue)
     spec = EncoderSpec(name=encoder, model_name=model_name, weights=None if weights is None else str(weights),
-                       project=project, trust_pickle=trust_pickle)
+                       project=project, trust_pickle=trust_pickle, random_weights=random_weights,
+                       strict_domain=strict_domain)
     config = ExtractConfig(batch_size=batch_size, workers=workers, device=device)
     jobs = resolve_slide_jobs(source, slide_mpp)
     tile_encoder = LazyTileEncoder(spec)

@@ -5,7 +5,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from medvl.cli.common import Result, WorkspaceOpt, command
+from medvl.cli.common import Result, TrustProvenanceOpt, WorkspaceOpt, command
 
 app = typer.Typer()
 
@@ -24,12 +24,12 @@ CvOpt = Annotated[Optional[int], typer.Option("--cv", help="K-fold cross-validat
 SeedOpt = Annotated[int, typer.Option("--seed", help="Seed of the folds and the deep head.")]
 
 
-def _spec(table, time, event, covariates, event_is_censoring, embeddings, id_column):
+def _spec(table, time, event, covariates, event_is_censoring, embeddings, id_column, trust_provenance=False):
     from medvl.tasks.survival.run import TableSpec
 
     covs = [c.strip() for c in covariates.split(",") if c.strip()]
     return TableSpec(table=table, time=time, event=event, covariates=covs, event_is_censoring=event_is_censoring,
-                     embeddings=embeddings, id_column=id_column)
+                     embeddings=embeddings, id_column=id_column, trust_provenance=trust_provenance)
 
 
 def _config(method, penalizer, pca, ties, epochs, seed):
@@ -59,13 +59,14 @@ def fit(
     cv: CvOpt = None,
     seed: SeedOpt = 0,
     out: Annotated[Optional[Path], typer.Option("--out", help="Model folder (default: <workspace>/models/survival).")] = None,  # noqa: UP045, E501
+    trust_provenance: TrustProvenanceOpt = False,
     workspace: WorkspaceOpt = None,
 ) -> Result:
     """Fit a survival model on the whole table (and cross-validate with --cv); saves the model folder."""
     from medvl.tasks.survival.run import fit_table
     from medvl.workspace import Workspace
 
-    spec = _spec(table, time, event, covariates, event_is_censoring, embeddings, id_column)
+    spec = _spec(table, time, event, covariates, event_is_censoring, embeddings, id_column, trust_provenance)
     cfg = _config(method, penalizer, pca, ties, epochs, seed)
     out = out or Workspace.resolve(workspace).models / "survival"
     rec = fit_table(spec, cfg, out=out, cv=cv, seed=seed)
@@ -91,6 +92,7 @@ def predict(
     times: Annotated[str, typer.Option("--times", help="Comma-separated times for survival probabilities.")] = "",
     out: Annotated[Optional[Path], typer.Option("--out", help="Write predictions (CSV or Parquet).")] = None,  # noqa: UP045
     keep_ids: Annotated[bool, typer.Option("--keep-ids", help="Include the case id column in --out.")] = False,
+    trust_provenance: TrustProvenanceOpt = False,
 ) -> Result:
     """Risk scores, risk groups and survival probabilities for the rows of a table."""
     from medvl.tasks.survival.model import SurvivalModel
@@ -99,7 +101,7 @@ def predict(
     saved = SurvivalModel.load(model).record_.get("table", {})
     spec = _spec(table, time or saved.get("time", ""), event or saved.get("event", ""),
                  covariates or ",".join(saved.get("covariates", [])),
-                 event_is_censoring or saved.get("event_is_censoring", False), embeddings, id_column)
+                 event_is_censoring or saved.get("event_is_censoring", False), embeddings, id_column, trust_provenance)
     grid = [float(t) for t in times.split(",") if t.strip()]
     rec = predict_table(model, spec, out=out, times=grid, keep_ids=keep_ids)
     text = f"{rec['n']} predictions" + (f" written to {out}" if out else "")
@@ -124,11 +126,12 @@ def evaluate(
     cv: CvOpt = None,
     seed: SeedOpt = 0,
     report: Annotated[Optional[Path], typer.Option("--report", help="Folder for metrics JSON and the KM plot.")] = None,  # noqa: UP045, E501
+    trust_provenance: TrustProvenanceOpt = False,
 ) -> Result:
     """Harrell C, Uno C, time-dependent AUC, integrated Brier score and KM log-rank p of a model or a CV run."""
     from medvl.tasks.survival.run import evaluate_table
 
-    spec = _spec(table, time, event, covariates, event_is_censoring, embeddings, id_column)
+    spec = _spec(table, time, event, covariates, event_is_censoring, embeddings, id_column, trust_provenance)
     cfg = _config(method, penalizer, pca, ties, epochs, seed)
     rec = evaluate_table(spec, model_dir=model, config=cfg, cv=cv, seed=seed, report=report)
     text = f"{rec['mode']}: {_fmt_metrics(rec['metrics'])}; log-rank p {rec['logrank_p']:.3g}"

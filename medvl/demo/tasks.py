@@ -86,17 +86,17 @@ def demo_breastmnist(ws: Workspace) -> dict[str, Any]:
     import torch
 
     from medvl.models import create_model
-    from medvl.models.transforms import preprocess_grayscale
+    from medvl.models.transforms import image_transform
     from medvl.resources import bundled
     from medvl.tasks.probe import LinearProbe
     from medvl.tasks.retrieval.index import RetrievalIndex
 
     model = create_model(ckpt).eval()
-    size = int(getattr(model.towers["image"], "data_config", {}).get("input_size", (1, 32, 32))[-1])
+    transform = model.image_transform()  # the checkpoint's: what the model was trained with
     emb, labels, split = [], [], []
     with np.load(bundled("breastmnist")) as data, torch.inference_mode():
         for part in ("train", "test"):
-            emb.append(model.encode_image(preprocess_grayscale(data[f"{part}_images"], size)).float().numpy())
+            emb.append(model.encode_image(image_transform(data[f"{part}_images"], transform)).float().numpy())
             labels.append(data[f"{part}_labels"].reshape(-1))
             split += [part] * len(labels[-1])
     X, y, split = np.concatenate(emb), np.concatenate(labels).astype(int), np.array(split)

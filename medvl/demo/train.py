@@ -15,13 +15,16 @@ from medvl.workspace import Workspace
 CLASSES = {"malignant": ["DOID:1612"], "benign": ["DOID:0060085", "DOID:1618"]}
 
 
-def zero_shot_breastmnist(model: Any, image_size: int = 32, split: str = "test") -> dict[str, Any]:
-    """Zero-shot BreastMNIST with prompts from the knowledge graph: balanced accuracy and AUC (malignant positive)."""
+def zero_shot_breastmnist(model: Any, split: str = "test") -> dict[str, Any]:
+    """Zero-shot BreastMNIST with prompts from the knowledge graph: balanced accuracy and AUC (malignant positive).
+
+    The images go through the model's own transform (the one its checkpoint records from training).
+    """
     import torch
     from sklearn.metrics import balanced_accuracy_score, roc_auc_score
 
     from medvl.knowledge import default_graph
-    from medvl.models.transforms import preprocess_grayscale
+    from medvl.models.transforms import image_transform
     from medvl.resources import bundled
     from medvl.tasks.zeroshot.classifier import ZeroShotClassifier, class_embeddings
     from medvl.train.data import ULTRASOUND_TEMPLATES, class_captions
@@ -33,7 +36,7 @@ def zero_shot_breastmnist(model: Any, image_size: int = 32, split: str = "test")
     with np.load(bundled("breastmnist")) as data:
         images, labels = data[f"{split}_images"], data[f"{split}_labels"].reshape(-1).astype(int)
     with torch.inference_mode():
-        emb = model.encode_image(preprocess_grayscale(images, image_size)).float().numpy()
+        emb = model.encode_image(image_transform(images, model.image_transform())).float().numpy()
     proba = clf.predict_proba(emb)
     pred = proba.argmax(1)  # column 0 = malignant = label 0
     return {
@@ -67,11 +70,12 @@ def step_train(ws: Workspace) -> dict[str, Any]:
     with atomic_dir(target) as tmp:
         shutil.copytree(run_dir / "model", tmp, dirs_exist_ok=True)
     model = create_model(target)
-    image_size = cfg.stages[0].data.options["image_size"] if cfg.stages[0].data else cfg.data.options["image_size"]
     record = {
         "model": str(target.relative_to(ws.root)),
         "train": {k: summary[k] for k in ("global_steps", "final_loss", "seconds")},
-        "zero_shot": zero_shot_breastmnist(model, image_size),
+        "preprocessing": model.image_transform().to_dict(),
+        "domain": model.domains.get("image"),
+        "zero_shot": zero_shot_breastmnist(model),
     }
     atomic_write_json(record_path, record)
     return record

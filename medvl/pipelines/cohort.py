@@ -86,6 +86,7 @@ def survival_step(ctx: CaseContext, cohort: CohortInput) -> StepOutput | None:
 
     from medvl.atomic import atomic_path
     from medvl.io.embeddings import EmbeddingSet, save_embeddings
+    from medvl.provenance import Provenance
     from medvl.tasks.survival.model import SurvivalConfig
     from medvl.tasks.survival.run import TableSpec, fit_table, predict_table
 
@@ -104,7 +105,10 @@ def survival_step(ctx: CaseContext, cohort: CohortInput) -> StepOutput | None:
     emb_path = None
     if cfg.embeddings:
         vectors = np.stack([case_vector(ctx, r) for r in rows])
-        emb_path = save_embeddings(out / "embeddings.npz", EmbeddingSet(vectors, ids=np.array(table["case_id"])))
+        # joint-space vectors of the run's model (slides and CT alike): recorded so the survival fit can check them
+        record = Provenance(model=ctx.space.model_print("joint", projected=True))
+        emb_path = save_embeddings(out / "embeddings.npz", EmbeddingSet(vectors, ids=np.array(table["case_id"]),
+                                                                        provenance=record))
     spec = TableSpec(table=table_path, time="time", event="event", covariates=list(cfg.covariates),
                      embeddings=emb_path, id_column="case_id")
     model_cfg = SurvivalConfig(method=cfg.method, penalizer=cfg.penalizer, pca_components=cfg.pca_components)

@@ -4,7 +4,9 @@ A dataset is indexable; ``item(index, rng)`` returns a dict of fields (``image``
 ``label``, ...). ``rng`` is a generator seeded from (seed, epoch, index), so augmentation is reproducible and a
 resumed run draws exactly what an uninterrupted run would. ``fields`` maps each input field to its modality.
 Datasets with knowledge groups expose ``group_ids`` (one per item), ``group_relatives`` (``[G, G]`` bool) and
-``group_names``.
+``group_names``. Datasets of images or volumes declare ``preprocessing`` (modality -> the transform config they
+apply) and ``domains`` (modality -> :class:`~medvl.models.domain.DataDomain`): the trainer saves both in the
+checkpoint (:mod:`medvl.train.recording`).
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ import torch.nn.functional as F
 
 from medvl.config import Config
 from medvl.errors import ConfigError, InputError
-from medvl.models.transforms import preprocess_grayscale
+from medvl.models.domain import DataDomain
+from medvl.models.transforms import grayscale_transform, image_transform
 from medvl.registry import Registry
 
 __all__ = [
@@ -147,6 +150,8 @@ class BreastMNISTPairs:
     """Images of the bundled BreastMNIST with captions from the disease knowledge graph."""
 
     fields: ClassVar[dict[str, str]] = {"image": "image", "image2": "image", "text": "text"}
+    #: the domain of the images, saved in the checkpoint (inference on other images warns)
+    domains: ClassVar[dict[str, DataDomain]] = {"image": DataDomain("ultrasound", channels="grayscale")}
 
     def __init__(self, opts: BreastMNISTOptions):
         from medvl.knowledge import default_graph
@@ -161,7 +166,9 @@ class BreastMNISTPairs:
             raise InputError(path, f"not a BreastMNIST npz with a '{opts.split}' split ({exc})") from None
         if opts.limit:
             images, labels = images[: opts.limit], labels[: opts.limit]
-        self.images = preprocess_grayscale(images, opts.image_size)
+        #: the one image transform, as a config of its own: saved in the checkpoint, applied again at inference
+        self.preprocessing = {"image": grayscale_transform(opts.image_size)}
+        self.images = image_transform(images, self.preprocessing["image"])
         self.labels = torch.as_tensor(labels.astype(np.int64))
         graph = default_graph()
         self.group_names = sorted(opts.classes, key=int)

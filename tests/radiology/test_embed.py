@@ -31,7 +31,7 @@ def test_formats_round_trip(tmp_path, suffix):
 
 def test_resume_and_same_embedding_for_same_volume(tmp_path, ct_small, dicom_series):
     cfg = CTPreprocessConfig(spacing=(3.0, 3.0, 3.0), spatial_size=(64, 64, 16))
-    enc = load_volume_encoder("resnet3d-tiny", device="cpu")
+    enc = load_volume_encoder("resnet3d-tiny", device="cpu", random_weights=True)
     cache = VolumeCache(tmp_path / "cache", cfg)
     out = tmp_path / "emb.npz"
     cases = [CTCase(ct_small, "nifti"), CTCase(dicom_series, "dicom")]
@@ -49,7 +49,7 @@ def test_resume_and_same_embedding_for_same_volume(tmp_path, ct_small, dicom_ser
 def test_encoder_spec_errors():
     with pytest.raises(ConfigError, match="unknown tower 'nope'"):
         load_volume_encoder("nope")
-    assert load_volume_encoder("vit3d-tiny", device="cpu").input_shape == (16, 32, 32)
+    assert load_volume_encoder("vit3d-tiny", device="cpu", random_weights=True).input_shape == (16, 32, 32)
 
 
 def test_checkpoint_carries_its_preprocessing(tmp_path, ct_small):
@@ -57,9 +57,9 @@ def test_checkpoint_carries_its_preprocessing(tmp_path, ct_small):
     from medvl.models.multimodal import ModelConfig, TowerSpec
 
     trained = CTPreprocessConfig(window="soft_tissue", spacing=(3.0, 3.0, 3.0), spatial_size=(48, 48, 16))
-    model = create_model(ModelConfig(towers={"volume": TowerSpec("resnet3d-tiny")}, embed_dim=16))
+    model = create_model(ModelConfig(towers={"volume": TowerSpec("resnet3d-tiny")}, embed_dim=16), random_weights=True)
     save_checkpoint(model, tmp_path / "ckpt", extra={"ct_preprocess": trained.to_dict()})
-    enc = load_volume_encoder(str(tmp_path / "ckpt"), device="cpu")
+    enc = load_volume_encoder(str(tmp_path / "ckpt"), device="cpu", random_weights=True)
     assert enc.preprocess == trained and enc.embed_dim == 16
     summary = embed_cases([CTCase(ct_small, "a")], enc.preprocess, enc, tmp_path / "e.npz")
     assert summary["embed_dim"] == 16
@@ -76,13 +76,13 @@ def test_missing_preprocessing_is_warned_unless_the_checkpoint_is_untrained(tmp_
     from medvl.pipelines.context import materialise_model
 
     config = {"towers": {"volume": {"name": "resnet3d-tiny"}}, "embed_dim": 16}
-    save_checkpoint(create_model(ModelConfig.from_dict(config)), tmp_path / "trained")
+    save_checkpoint(create_model(ModelConfig.from_dict(config), random_weights=True), tmp_path / "trained")
     with caplog.at_level("WARNING", logger="medvl"):
-        assert load_volume_encoder(str(tmp_path / "trained"), device="cpu").preprocess is None
+        assert load_volume_encoder(str(tmp_path / "trained"), device="cpu", random_weights=True).preprocess is None
     assert "stores no CT preprocessing config" in caplog.text
 
     caplog.clear()
     folder, _ = materialise_model(ModelSource(config=config, seed=3), tmp_path / "models")  # a pipeline's inline model
     with caplog.at_level("WARNING", logger="medvl"):
-        assert load_volume_encoder(str(folder), device="cpu").preprocess is None
+        assert load_volume_encoder(str(folder), device="cpu", random_weights=True).preprocess is None
     assert "stores no CT preprocessing" not in caplog.text

@@ -26,11 +26,11 @@ from medvl.resources import bundled, config_dir
 ENTRY_POINTS: dict[str, Callable[[Path, Path], list[str]]] = {
     "slide info": lambda p, out: ["slide", "info", str(p)],
     "slide tile": lambda p, out: ["slide", "tile", str(p), "--out", str(out), "--mpp", "2.0", "--size", "64"],
-    "slide extract": lambda p, out: ["slide", "extract", str(p), "--out", str(out), "--encoder", "timm-tiny",
+    "slide extract": lambda p, out: ["slide", "extract", str(p), "--out", str(out), "--encoder", "timm-tiny", "--random-weights",
                                      "--mpp", "2.0", "--size", "64", "--device", "cpu", "--workers", "1"],
     "ct info": lambda p, out: ["ct", "info", str(p)],
     "ct preprocess": lambda p, out: ["ct", "preprocess", str(p), "--cache", str(out), "--size", "32,32,16"],
-    "ct embed": lambda p, out: ["ct", "embed", str(p), "--tower", "resnet3d-tiny", "--out", str(out / "emb.npz"),
+    "ct embed": lambda p, out: ["ct", "embed", str(p), "--tower", "resnet3d-tiny", "--random-weights", "--out", str(out / "emb.npz"),
                                 "--cache", str(out / "cache"), "--device", "cpu"],
     "ontology build": lambda p, out: ["ontology", "build", "--source", str(p), "--out", str(out)],
     "index build": lambda p, out: ["index", "build", str(p), "--out", str(out)],

@@ -100,7 +100,7 @@ def two_slides(tmp_path_factory) -> Path:
 
 def test_feature_extraction_killed_mid_write(two_slides, tmp_path):
     def args(out: Path) -> list[str]:
-        return ["slide", "extract", str(two_slides), "--out", str(out), "--encoder", "timm-tiny", "--mpp", "2.0",
+        return ["slide", "extract", str(two_slides), "--out", str(out), "--encoder", "timm-tiny", "--random-weights", "--mpp", "2.0",
                 "--size", "64", "--batch-size", "16", "--device", "cpu", "--workers", "1"]
 
     killed, reference = tmp_path / "killed", tmp_path / "reference"

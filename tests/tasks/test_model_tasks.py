@@ -24,7 +24,7 @@ def checkpoint(tmp_path_factory) -> Path:
 
     torch.manual_seed(0)
     folder = tmp_path_factory.mktemp("ckpt") / "tiny"
-    create_model("tiny-clip").save(folder)
+    create_model("tiny-clip", random_weights=True).save(folder)
     return folder
 
 
