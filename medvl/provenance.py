@@ -105,6 +105,12 @@ class Provenance(Config):
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True, default=str)
 
+    def fingerprint(self) -> str:
+        """One hash of every part (the model's identity, preprocessing, tiling, input fingerprints): it changes with
+        any of them, and only with them (the medvl version, readable names and trust notes are not part of it)."""
+        return config_hash([None if self.model is None else self.model.identity(), self.preprocessing, self.tiling,
+                            self.input, self.inputs])
+
     def space(self) -> Provenance:
         """The parts that define a vector space (model, preprocessing, tiling): what vectors mixed in one index or
         compared with one model must share."""

@@ -37,6 +37,8 @@ class CaseSet:
         reports: report text of each case, None when the data set has none.
         thumbnails: RGB ``uint8`` thumbnail per case.
         paths: the file each case comes from (never shown; the slide viewer opens it).
+        domains: the input kind of each case (``slide``, ``ultrasound``: :func:`medvl.models.domain.input_domain`),
+            what the pages check the model's training domain against.
     """
 
     refs: list[str] = field(default_factory=list)
@@ -46,6 +48,7 @@ class CaseSet:
     reports: list[str | None] = field(default_factory=list)
     thumbnails: list[np.ndarray] = field(default_factory=list)
     paths: list[str | None] = field(default_factory=list)
+    domains: list[str] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.refs)
@@ -54,7 +57,7 @@ class CaseSet:
         if len(other) == 0:
             return self
         self.embeddings = other.embeddings if len(self) == 0 else np.concatenate([self.embeddings, other.embeddings])
-        for name in ("refs", "kinds", "reference", "reports", "thumbnails", "paths"):
+        for name in ("refs", "kinds", "reference", "reports", "thumbnails", "paths", "domains"):
             getattr(self, name).extend(getattr(other, name))
         return self
 
@@ -88,6 +91,7 @@ def breastmnist_cases(space: Any, catalog: Catalog, split: str = "test") -> Case
         refs=[pseudonym(f"breastmnist-{split}-{i}", "us") for i in range(n)], embeddings=emb.astype(np.float32),
         kinds=["breast ultrasound"] * n, reference=[BREASTMNIST_CONCEPTS[int(v)] for v in labels],
         reports=[None] * n, thumbnails=[_upscale(img) for img in images], paths=[None] * n,
+        domains=["ultrasound"] * n,
     )
 
 
@@ -111,7 +115,7 @@ def slide_cases(space: Any, catalog: Catalog) -> CaseSet:
         mean = tiles.embeddings.mean(axis=0)
         out.extend(CaseSet(refs=[pseudonym(path, "slide")], embeddings=l2_normalise(mean)[None],
                            kinds=["H&E slide"], reference=[None], reports=[None], thumbnails=[thumb],
-                           paths=[str(path)]))
+                           paths=[str(path)], domains=["slide"]))
     return out
 
 

@@ -149,7 +149,7 @@ class SlideTiles:
         patch_size_level0: tile side in level-0 pixels.
         embeddings: ``[N, D]`` L2-normalised joint-space embeddings.
         source: how the embeddings were made (shown to the user).
-        warnings: what the user must know about them (the model was trained on another domain, random weights).
+        warnings: what the user must know about them (the model was trained on another kind of image).
     """
 
     coords: np.ndarray
@@ -190,21 +190,17 @@ def encode_tiles(model: Any, tiles: np.ndarray, batch_size: int = 64) -> np.ndar
 
 
 def model_notes(space: Any, kind: str = "slide") -> list[str]:
-    """What the pages show beside the model's outputs on ``kind`` inputs: a training domain other than ``kind``,
-    random weights."""
+    """What the pages show beside the model's outputs on ``kind`` inputs (``slide``, ``ultrasound``): that the
+    model was trained on another domain (random weights have their own badge, :func:`medvl.apps.catalog.model_badge`).
+    """
     from medvl.models.domain import domain_mismatch, input_domain
 
-    notes = []
     model = space.model
-    if "image" in model.modalities:
-        name = (getattr(model, "identity", None) or {}).get("name") or space.source
-        message = domain_mismatch(model.domain("image"), input_domain(kind), str(name))
-        if message:
-            notes.append(message)
-    random = [m for m, r in model.random_weights.items() if r]
-    if random:
-        notes.append(f"random weights: the {', '.join(random)} tower(s) of this model were never trained")
-    return notes
+    if "image" not in model.modalities:
+        return []
+    name = (getattr(model, "identity", None) or {}).get("name") or space.source
+    message = domain_mismatch(model.domain("image"), input_domain(kind), str(name))
+    return [message] if message else []
 
 
 def slide_tiles(slide: Slide, space: Any, features: Path | None = None, cache_dir: Path | None = None) -> SlideTiles:

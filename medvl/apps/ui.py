@@ -163,7 +163,17 @@ def pick_model(cat: catalog_mod.Catalog, key: str = "model") -> str | None:
         st.info("This workspace has no model checkpoint yet (`medvl demo` trains one into `models/`).")
         return None
     names = {m.name: str(m) for m in cat.models}
-    return names[st.sidebar.selectbox("Model", list(names), key=key)]
+    chosen = names[st.sidebar.selectbox("Model", list(names), key=key)]
+    badge = catalog_mod.model_badge(chosen)
+    if badge:
+        st.sidebar.warning(badge, icon="🎲")
+    return chosen
+
+
+def notes(messages: list[str]) -> None:
+    """Warnings about a model's outputs (another training domain, random weights), each shown once per page."""
+    for message in dict.fromkeys(messages):
+        st.warning(message, icon="⚠️")
 
 
 def graph_path(cat: catalog_mod.Catalog) -> str | None:

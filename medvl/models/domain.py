@@ -47,6 +47,7 @@ class DataDomain(Config):
 INPUT_DOMAINS = {
     "slide": DataDomain("slide", "rgb"),
     "ct": DataDomain("ct", "grayscale"),
+    "ultrasound": DataDomain("ultrasound", "grayscale"),
 }
 
 

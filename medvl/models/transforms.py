@@ -82,7 +82,7 @@ class ImageTransformConfig(Config):
         c, h, w = (int(v) for v in data.get("input_size", (3, 224, 224)))
         if h != w:
             raise ConfigError(f"image towers take square inputs here; the data config asks for {h}x{w}")
-        mode = "bicubic" if data.get("interpolation") == "bicubic" else "bilinear"
+        mode = "bicubic" if data.get("interpolation", "bicubic") == "bicubic" else "bilinear"
         return cls(size=h, resize=data.get("resize_px"), interpolation=mode,
                    mean=tuple(float(v) for v in data.get("mean", IMAGENET_MEAN)),
                    std=tuple(float(v) for v in data.get("std", IMAGENET_STD)), in_chans=c if c in (1, 3) else 3)

@@ -124,7 +124,7 @@ def _checkpoint_encoder(path: Path, device: str, random_weights: bool, strict_do
     stored = model.preprocessing.get("volume")
     preprocess = CTPreprocessConfig.from_dict(stored, source=str(path / "config.json")) if stored else None
     if preprocess is None and not model.random_weights.get("volume"):
-        warn(f"{path} stores no CT preprocessing chain; using the command line's")
+        warn(f"{path} stores no CT preprocessing config; using the command line's")
     message = domain_mismatch(model.domain("volume"), input_domain("ct"), path.name, strict_domain)
     if message:
         warn(message)

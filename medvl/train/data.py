@@ -38,8 +38,8 @@ __all__ = [
     "register_dataset",
 ]
 
-#: name -> (typed options class, dataset class)
-DATASETS: Registry[tuple[type[Config], Callable[..., Any]]] = Registry("dataset")
+#: name -> (typed options class, dataset class); datasets defined beside this module register on first use
+DATASETS: Registry[tuple[type[Config], Callable[..., Any]]] = Registry("dataset", builtins=("medvl.train.ct_data",))
 
 
 def register_dataset(name: str, options: type[Config]):

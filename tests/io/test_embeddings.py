@@ -91,9 +91,8 @@ def test_h5_feature_store_is_still_read_as_tiles(tmp_path):
 
 def test_case_h5_is_indexed_per_case_not_pooled_as_a_slide(tmp_path):
     """A case-embeddings .h5 (as `ct embed` writes) keeps one row per case in a slide-level index."""
-    from medvl.tasks.retrieval.build import build_index
-
     from medvl.provenance import ModelPrint, Provenance
+    from medvl.tasks.retrieval.build import build_index
 
     vectors = np.eye(3, 8, dtype=np.float32)
     made_by = Provenance(model=ModelPrint(encoder="t", weights="w", config="c", modality="volume"))

@@ -76,13 +76,15 @@ def test_missing_preprocessing_is_warned_unless_the_checkpoint_is_untrained(tmp_
     from medvl.pipelines.context import materialise_model
 
     config = {"towers": {"volume": {"name": "resnet3d-tiny"}}, "embed_dim": 16}
-    save_checkpoint(create_model(ModelConfig.from_dict(config), random_weights=True), tmp_path / "trained")
+    model = create_model(ModelConfig.from_dict(config), random_weights=True)
+    model.record_training("volume", trained=True)  # as the trainer marks a tower it trained (with no chain recorded)
+    save_checkpoint(model, tmp_path / "trained")
     with caplog.at_level("WARNING", logger="medvl"):
-        assert load_volume_encoder(str(tmp_path / "trained"), device="cpu", random_weights=True).preprocess is None
+        assert load_volume_encoder(str(tmp_path / "trained"), device="cpu").preprocess is None
     assert "stores no CT preprocessing config" in caplog.text
 
     caplog.clear()
-    folder, _ = materialise_model(ModelSource(config=config, seed=3), tmp_path / "models")  # a pipeline's inline model
+    folder, _ = materialise_model(ModelSource(config=config, seed=3, random_weights=True), tmp_path / "models")
     with caplog.at_level("WARNING", logger="medvl"):
         assert load_volume_encoder(str(folder), device="cpu", random_weights=True).preprocess is None
     assert "stores no CT preprocessing" not in caplog.text
