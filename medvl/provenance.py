@@ -226,9 +226,11 @@ def require_match(stored: Provenance | None, expected: Provenance, where: str | 
     """
     if stored is None:
         if trust:
-            note = f"{where}: used without a provenance record ({TRUST_HINT})"
-            warn(note)
-            return [note]
+            warn(f"{where}: used without a provenance record ({TRUST_HINT})")
+            # the note goes into outputs: it names the file by its content fingerprint, never by its name
+            known = where is not None and Path(where).exists()
+            return [f"vectors without a provenance record used ({TRUST_HINT})"
+                    + (f": input {input_print(where)}" if known else "")]
         raise InputError(where, "carries no provenance record (made by an older medvl or another tool), so it cannot "
                                 f"be checked against this model; {redo or 'make it again with this medvl'}, or pass "
                                 f"{TRUST_HINT} to use it as it is (recorded in the output)")

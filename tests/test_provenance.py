@@ -67,8 +67,11 @@ def test_require_match_refuses_or_trusts_explicitly(tmp_path):
         require_match(_record(model=PRINT.replace(weights="b")), rec, tmp_path / "f.h5", redo="redo it")
     with pytest.raises(InputError, match="carries no provenance record.*--trust-provenance"):
         require_match(None, rec, tmp_path / "old.h5")
+    (tmp_path / "old.h5").write_bytes(b"old")
     notes = require_match(None, rec, tmp_path / "old.h5", trust=True)
-    assert notes and "old.h5" in notes[0] and notes == collected_warnings()
+    assert notes == [f"vectors without a provenance record used (--trust-provenance): input "
+                     f"{input_print(tmp_path / 'old.h5')}"]  # recorded in outputs: by content, never by name
+    assert len(collected_warnings()) == 1 and "old.h5" in collected_warnings()[0]  # the user is told the name
 
 
 def test_weights_and_inputs_are_fingerprinted_by_content(tmp_path):

@@ -73,7 +73,8 @@ class EmbeddingSet:
         modality: ``image``, ``volume``, ``text``, ... (the model tower the vectors belong to).
         projected: True for joint-space (projected, normalised) vectors, False for raw tower features.
         coords: ``[N, k]`` positions (level-0 tile coordinates of a slide).
-        attrs: further attributes of a feature store (read only).
+        attrs: further attributes of a feature store (read only), and ``source``: the file the vectors were read
+            from.
         provenance: what made the vectors (:class:`medvl.provenance.Provenance`), ``None`` when not recorded.
     """
 
@@ -108,6 +109,7 @@ def load_embeddings(path: str | Path) -> EmbeddingSet:
     if loader is None:
         raise InputError(path, f"unsupported embeddings format '{path.suffix}' (use {', '.join(_LOADERS)})")
     emb = loader(path)
+    emb.attrs.setdefault("source", str(path))  # where the vectors were read from: what errors about them name
     if emb.embeddings.ndim != 2 or len(emb.embeddings) == 0:
         raise InputError(path, f"expected a non-empty [N, D] matrix, got shape {tuple(emb.embeddings.shape)}")
     if not np.isfinite(emb.embeddings).all():

@@ -112,7 +112,7 @@ class JointSpace:
         """Joint-space, normalised vectors from stored embeddings (projecting raw tower features)."""
         import torch
 
-        where = origin if origin is not None else "embeddings"
+        where = origin if origin is not None else emb.attrs.get("source", "embeddings")
         self.check(emb, modality, where)
         if emb.projected:
             if emb.dim != self.dim:

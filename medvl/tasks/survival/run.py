@@ -67,7 +67,7 @@ def table_provenance(spec: TableSpec, table: SurvivalTable) -> dict[str, Any]:
     if spec.embeddings is not None:
         prov = table.embedding_provenance
         out["embeddings"] = {"input": input_print(spec.embeddings),
-                             **(prov.summary() if prov is not None else {"trusted": [f"{spec.embeddings}: no record"]})}
+                             **(prov.summary() if prov is not None else {"trusted": ["no provenance record"]})}
     return out
 
 
