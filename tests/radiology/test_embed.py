@@ -88,3 +88,47 @@ def test_missing_preprocessing_is_warned_unless_the_checkpoint_is_untrained(tmp_
     with caplog.at_level("WARNING", logger="medvl"):
         assert load_volume_encoder(str(folder), device="cpu", random_weights=True).preprocess is None
     assert "stores no CT preprocessing" not in caplog.text
+
+
+def test_ct_embed_reuses_a_case_only_when_weights_chain_and_input_match(tmp_path, ct_small):
+    """Issue 16: `ct embed` "reused" the vectors of a checkpoint retrained into the same folder."""
+    import shutil
+
+    import torch
+
+    from medvl.models import create_model, save_checkpoint
+    from medvl.models.multimodal import ModelConfig, TowerSpec
+
+    def checkpoint(seed: int) -> None:
+        torch.manual_seed(seed)
+        model = create_model(ModelConfig(towers={"volume": TowerSpec("resnet3d-tiny")}, embed_dim=16),
+                             random_weights=True)
+        save_checkpoint(model, tmp_path / "ckpt")
+
+    cfg = CTPreprocessConfig(spacing=(6.0, 6.0, 6.0), spatial_size=(32, 32, 16))
+    shutil.copyfile(ct_small, tmp_path / "b.nii.gz")
+    cases = [CTCase(ct_small, "a"), CTCase(tmp_path / "b.nii.gz", "b")]
+    out = tmp_path / "emb.npz"
+
+    def run() -> dict:
+        return embed_cases(cases, cfg, load_volume_encoder(str(tmp_path / "ckpt"), device="cpu", random_weights=True),
+                           out)
+
+    checkpoint(0)
+    first = run()
+    assert (first["embedded"], first["reused"]) == (2, 0) and run()["reused"] == 2
+    before = load_embeddings(out)
+    checkpoint(1)  # retrained into the same folder
+    assert run()["embedded"] == 2
+    after = load_embeddings(out)
+    assert after.provenance.model.weights != before.provenance.model.weights
+    assert not np.allclose(after.embeddings, before.embeddings)
+    assert embed_cases(cases, cfg.replace(window="lung"), load_volume_encoder(str(tmp_path / "ckpt"), device="cpu",
+                                                                             random_weights=True), out)["reused"] == 0
+    run()
+    import nibabel as nib
+
+    img = nib.load(tmp_path / "b.nii.gz")  # the input of case b changes (same name, same id)
+    nib.save(nib.Nifti1Image(np.asarray(img.dataobj)[::-1].copy(), img.affine), tmp_path / "b.nii.gz")
+    again = run()
+    assert (again["embedded"], again["reused"]) == (1, 1)
