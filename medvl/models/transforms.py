@@ -100,7 +100,11 @@ def grayscale_transform(size: int) -> ImageTransformConfig:
 
 
 def _as_nchw(images: np.ndarray | torch.Tensor, device: Any) -> torch.Tensor:
-    x = torch.as_tensor(np.asarray(images) if not isinstance(images, torch.Tensor) else images)
+    if not isinstance(images, torch.Tensor):
+        images = np.asarray(images)
+        if not images.flags.writeable:  # e.g. pixels of a PIL image: torch wants memory it may write
+            images = images.copy()
+    x = torch.as_tensor(images)
     if x.dtype != torch.uint8:
         raise InputError(None, f"images must be uint8 pixels, got {x.dtype}")
     x = x.to(device, non_blocking=True) if device is not None else x

@@ -142,9 +142,9 @@ class JointSpace:
 
         if "image" not in self.model.modalities:
             raise InputError(path, "the model has no image tower")
-        try:
+        try:  # grayscale files stay one channel (as BreastMNIST's arrays), others are read as RGB (as slide tiles)
             with Image.open(path) as img:
-                pixels = np.asarray(img.convert("RGB"), dtype=np.uint8)
+                pixels = np.asarray(img if img.mode == "L" else img.convert("RGB"), dtype=np.uint8)
         except (UnidentifiedImageError, OSError) as exc:
             raise InputError(path, f"cannot read image ({exc})") from None
         with torch.inference_mode():

@@ -95,3 +95,19 @@ def test_the_trainer_saves_the_ct_chain_and_ct_embed_uses_it(tmp_path):
     encoder = load_volume_encoder(str(tmp_path / "run" / "model"), device="cpu")  # trained: no flag needed
     assert encoder.preprocess == chain and encoder.model_print.modality == "volume"
     assert not collected_warnings()  # CT on a CT model: no domain warning, and the chain is recorded
+
+
+def test_an_ultrasound_image_file_gets_the_training_transform(ultrasound_model, tmp_path):
+    import torch
+    from PIL import Image
+
+    from medvl.models.transforms import image_transform
+    from medvl.tasks.space import JointSpace
+
+    with np.load(bundled("breastmnist")) as data:
+        image = data["test_images"][0]
+    Image.fromarray(image).save(tmp_path / "us.png")  # a grayscale PNG (mode L)
+    space = JointSpace.load(ultrasound_model)
+    with torch.inference_mode():
+        direct = space.model.encode_image(image_transform(image[None], grayscale_transform(32))).numpy()
+    np.testing.assert_array_equal(space.encode_image_file(tmp_path / "us.png"), direct)
