@@ -90,7 +90,8 @@ def load_space(model_dir: str):
     from medvl.tasks.space import JointSpace
 
     torch.set_num_threads(max(1, min(4, torch.get_num_threads())))
-    return JointSpace.load(model_dir)
+    # a checkpoint with random towers opens too: the model picker shows its badge (catalog.model_badge)
+    return JointSpace.load(model_dir, random_weights=True)
 
 
 @st.cache_resource(show_spinner="Loading the knowledge graph…")

@@ -47,6 +47,15 @@ def zero_shot_breastmnist(model: Any, split: str = "test") -> dict[str, Any]:
     }
 
 
+def _records_its_training(folder: Any) -> bool:
+    """Whether an earlier demo's model records the preprocessing and domain of its training data (a model trained
+    before checkpoints recorded them is trained again: inference would not know its transform)."""
+    from medvl.models.checkpoint import read_checkpoint_config
+
+    meta = read_checkpoint_config(folder)
+    return bool((meta.get("domains") or {}).get("image")) and "image" in (meta.get("preprocessing") or {})
+
+
 # needs the graph: captions and zero-shot prompts come from the disease graph the graph step builds (and caches)
 @demo_step("train", "train an image/text model on BreastMNIST with graph captions; zero-shot its test split",
            needs=("graph",))
@@ -60,11 +69,11 @@ def step_train(ws: Workspace) -> dict[str, Any]:
 
     target = ws.models / TRAIN_MODEL
     record_path = ws.runs / TRAIN_MODEL / "demo_record.json"
-    if is_checkpoint(target) and record_path.is_file():
+    cfg = TrainConfig.from_file(config_dir() / TRAIN_RECIPE)
+    if is_checkpoint(target) and record_path.is_file() and _records_its_training(target):
         import json
 
         return {**json.loads(record_path.read_text()), "reused": True}
-    cfg = TrainConfig.from_file(config_dir() / TRAIN_RECIPE)
     run_dir = ws.runs / TRAIN_MODEL
     summary = train(cfg, run_dir, resume=latest_checkpoint(run_dir) is not None)  # an interrupted demo goes on
     with atomic_dir(target) as tmp:
@@ -73,8 +82,8 @@ def step_train(ws: Workspace) -> dict[str, Any]:
     record = {
         "model": str(target.relative_to(ws.root)),
         "train": {k: summary[k] for k in ("global_steps", "final_loss", "seconds")},
-        "preprocessing": model.image_transform().to_dict(),
-        "domain": model.domains.get("image"),
+        "preprocessing": model.image_transform().label(),  # saved in the checkpoint: what inference applies
+        "domain": model.domain("image").label() if model.domain("image") else None,
         "zero_shot": zero_shot_breastmnist(model),
     }
     atomic_write_json(record_path, record)

@@ -58,7 +58,7 @@ def index_step(ctx: CaseContext, cohort: CohortInput) -> StepOutput | None:
         return None
     cfg = ctx.config.index
     record = build_index([_slide_h5(ctx, r) for r in slides], ctx.layout.index, IndexConfig(kind=cfg.kind),
-                         level=cfg.level, model=ctx.model_dir)
+                         level=cfg.level, model=ctx.model_dir, random_weights=ctx.config.model.random_weights)
     files = [str(p) for p in ctx.layout.index.iterdir() if p.is_file()]
     return StepOutput({k: record[k] for k in ("count", "dim", "kind", "space", "level")}, files)
 
