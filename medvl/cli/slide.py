@@ -22,15 +22,15 @@ SizeOpt = Annotated[int, typer.Option("--size", help="Tile side in pixels at --m
 OverlapOpt = Annotated[int, typer.Option("--overlap", help="Overlap between neighbouring tiles, pixels at --mpp.")]
 MinTissueOpt = Annotated[float, typer.Option("--min-tissue", help="Keep tiles with at least this tissue fraction.")]
 SkipOpt = Annotated[bool, typer.Option("--skip-errors", help="Record failing slides in errors.json and go on.")]
-OptMpp = Annotated[Optional[float], typer.Option("--mpp", help="Tile resolution in µm/px (default: the existing tile "  # noqa: UP045
-                                                 "store's grid, else 0.5).")]
-OptSize = Annotated[Optional[int], typer.Option("--size", help="Tile side in pixels at --mpp (default: the store's, "  # noqa: UP045
-                                                "else 224).")]
-OptOverlap = Annotated[Optional[int], typer.Option("--overlap", help="Overlap of neighbouring tiles, pixels at --mpp "  # noqa: UP045
-                                                   "(default: the store's, else 0).")]
-OptMinTissue = Annotated[Optional[float], typer.Option("--min-tissue", help="Keep tiles with at least this tissue "  # noqa: UP045
-                                                       "fraction (default: the store's, else 0.25).")]
 OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Redo slides whose outputs already exist.")]
+
+#: extract's tiling options: none given keeps an existing tile store's grid; any given defines the grid (the others at
+#: their defaults), and a store of another grid is tiled again
+_KEEP = " Any tiling option given defines the grid; none keeps an existing tile store's."
+OptMpp = Annotated[Optional[float], typer.Option("--mpp", help="Tile resolution in µm/px [0.5]." + _KEEP)]  # noqa: UP045
+OptSize = Annotated[Optional[int], typer.Option("--size", help="Tile side in pixels at --mpp [224].")]  # noqa: UP045
+OptOverlap = Annotated[Optional[int], typer.Option("--overlap", help="Tile overlap, pixels at --mpp [0].")]  # noqa: UP045
+OptMinTissue = Annotated[Optional[float], typer.Option("--min-tissue", help="Minimum tissue fraction [0.25].")]  # noqa: UP045
 
 
 def _stream(jobs: list):
