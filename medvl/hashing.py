@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-__all__ = ["bytes_hash", "config_hash", "content_hash"]
+__all__ = ["bytes_hash", "config_hash", "content_hash", "sha256_file"]
 
 _CHUNK = 1 << 20
 
@@ -26,6 +26,15 @@ def content_hash(path: str | Path) -> str:
         with open(f, "rb") as fh:
             while chunk := fh.read(_CHUNK):
                 h.update(chunk)
+    return h.hexdigest()
+
+
+def sha256_file(path: str | Path) -> str:
+    """SHA-256 of a file's bytes as hex: the checksum published model files and bundles are listed with."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(_CHUNK):
+            h.update(chunk)
     return h.hexdigest()
 
 

@@ -18,6 +18,7 @@ GROUPS = {
     "ct": ("medvl.cli.ct", "CT volumes: info, preprocess, embed."),
     "index": ("medvl.cli.index", "Retrieval index: build, search."),
     "survival": ("medvl.cli.survival", "Survival models: fit, predict, evaluate."),
+    "models": ("medvl.cli.models", "Published encoders as cards: list, show, check, pack, unpack."),
 }
 #: modules whose commands sit at the top level
 TOP_LEVEL = (

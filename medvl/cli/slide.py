@@ -99,8 +99,8 @@ def tile(
 def extract(
     source: InputArg,
     out: OutOpt = Path("features"),
-    encoder: Annotated[str, typer.Option("--encoder", help="Image tower name (timm, timm-tiny, ...) or a medvl "
-                                         "checkpoint folder.")] = "timm-tiny",
+    encoder: Annotated[str, typer.Option("--encoder", help="Image tower name (timm, timm-tiny, ...), a model card "
+                                         "(medvl models list) or a medvl checkpoint folder.")] = "timm-tiny",
     model_name: Annotated[Optional[str], typer.Option("--model-name", help="timm architecture for --encoder timm.")] = None,  # noqa: UP045,E501
     weights: Annotated[Optional[Path], typer.Option("--weights", help="Local weights file (.safetensors/.pth).")] = None,  # noqa: UP045,E501
     project: Annotated[bool, typer.Option("--project", help="Store joint-space embeddings (checkpoints).")] = False,
@@ -108,6 +108,8 @@ def extract(
     strict_domain: StrictDomainOpt = False,
     trust_pickle: Annotated[bool, typer.Option("--trust-pickle", help="Accept pickle-based --weights (they can run "
                                                "code): only for files you made yourself.")] = False,
+    trust_remote_code: Annotated[bool, typer.Option("--trust-remote-code", help="Let a model card's hub code run "
+                                                    "(models published with their own Python code).")] = False,
     batch_size: Annotated[int, typer.Option("--batch-size")] = 64,
     workers: Annotated[int, typer.Option("--workers", help="Tile reader threads.")] = 2,
     device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda, cuda:N.")] = "auto",
@@ -122,20 +124,27 @@ def extract(
     """Embed every tile with an image tower; adds `features` (N x D) to <out>/<slide_id>.h5 (tiles first if needed).
 
     Finished slides are skipped only when their provenance (weights, preprocessing, tiling, slide) matches; anything
-    else is recomputed.
+    else is recomputed. With a model card as --encoder, the card's preprocessing is applied and the slide is tiled at
+    the card's resolution and tile size unless --mpp/--size say otherwise (with a warning).
     """
-    from medvl.pathology.extract import EncoderSpec, ExtractConfig, LazyTileEncoder
+    from medvl.log import warn
+    from medvl.pathology.extract import EncoderSpec, ExtractConfig, LazyTileEncoder, card_of, card_tiling
     from medvl.pathology.pipeline import extract_slide, resolve_slide_jobs, run_cohort
 
-    tiles, tissue = _tile_configs(mpp, size, overlap, min_tissue)
     spec = EncoderSpec(name=encoder, model_name=model_name, weights=None if weights is None else str(weights),
-                       project=project, trust_pickle=trust_pickle, random_weights=random_weights,
-                       strict_domain=strict_domain)
+                       project=project, trust_pickle=trust_pickle, trust_remote_code=trust_remote_code,
+                       random_weights=random_weights, strict_domain=strict_domain)
+    if card_of(spec) is not None:  # a model card's tiling unless --mpp/--size say otherwise (with a warning)
+        mpp, size, warnings = card_tiling(spec, mpp, size)
+        for warning in warnings:
+            warn(warning)
+    tiles, tissue = _tile_configs(mpp, size, overlap, min_tissue)
     config = ExtractConfig(batch_size=batch_size, workers=workers, device=device)
     jobs = resolve_slide_jobs(source, slide_mpp)
     tile_encoder = LazyTileEncoder(spec)
     summary = run_cohort(jobs, lambda j: extract_slide(j, out, tiles, tissue, tile_encoder, config, overwrite),
                          out_dir=out, skip_errors=skip_errors, on_record=_stream(jobs))
+    summary["warnings"] = warnings
     return _summary(summary, "extract")
 
 

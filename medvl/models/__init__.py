@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from medvl.lazy import lazy_exports
 from medvl.models.registry import create_tower, get_tower_entry, list_towers, register_tower
-from medvl.models.tower import Tower
 
 __all__ = [
     "ModelConfig",
@@ -35,5 +34,6 @@ __getattr__ = lazy_exports(
         **dict.fromkeys(("get_model_config", "list_models", "register_model"), "medvl.models.zoo"),
         **dict.fromkeys(("create_model", "load_checkpoint"), "medvl.models.factory"),
         "save_checkpoint": "medvl.models.checkpoint",
+        "Tower": "medvl.models.tower",
     },
 )

@@ -25,8 +25,8 @@ from medvl.provenance import RANDOM_HINT, ModelPrint
 log = get_logger(__name__)
 
 __all__ = [
-    "EncoderSpec", "ExtractConfig", "LazyTileEncoder", "TileEncoder", "encoder_label", "encoder_print",
-    "extract_features", "load_tile_encoder", "model_tile_encoder", "resolve_device",
+    "EncoderSpec", "ExtractConfig", "LazyTileEncoder", "TileEncoder", "card_of", "card_tiling", "encoder_label",
+    "encoder_print", "extract_features", "load_tile_encoder", "model_tile_encoder", "resolve_device",
 ]
 
 
@@ -41,8 +41,12 @@ class EncoderSpec(Config):
         img_size: model input size override (ViTs).
         project: with a checkpoint, store joint-space (projected, normalised) embeddings instead of raw features.
         trust_pickle: accept a pickle-based weights file that needs full unpickling (it can run code).
+        trust_remote_code: let a model card's hub code run (cards published with their own Python code).
         random_weights: allow an encoder without weights (a random initialisation, seed 0): tests and baselines.
         strict_domain: refuse a checkpoint trained on another kind of image than slides (else a warning).
+
+    ``name`` may also be a model card (``medvl models list``): the card's architecture, preprocessing and output,
+    with ``weights`` or the model installed in the local store.
     """
 
     name: str = "timm-tiny"
@@ -51,6 +55,7 @@ class EncoderSpec(Config):
     img_size: int | None = None
     project: bool = False
     trust_pickle: bool = False
+    trust_remote_code: bool = False
     random_weights: bool = False
     strict_domain: bool = False
 
@@ -143,7 +148,15 @@ def _tower_options(spec: EncoderSpec) -> dict[str, Any]:
 
 def encoder_print(spec: EncoderSpec) -> ModelPrint:
     """Which weights ``spec`` embeds with, known before the model loads (resume checks it): a checkpoint's weights
-    hash and config, or a tower's name, options and weights file (or its random initialisation, seed 0)."""
+    hash and config, a model card's weights fingerprint and card, or a tower's name, options and weights file (or
+    its random initialisation, seed 0)."""
+    card = card_of(spec)
+    if card is not None:
+        from medvl.hashing import config_hash
+        from medvl.models.published import card_weights_label
+
+        label = card_weights_label(card, spec.weights)  # the card and its weights' fingerprint, readable
+        return ModelPrint(encoder=label, weights=label, config=config_hash(card.to_dict()), modality="image")
     if Path(spec.name).is_dir():
         from medvl.models.identity import checkpoint_print
 
@@ -179,7 +192,10 @@ class LazyTileEncoder:
 
     @property
     def transform(self) -> Any:
-        """The encoder's image transform (read from a checkpoint without building the model when it records one)."""
+        """The encoder's image transform (read from a checkpoint that records one, or a model card, without building
+        the model)."""
+        if self._encoder is None and card_of(self.spec) is not None:
+            return _card_transform(self.spec)
         if self._encoder is None and Path(self.spec.name).is_dir():
             from medvl.models.checkpoint import read_checkpoint_config
             from medvl.models.transforms import ImageTransformConfig
@@ -200,6 +216,8 @@ def load_tile_encoder(spec: EncoderSpec) -> TileEncoder:
     """
     if Path(spec.name).is_dir():
         return _checkpoint_encoder(spec)
+    if card_of(spec) is not None:
+        return _card_encoder(spec)
     from medvl.models import create_tower, get_tower_entry
     from medvl.models.transforms import tower_transform
 
@@ -221,6 +239,62 @@ def load_tile_encoder(spec: EncoderSpec) -> TileEncoder:
                           f"FILE or a trained checkpoint, or {RANDOM_HINT}")
     return TileEncoder(model=tower.eval(), name=printed.encoder, embed_dim=int(tower.embed_dim),
                        transform=tower_transform(tower), model_print=printed)
+
+
+def card_of(spec: EncoderSpec) -> Any:
+    """The model card ``spec.name`` names (``None`` for registered towers and checkpoint folders)."""
+    if Path(spec.name).is_dir() or spec.name in _tower_names():
+        return None
+    from medvl.models.catalogue import find_card
+
+    return find_card(spec.name)
+
+
+def card_tiling(spec: EncoderSpec, mpp: float | None, size: int | None) -> tuple[float, int, list[str]]:
+    """Tile resolution and size for ``spec``: the user's values, else the model card's, else 0.5 µm/px and 224 px.
+
+    Returns the values and the warnings to show when the user's choice differs from the card's."""
+    card = card_of(spec)
+    tile = getattr(card, "tile", None)
+    if tile is None:
+        return (0.5 if mpp is None else mpp), (224 if size is None else size), []
+    warnings = []
+    if mpp is not None and abs(mpp - tile.mpp) > 1e-9:
+        warnings.append(f"tiling at {mpp:g} µm/px, but model card '{card.name}' expects {tile.mpp:g} µm/px "
+                        f"({tile.magnification or 10 / tile.mpp:g}x): its features may degrade")
+    if size is not None and size != tile.tile_px:
+        warnings.append(f"tiles of {size} px, but model card '{card.name}' expects {tile.tile_px} px at "
+                        f"{tile.mpp:g} µm/px")
+    return (tile.mpp if mpp is None else mpp), (tile.tile_px if size is None else size), warnings
+
+
+def _tower_names() -> set[str]:
+    from medvl.models import list_towers
+
+    return set(list_towers())
+
+
+def _card_transform(spec: EncoderSpec) -> Any:
+    """A model card's image transform (its data config: size, resize-then-crop, mean/std), without loading it."""
+    from medvl.models.transforms import ImageTransformConfig
+
+    card = card_of(spec)
+    if card.tile is None:
+        raise ConfigError(f"model card '{spec.name}' is a {card.modality} encoder, not a tile encoder")
+    return ImageTransformConfig.from_data_config(card.tile.data_config())
+
+
+def _card_encoder(spec: EncoderSpec) -> TileEncoder:
+    from medvl.models.published import load_card_encoder
+    from medvl.models.transforms import ImageTransformConfig
+
+    encoder = load_card_encoder(spec.name, spec.weights, trust_pickle=spec.trust_pickle,
+                                trust_remote_code=spec.trust_remote_code)
+    if encoder.data_config is None:
+        raise ConfigError(f"model card '{spec.name}' is a {encoder.card.modality} encoder, not a tile encoder")
+    printed = encoder_print(spec)
+    return TileEncoder(model=encoder, name=printed.encoder, embed_dim=encoder.embed_dim,
+                       transform=ImageTransformConfig.from_data_config(encoder.data_config), model_print=printed)
 
 
 def _checkpoint_encoder(spec: EncoderSpec) -> TileEncoder:
