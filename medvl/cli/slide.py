@@ -144,7 +144,6 @@ def extract(
     tile_encoder = LazyTileEncoder(spec)
     summary = run_cohort(jobs, lambda j: extract_slide(j, out, tiles, tissue, tile_encoder, config, overwrite),
                          out_dir=out, skip_errors=skip_errors, on_record=_stream(jobs))
-    summary["warnings"] = warnings
     return _summary(summary, "extract")
 
 

@@ -176,9 +176,10 @@ def test_same_tiles_same_vectors_through_extract_the_slide_viewer_and_image_file
     r = run_cli("slide", "extract", pyramid_tiff, "--out", out, "--encoder", ckpt_a, "--project", "--random-weights",
                 "--mpp", "1", "--size", "64", "--min-tissue", "0", "--batch-size", "8", "--device", "cpu", "--json")
     assert r.returncode == 0, r.stderr
+    h5 = out / f"{pyramid_tiff.stem}.h5"
     space = _space(ckpt_a)
-    extracted = space.to_joint(load_embeddings(out / "slide.h5"), "image")[:8]
-    grid = TileGrid.from_table(FeatureStore(out / "slide.h5").read())
+    extracted = space.to_joint(load_embeddings(h5), "image")[:8]
+    grid = TileGrid.from_table(FeatureStore(h5).read())
     tiles = next(iter(iter_tile_batches(pyramid_tiff, grid, batch_size=8, workers=0)))[1]
     viewer = encode_tiles(space.model, tiles)
     np.testing.assert_array_equal(viewer, extracted)
@@ -192,7 +193,7 @@ def test_same_tiles_same_vectors_through_extract_the_slide_viewer_and_image_file
     from_files = l2_normalise(np.concatenate([space.encode_image_file(f) for f in files]))
     np.testing.assert_allclose(from_files, extracted, atol=1e-6, rtol=0)  # one image per forward: float sums only
 
-    zs = run_cli("zeroshot", out / "slide.h5", "--model", ckpt_a, "--classes", "tumour,normal tissue",
+    zs = run_cli("zeroshot", h5, "--model", ckpt_a, "--classes", "tumour,normal tissue",
                  "--random-weights", "--json")
     assert zs.returncode == 0, zs.stderr  # projected features of this very checkpoint (issue 15: refused)
     assert zs.json()["provenance"]["vectors"]["model"]["projected"] is True
