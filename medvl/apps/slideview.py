@@ -225,7 +225,7 @@ def slide_tiles(slide: Slide, space: Any, features: Path | None = None, cache_di
             return SlideTiles(grid.coords, float(grid.patch_size_level0), joint, "stored tile features, projected",
                               notes)
         except InputError as exc:
-            note = f"stored features do not fit this model ({exc.problem}); tiles re-encoded"
+            note = f"stored features do not fit this model ({exc.problem.split(';')[0]}); tiles re-encoded"
     else:
         note = "tiles encoded with the model's image tower"
     cached = _tile_cache_file(slide, space, grid, cache_dir)

@@ -17,7 +17,7 @@ from medvl.errors import ConfigError
 __all__ = ["DOMAIN_HINT", "DataDomain", "domain_mismatch", "input_domain"]
 
 #: how a user turns the domain warning into an error (one name everywhere)
-DOMAIN_HINT = "--strict-domain (strict_domain=True) makes this an error"
+DOMAIN_HINT = "--strict-domain makes this an error"
 
 
 @dataclass
@@ -69,7 +69,7 @@ def domain_mismatch(trained: DataDomain | None, given: DataDomain, model: str, s
     if not differs:
         return None
     message = (f"model {model} was trained on {trained.label()} images, but these inputs are {given.label()}: "
-               f"its outputs may mean little ({DOMAIN_HINT})")
+               f"its outputs may mean little")
     if strict:
-        raise ConfigError(message.replace(f" ({DOMAIN_HINT})", " (--strict-domain)"))
-    return message
+        raise ConfigError(f"{message} (refused: --strict-domain)")
+    return f"{message} ({DOMAIN_HINT})"
