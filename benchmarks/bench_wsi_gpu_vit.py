@@ -31,7 +31,7 @@ def measure() -> None:
     path = bundled("slide")
     with open_slide(path) as s:  # every tile of the slide at 0.25 µm/px: ~470 tiles
         grid = make_tile_grid(s, TileConfig(mpp=0.25, size=224, min_tissue=0))
-    enc = load_tile_encoder(EncoderSpec(name="timm", model_name="vit_base_patch16_224"))
+    enc = load_tile_encoder(EncoderSpec(name="timm", model_name="vit_base_patch16_224", random_weights=True))
     dev = torch.device("cuda")
     cfg = ExtractConfig(batch_size=BATCH, workers=8, device="cuda")
     extract_features(path, grid, enc, cfg)  # warm-up (cuDNN autotune, allocator)

@@ -5,7 +5,7 @@ from typing import Annotated, Any
 
 import typer
 
-from medvl.cli.common import Result, WorkspaceOpt, command, emit_line
+from medvl.cli.common import RandomWeightsOpt, Result, StrictDomainOpt, WorkspaceOpt, command, emit_line
 
 app = typer.Typer()
 
@@ -213,16 +213,22 @@ def embed(
     allow_non_ct: NonCtOpt = False,
     allow_irregular: IrregularOpt = False,
     skip_errors: SkipOpt = False,
+    random_weights: RandomWeightsOpt = False,
+    strict_domain: StrictDomainOpt = False,
     workspace: WorkspaceOpt = None,
 ) -> Result:
-    """Embed CT volumes with a volume tower or checkpoint; writes embeddings + case ids and the resolved config."""
+    """Embed CT volumes with a volume tower or checkpoint; writes embeddings + case ids and the resolved config.
+
+    Cases already in --out are kept only when their provenance (weights, CT chain, input files) matches.
+    """
     from medvl.batch import exit_code
     from medvl.errors import ConfigError
     from medvl.radiology.embed import embed_cases, load_volume_encoder
 
     if (tower is None) == (model is None):
         raise ConfigError("give exactly one of --tower NAME or --model CHECKPOINT_DIR")
-    encoder = load_volume_encoder(str(model) if model is not None else tower, device=device)
+    encoder = load_volume_encoder(str(model) if model is not None else tower, device=device,
+                                  random_weights=random_weights, strict_domain=strict_domain)
     cfg = _preprocess_config(config, window, level, width, spacing, size, foreground_crop, organ, box_mm)
     cfg = _fit_encoder(cfg, encoder, explicit=config is not None or size is not None)
     summary = embed_cases(_cases(path, labels, series), cfg, encoder, out, _cache(cache, workspace, cfg),

@@ -5,7 +5,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from medvl.cli.common import Result, WorkspaceOpt, command
+from medvl.cli.common import RandomWeightsOpt, Result, TrustProvenanceOpt, WorkspaceOpt, command
 
 app = typer.Typer()
 
@@ -25,15 +25,22 @@ def build(
     kind: Annotated[str, typer.Option(help="auto, flat (exact), ivf or hnsw.")] = "auto",
     nlist: Annotated[Optional[int], typer.Option(help="IVF cells (default ~4 sqrt(N)).")] = None,  # noqa: UP045
     nprobe: Annotated[int, typer.Option(help="IVF cells visited per query.")] = 32,
+    random_weights: RandomWeightsOpt = False,
+    trust_provenance: TrustProvenanceOpt = False,
     workspace: WorkspaceOpt = None,
 ) -> Result:
-    """Build a retrieval index (exact for small collections, IVF or HNSW for large ones) with Parquet metadata."""
+    """Build a retrieval index (exact for small collections, IVF or HNSW for large ones) with Parquet metadata.
+
+    Every input's provenance must show one embedding space (the same weights, preprocessing and tiling; with
+    --model, that model's own tower): vectors of two encoders are refused.
+    """
     from medvl.tasks.retrieval.build import build_index
     from medvl.tasks.retrieval.index import IndexConfig
     from medvl.workspace import Workspace
 
     out = out or Workspace.resolve(workspace).index / "main"
-    rec = build_index(inputs, out, IndexConfig(kind=kind, nlist=nlist, nprobe=nprobe), level=level, model=model)
+    rec = build_index(inputs, out, IndexConfig(kind=kind, nlist=nlist, nprobe=nprobe), level=level, model=model,
+                      random_weights=random_weights, trust_provenance=trust_provenance)
     return Result(rec, f"{rec['kind']} index of {rec['count']} {rec['dim']}-d vectors ({rec['space']}) at {out}")
 
 
@@ -45,11 +52,14 @@ def search(
     model: ModelOpt = None,
     k: Annotated[int, typer.Option("-k", "--k", help="Hits per query.")] = 10,
     nprobe: Annotated[Optional[int], typer.Option(help="IVF cells visited (more = better recall, slower).")] = None,  # noqa: UP045, E501
+    random_weights: RandomWeightsOpt = False,
+    trust_provenance: TrustProvenanceOpt = False,
 ) -> Result:
     """Nearest neighbours of text, image or case queries; JSON lists hits with scores and metadata."""
     from medvl.tasks.retrieval.build import search_index
 
-    results = search_index(index, texts=text or [], files=query or [], model=model, k=k, nprobe=nprobe)
+    results = search_index(index, texts=text or [], files=query or [], model=model, k=k, nprobe=nprobe,
+                           random_weights=random_weights, trust_provenance=trust_provenance)
     lines = []
     for res in results:
         lines.append(res["query"])

@@ -5,7 +5,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from medvl.cli.common import ConfigFileOpt, Result, command, emit_line
+from medvl.cli.common import ConfigFileOpt, RandomWeightsOpt, Result, StrictDomainOpt, command, emit_line
 
 app = typer.Typer(no_args_is_help=True, help="Whole-slide images: info, tile, extract, heatmap.")
 
@@ -29,6 +29,14 @@ MinTissueOpt = Annotated[Optional[float], typer.Option("--min-tissue", help="Kee
                                                        show_default=False)]
 SkipOpt = Annotated[bool, typer.Option("--skip-errors", help="Record failing slides in errors.json and go on.")]
 OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Redo slides whose outputs already exist.")]
+
+#: extract's tiling options: none given keeps an existing tile store's grid; any given defines the grid (the others at
+#: their defaults), and a store of another grid is tiled again
+_KEEP = " Any tiling option given defines the grid; none keeps an existing tile store's."
+OptMpp = Annotated[Optional[float], typer.Option("--mpp", help="Tile resolution in µm/px [0.5]." + _KEEP)]  # noqa: UP045
+OptSize = Annotated[Optional[int], typer.Option("--size", help="Tile side in pixels at --mpp [224].")]  # noqa: UP045
+OptOverlap = Annotated[Optional[int], typer.Option("--overlap", help="Tile overlap, pixels at --mpp [0].")]  # noqa: UP045
+OptMinTissue = Annotated[Optional[float], typer.Option("--min-tissue", help="Minimum tissue fraction [0.25].")]  # noqa: UP045
 
 
 def _stream(jobs: list):
@@ -103,6 +111,8 @@ def extract(
     model_name: Annotated[Optional[str], typer.Option("--model-name", help="timm architecture for --encoder timm.")] = None,  # noqa: UP045,E501
     weights: Annotated[Optional[Path], typer.Option("--weights", help="Local weights file (.safetensors/.pth).")] = None,  # noqa: UP045,E501
     project: Annotated[bool, typer.Option("--project", help="Store joint-space embeddings (checkpoints).")] = False,
+    random_weights: RandomWeightsOpt = False,
+    strict_domain: StrictDomainOpt = False,
     trust_pickle: Annotated[bool, typer.Option("--trust-pickle", help="Accept pickle-based --weights (they can run "
                                                "code): only for files you made yourself.")] = False,
     trust_remote_code: Annotated[bool, typer.Option("--trust-remote-code", help="Let a model card's hub code run "
@@ -114,41 +124,45 @@ def extract(
                                                    show_default=False)] = None,
     device: Annotated[Optional[str], typer.Option("--device", help="auto, cpu, cuda, cuda:N (default auto).",  # noqa: UP045
                                                   show_default=False)] = None,
-    mpp: Annotated[Optional[float], typer.Option("--mpp", help="Tile resolution in µm/px (default: the model card's, "  # noqa: UP045
-                                                 "else 0.5 ~ 20x).", show_default=False)] = None,
-    size: Annotated[Optional[int], typer.Option("--size", help="Tile side in pixels at --mpp (default: the model "  # noqa: UP045
-                                                "card's, else 224).", show_default=False)] = None,
-    overlap: OverlapOpt = None,
-    min_tissue: MinTissueOpt = None,
+    mpp: OptMpp = None,
+    size: OptSize = None,
+    overlap: OptOverlap = None,
+    min_tissue: OptMinTissue = None,
     slide_mpp: SlideMppOpt = None,
     skip_errors: SkipOpt = False,
     overwrite: OverwriteOpt = False,
 ):
     """Embed every tile with an image tower; adds `features` (N x D) to <out>/<slide_id>.h5 (tiles first if needed).
 
-    With a model card as --encoder, the card's preprocessing is applied and the slide is tiled at the card's
-    resolution and tile size unless --mpp/--size (or the --config file) say otherwise (with a warning)."""
+    Finished slides are skipped only when their provenance (weights, preprocessing, tiling, slide) matches; anything
+    else is recomputed. With a model card as --encoder, the card's preprocessing is applied and the slide is tiled at
+    the card's resolution and tile size unless --mpp/--size (or the --config file) say otherwise (with a warning).
+    """
     from medvl.cli.flags import config_from
     from medvl.config import read_config_file
-    from medvl.log import get_logger
-    from medvl.pathology.extract import EncoderSpec, LazyTileEncoder, card_tiling
+    from medvl.log import warn
+    from medvl.pathology.extract import EncoderSpec, LazyTileEncoder, card_of, card_tiling
     from medvl.pathology.pipeline import extract_slide, resolve_slide_jobs, run_cohort
 
     spec = config_from(EncoderSpec, None, name=encoder, model_name=model_name,
                        weights=None if weights is None else str(weights), project=project, trust_pickle=trust_pickle,
-                       trust_remote_code=trust_remote_code)
-    chosen = read_config_file(config).get("tiles") or {} if config is not None else {}
-    mpp, size, warnings = card_tiling(spec, mpp if mpp is not None else chosen.get("mpp"),
-                                      size if size is not None else chosen.get("size"))
-    for warning in warnings:
-        get_logger("medvl.cli.slide").warning(warning)  # stderr once, and the JSON output's warnings
+                       trust_remote_code=trust_remote_code, random_weights=random_weights,
+                       strict_domain=strict_domain)
+    chosen = (read_config_file(config).get("tiles") or {}) if config is not None else {}
+    given = any(v is not None for v in (mpp, size, overlap, min_tissue)) or bool(chosen)
+    if card_of(spec) is not None:  # a model card's tiling unless --mpp/--size say otherwise (with a warning)
+        mpp, size, warnings = card_tiling(spec, mpp if mpp is not None else chosen.get("mpp"),
+                                          size if size is not None else chosen.get("size"))
+        for warning in warnings:
+            warn(warning)
+        given = True
     cfg = _settings(config, mpp, size, overlap, min_tissue, batch_size=batch_size, workers=workers, device=device)
+    tiles = cfg.tiles if given else None  # no tiling option: an existing tile store's grid is kept
     jobs = resolve_slide_jobs(source, slide_mpp)
     tile_encoder = LazyTileEncoder(spec)
-    summary = run_cohort(jobs, lambda j: extract_slide(j, out, cfg.tiles, cfg.tissue, tile_encoder, cfg.extract,
+    summary = run_cohort(jobs, lambda j: extract_slide(j, out, tiles, cfg.tissue, tile_encoder, cfg.extract,
                                                        overwrite),
                          out_dir=out, skip_errors=skip_errors, on_record=_stream(jobs))
-    summary["warnings"] = warnings
     return _summary(summary, "extract")
 
 

@@ -10,7 +10,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from medvl.cli.common import ConfigFileOpt, Result, WorkspaceOpt, command
+from medvl.cli.common import ConfigFileOpt, Result, TrustProvenanceOpt, WorkspaceOpt, command
 
 app = typer.Typer()
 
@@ -43,13 +43,13 @@ CvOpt = Annotated[Optional[int], typer.Option("--cv", help="K-fold cross-validat
 SeedOpt = Annotated[Optional[int], typer.Option("--seed", help="Seed of the folds and the deep head.")]  # noqa: UP045
 
 
-def _spec(table, time, event, covariates, event_is_censoring, time_unit, embeddings, id_column):
+def _spec(table, time, event, covariates, event_is_censoring, time_unit, embeddings, id_column, trust_provenance=False):
     from medvl.tasks.survival.run import TableSpec
 
     covs = [c.strip() for c in covariates.split(",") if c.strip()]
     return TableSpec(table=table, time=time or "", event=event or "", covariates=covs,
                      event_is_censoring=event_is_censoring, time_unit=time_unit, embeddings=embeddings,
-                     id_column=id_column)
+                     id_column=id_column, trust_provenance=trust_provenance)
 
 
 def _config(path, method, penalizer, pca, ties, epochs, seed):
@@ -83,13 +83,15 @@ def fit(
     cv: CvOpt = None,
     seed: SeedOpt = None,
     out: Annotated[Optional[Path], typer.Option("--out", help="Model folder (default: <workspace>/models/survival).")] = None,  # noqa: UP045, E501
+    trust_provenance: TrustProvenanceOpt = False,
     workspace: WorkspaceOpt = None,
 ) -> Result:
     """Fit a survival model on the whole table (and cross-validate with --cv); saves the model folder."""
     from medvl.tasks.survival.run import fit_table
     from medvl.workspace import Workspace
 
-    spec = _spec(table, time, event, covariates, event_is_censoring, time_unit, embeddings, id_column)
+    spec = _spec(table, time, event, covariates, event_is_censoring, time_unit, embeddings, id_column,
+                 trust_provenance)
     cfg = _config(config, method, penalizer, pca, ties, epochs, seed)
     out = out or Workspace.resolve(workspace).models / "survival"
     rec = fit_table(spec, cfg, out=out, cv=cv, seed=cfg.seed)
@@ -119,11 +121,13 @@ def predict(
     out: Annotated[Optional[Path], typer.Option("--out", help="Write predictions (CSV or Parquet).")] = None,  # noqa: UP045
     keep_ids: Annotated[bool, typer.Option("--keep-ids", help="Include the case id column (in --out and in --json "
                                                               "output).")] = False,
+    trust_provenance: TrustProvenanceOpt = False,
 ) -> Result:
     """Risk scores, risk groups and survival probabilities for the rows of a table."""
     from medvl.tasks.survival.run import predict_table
 
-    spec = _spec(table, time, event, covariates, event_is_censoring, time_unit, embeddings, id_column)
+    spec = _spec(table, time, event, covariates, event_is_censoring, time_unit, embeddings, id_column,
+                 trust_provenance)
     grid = [float(t) for t in times.split(",") if t.strip()]
     rec = predict_table(model, spec, out=out, times=grid, keep_ids=keep_ids)
     text = f"{rec['n']} predictions" + (f" written to {out}" if out else "")
@@ -150,11 +154,13 @@ def evaluate(
     cv: CvOpt = None,
     seed: SeedOpt = None,
     report: Annotated[Optional[Path], typer.Option("--report", help="Folder for metrics JSON and the KM plot.")] = None,  # noqa: UP045, E501
+    trust_provenance: TrustProvenanceOpt = False,
 ) -> Result:
     """Harrell C, Uno C, time-dependent AUC, integrated Brier score and KM log-rank p of a model or a CV run."""
     from medvl.tasks.survival.run import evaluate_table
 
-    spec = _spec(table, time, event, covariates, event_is_censoring, time_unit, embeddings, id_column)
+    spec = _spec(table, time, event, covariates, event_is_censoring, time_unit, embeddings, id_column,
+                 trust_provenance)
     cfg = _config(config, method, penalizer, pca, ties, epochs, seed)
     rec = evaluate_table(spec, model_dir=model, config=cfg, cv=cv, seed=cfg.seed, report=report)
     text = f"{rec['mode']}: {_fmt_metrics(rec['metrics'])}; log-rank p {rec['logrank_p']:.3g}"

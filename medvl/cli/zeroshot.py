@@ -5,7 +5,14 @@ from typing import Annotated, Optional
 
 import typer
 
-from medvl.cli.common import Result, command, emit_line
+from medvl.cli.common import (
+    RandomWeightsOpt,
+    Result,
+    StrictDomainOpt,
+    TrustProvenanceOpt,
+    command,
+    emit_line,
+)
 
 app = typer.Typer()
 
@@ -40,8 +47,15 @@ def zeroshot(
     presence: Annotated[bool, typer.Option("--presence", help="Per-disease present/absent prompt pairs (volumes).")] = False,  # noqa: E501
     modality: Annotated[Optional[str], typer.Option(help="Modality of an embeddings file (image, volume).")] = None,  # noqa: UP045
     tile_scores: Annotated[Optional[Path], typer.Option("--tile-scores", help="Write per-tile scores (.npz) of a single slide.")] = None,  # noqa: UP045, E501
+    random_weights: RandomWeightsOpt = False,
+    trust_provenance: TrustProvenanceOpt = False,
+    strict_domain: StrictDomainOpt = False,
 ) -> Result:
-    """Zero-shot diagnosis: rank the classes for each case, hierarchy-consistent, with optional abstention."""
+    """Zero-shot diagnosis: rank the classes for each case, hierarchy-consistent, with optional abstention.
+
+    Stored vectors are used only when their provenance says the model's own tower (weights, preprocessing) made
+    them; each record carries the provenance of the model and the input.
+    """
     from medvl.errors import InputError
     from medvl.knowledge import DiseaseGraph, default_graph
     from medvl.tasks.space import JointSpace
@@ -56,7 +70,8 @@ def zeroshot(
         raise InputError(graph_file, "graph file not found")
     graph = DiseaseGraph.load(graph_file) if graph_file is not None else default_graph()
     ids, free = resolve_classes(graph, node, [*classes.split(","), *(class_ or [])])
-    space = JointSpace.load(model)
+    space = JointSpace.load(model, random_weights=random_weights, trust_provenance=trust_provenance,
+                            strict_domain=strict_domain)
     records = []
     for i, case in enumerate(cases):
         rec = classify_case(case, space, graph, ids, free, cfg, method=method, topk=topk, presence=presence,

@@ -25,11 +25,12 @@ from medvl.io.slide import open_slide, slide_id_of
 from medvl.log import get_logger
 from medvl.pathology.tiling import TileConfig, TileGrid, make_tile_grid
 from medvl.pathology.tissue import TissueConfig, detect_tissue
+from medvl.provenance import PROVENANCE_KEY, Provenance, differences, input_print, parse_provenance
 
 log = get_logger(__name__)
 
-__all__ = ["SlideJob", "extract_slide", "heatmap_slide", "resolve_slide_jobs", "run_cohort", "slide_info",
-           "tile_slide"]
+__all__ = ["SlideJob", "extract_slide", "features_provenance", "heatmap_slide", "resolve_slide_jobs", "run_cohort",
+           "slide_info", "stored_provenance", "tile_provenance", "tile_slide", "tiling_record"]
 
 
 @dataclass(frozen=True)
@@ -72,25 +73,49 @@ def slide_info(job: SlideJob) -> dict[str, Any]:
         return {"status": "ok", **slide.info()}
 
 
-def _same_tiling(attrs: dict[str, Any], cfg: TileConfig) -> bool:
+def tiling_record(tiles: TileConfig, tissue: TissueConfig, job: SlideJob) -> dict[str, Any]:
+    """The tiling part of a store's provenance: grid and tissue settings and the slide's mpp override."""
+    return {"tiles": tiles.to_dict(), "tissue": tissue.to_dict(), "slide_mpp": job.mpp}
+
+
+def tile_provenance(job: SlideJob, tiles: TileConfig, tissue: TissueConfig) -> Provenance:
+    """What a tile store of ``job`` made with these settings records: the tiling and the slide's fingerprint."""
+    return Provenance(tiling=tiling_record(tiles, tissue, job), input=input_print(job.path))
+
+
+def stored_provenance(store: FeatureStore) -> Provenance | None:
+    """The provenance record of an existing store (``None`` when absent, unreadable or written without one)."""
     try:
-        return (abs(float(attrs["mpp"]) - cfg.mpp) < 1e-9 and int(attrs["tile_px"]) == cfg.size
-                and int(attrs.get("overlap_px") or 0) == cfg.overlap
-                and abs(float(attrs.get("min_tissue", -1)) - cfg.min_tissue) < 1e-9)
-    except (KeyError, TypeError, ValueError):
-        return False
+        return parse_provenance(store.attrs().get(PROVENANCE_KEY)) if store.exists() else None
+    except InputError:
+        return None
+
+
+def stored_tiling(store: FeatureStore) -> TileConfig | None:
+    """The tile settings an existing medvl store was made with (``None`` without a record)."""
+    stored = stored_provenance(store)
+    tiling = stored.tiling if stored is not None else None
+    return TileConfig.from_dict(tiling["tiles"]) if tiling and tiling.get("tiles") else None
 
 
 def tile_slide(job: SlideJob, out_dir: Path, tiles: TileConfig, tissue: TissueConfig,
                overwrite: bool = False) -> dict[str, Any]:
-    """Detect tissue (mask PNG + GeoJSON) and write ``<out>/<slide_id>.h5`` with the tile coords and attributes."""
+    """Detect tissue (mask PNG + GeoJSON) and write ``<out>/<slide_id>.h5`` with the tile coords and attributes.
+
+    An existing store is kept only when its provenance records this very tiling of this very slide (content);
+    otherwise the slide is tiled again.
+    """
     store = FeatureStore(out_dir / f"{job.slide_id}.h5")
-    if not overwrite and store.exists() and _same_tiling(store.read().attrs, tiles):
-        return {"slide_id": job.slide_id, "status": "skipped", "h5": str(store.path)}
+    expected = tile_provenance(job, tiles, tissue)
+    png, geo = out_dir / f"{job.slide_id}_tissue.png", out_dir / f"{job.slide_id}_tissue.geojson"
+    if not overwrite and store.exists() and not differences(stored_provenance(store), expected, ("tiling", "input")):
+        attrs = store.attrs()
+        return {"slide_id": job.slide_id, "status": "skipped", "h5": str(store.path),
+                "tissue_fraction": attrs.get("slide_tissue_fraction"), "mask_png": str(png), "geojson": str(geo),
+                "tiles": int(attrs.get("tiles") or 0)}
     with open_slide(job.path, mpp=job.mpp) as slide:
         slide.require_mpp()  # fail before any work when tiling by physical size is impossible
         mask, thumb = detect_tissue(slide, tissue)
-        png, geo = out_dir / f"{job.slide_id}_tissue.png", out_dir / f"{job.slide_id}_tissue.geojson"
         mask.save_png(png, thumb)
         mask.save_geojson(geo)
         record = {"slide_id": job.slide_id, "tissue_fraction": round(mask.tissue_fraction, 4),
@@ -102,37 +127,55 @@ def tile_slide(job: SlideJob, out_dir: Path, tiles: TileConfig, tissue: TissueCo
         return {**record, "status": "no_tiles",
                 "warning": f"{job.slide_id}: no tile reaches {tiles.min_tissue:.0%} tissue at {tiles.mpp} µm/px"}
     table = grid.to_table()
-    table.attrs["min_tissue"] = tiles.min_tissue
+    table.attrs.update({"min_tissue": tiles.min_tissue, "tiles": len(grid),
+                        "slide_tissue_fraction": record["tissue_fraction"], PROVENANCE_KEY: expected.to_json()})
     store.write(table)
     return {**record, "status": "ok", "h5": str(store.path), "tiles": len(grid), "level": grid.level,
             "patch_size_level0": grid.patch_size_level0, "mpp_source": grid.mpp_source}
 
 
-def extract_slide(job: SlideJob, out_dir: Path, tiles: TileConfig, tissue: TissueConfig, encoder,
-                  config, overwrite: bool = False) -> dict[str, Any]:
-    """Add ``features`` to ``<out>/<slide_id>.h5`` (tiling first when the slide has no tile file yet).
+def features_provenance(job: SlideJob, tiles: TileConfig, tissue: TissueConfig, encoder: Any) -> Provenance:
+    """The provenance of features made by ``encoder`` on this tiling of this slide (what reuse must match)."""
+    return tile_provenance(job, tiles, tissue).replace(model=encoder.model_print,
+                                                       preprocessing=encoder.transform.to_dict())
 
-    ``encoder`` is a :class:`~medvl.pathology.extract.TileEncoder` or a ``LazyTileEncoder``.
+
+def extract_slide(job: SlideJob, out_dir: Path, tiles: TileConfig | None, tissue: TissueConfig, encoder,
+                  config, overwrite: bool = False) -> dict[str, Any]:
+    """Add ``features`` to ``<out>/<slide_id>.h5`` (tiling first when the slide has no matching tile store).
+
+    ``encoder`` is a :class:`~medvl.pathology.extract.TileEncoder` or a ``LazyTileEncoder``. ``tiles=None`` keeps
+    the grid of an existing store (else the default grid); given settings that differ from the store's retile it.
+    Features are reused only when their provenance (weights, preprocessing, tiling, slide) matches: a retrained
+    checkpoint in the same folder, another encoder or another grid recomputes them.
     """
     from medvl.pathology.extract import extract_features
 
     store = FeatureStore(out_dir / f"{job.slide_id}.h5")
-    if not overwrite and store.has_features(encoder.name):
-        return {"slide_id": job.slide_id, "status": "skipped", "h5": str(store.path)}
-    if not store.exists() or overwrite:
-        record = tile_slide(job, out_dir, tiles, tissue, overwrite=overwrite)
-        if record["status"] not in ("ok", "skipped"):
-            return record
+    tiles = tiles or stored_tiling(store) or TileConfig()
+    stored = stored_provenance(store)
+    if not overwrite and store.has_features() and not differences(stored, features_provenance(job, tiles, tissue,
+                                                                                               encoder)):
+        attrs = store.attrs()
+        return {"slide_id": job.slide_id, "status": "skipped", "h5": str(store.path), "tiles": attrs.get("tiles"),
+                "embed_dim": attrs.get("embed_dim"), "encoder": attrs.get("encoder")}
+    record = tile_slide(job, out_dir, tiles, tissue, overwrite=overwrite)
+    if record["status"] not in ("ok", "skipped"):
+        return record
     table = store.read()
     grid = TileGrid.from_table(table)
     encoder = encoder.get()  # a LazyTileEncoder builds the model here, on the first slide that needs it
     with open_slide(job.path, mpp=job.mpp) as slide:
         feats = extract_features(slide, grid, encoder, config)
     attrs = {**table.attrs, "encoder": encoder.name, "embed_dim": int(encoder.embed_dim),
-             "projected": bool(encoder.projected), "medvl_version": __version__}
+             "projected": bool(encoder.projected), "medvl_version": __version__,
+             PROVENANCE_KEY: features_provenance(job, tiles, tissue, encoder).to_json()}
     store.write(TileTable(coords=table.coords, attrs=attrs, features=feats, tissue_fraction=table.tissue_fraction))
-    return {"slide_id": job.slide_id, "status": "ok", "h5": str(store.path), "tiles": len(grid),
-            "embed_dim": int(encoder.embed_dim), "encoder": encoder.name}
+    out = {"slide_id": job.slide_id, "status": "ok", "h5": str(store.path), "tiles": len(grid),
+           "embed_dim": int(encoder.embed_dim), "encoder": encoder.name}
+    if stored is not None and stored.model is not None:
+        out["recomputed"] = "; ".join(differences(stored, features_provenance(job, tiles, tissue, encoder)))
+    return out
 
 
 def load_scores(path: Path, n: int, coords: np.ndarray | None = None, class_id: str | None = None) -> np.ndarray:

@@ -27,6 +27,7 @@ from medvl.train.distributed import init_distributed
 from medvl.train.evaluations import run_evaluations
 from medvl.train.metrics import Metrics
 from medvl.train.optim import StageClock, build_optimizer, build_schedule, cosine_schedule
+from medvl.train.recording import record_training_data
 from medvl.train.samplers import build_sampler
 from medvl.train.state import (
     TrainState,
@@ -94,6 +95,7 @@ class StageRunner:
         for field in self.stage.precompute:
             self.objective.precompute(field, self.dataset.texts())
         select_trainable(self.objective, self.stage)
+        record_training_data(trainer.model, self.dataset, self.stage.inputs)  # saved in the checkpoint
         self.optimizer = build_optimizer(self.objective, self.stage)
         self.clock = StageClock()
         self.scheduler = build_schedule(self.optimizer, self.stage, self.clock)
@@ -243,7 +245,8 @@ class Trainer:
         from medvl.models import create_model
         from medvl.models.checkpoint import checkpoint_config
 
-        self.model = create_model(config.model_config or config.model)
+        # training starts from the named model's initialisation (random towers included: they are what trains)
+        self.model = create_model(config.model_config or config.model, random_weights=True)
         if config.grad_checkpointing:
             for tower in self.model.towers.values():
                 tower.set_grad_checkpointing(True)

@@ -49,6 +49,8 @@ def test_slide_viewer_tile_classes_and_neighbours(demo_workspace, on_workspace):
     shown = texts(at)
     assert "2220×2967 px" in shown and "0.499 µm/px" in shown and "CMU-1" not in shown  # never the file name
     assert "Heatmap: probability of" in shown
+    # the demo model was trained on 32x32 grayscale ultrasound: said beside its heatmap of H&E tiles (issue 16)
+    assert sum("trained on ultrasound, grayscale images" in w.value for w in at.warning) == 1
     assert not any(s.key in ("slide_x", "slide_y", "slide_size") for s in at.sidebar.slider)  # no slider view
     first = at.number_input(key="slide_tile").value
     assert f"Tile {first}: level-0 x" in shown  # the best tile of the heatmap class is selected at first
@@ -107,6 +109,16 @@ def test_zero_shot_ranks_with_ontology_context(demo_workspace, on_workspace):
     at.slider(key="zs_abstain").set_value(0.95).run()
     assert at.warning and any("Abstained" in w.value for w in at.warning) or any(
         "backed off" in s.value for s in at.success)
+
+
+def test_a_model_with_random_weights_gets_a_badge(demo_workspace, on_workspace):
+    on_workspace(demo_workspace)
+    at = run_page("Zero-shot_diagnosis")
+    assert not any("Random weights" in w.value for w in at.sidebar.warning)  # the trained demo model
+    cohort_model = next(o for o in at.sidebar.selectbox(key="zs_model").options if o.startswith("pipeline-"))
+    at.sidebar.selectbox(key="zs_model").set_value(cohort_model).run()
+    assert not at.exception
+    assert any("Random weights" in w.value for w in at.sidebar.warning)
 
 
 def test_zero_shot_bad_disease_is_a_message(demo_workspace, on_workspace):

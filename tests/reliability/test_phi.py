@@ -70,8 +70,9 @@ def test_cli_outputs_exports_and_logs_carry_no_identifiers(phi_case, tmp_path):
         ["ct", "preprocess", str(series), "--workspace", str(ws), "--size", "48,48,16", "-vv"],
         ["ct", "preprocess", str(series), "--workspace", str(ws), "--size", "48,48,16", "--json"],
     ]
-    runs += [["ct", "embed", str(series), "--tower", "resnet3d-tiny", "--out", str(exports / f"emb.{fmt}"),
-              "--size", "48,48,16", "--workspace", str(ws), "--device", "cpu", "-vv", "--json"]
+    runs += [["ct", "embed", str(series), "--tower", "resnet3d-tiny", "--random-weights", "--out",
+              str(exports / f"emb.{fmt}"), "--size", "48,48,16", "--workspace", str(ws), "--device", "cpu", "-vv",
+              "--json"]
              for fmt in ("npz", "h5", "parquet")]
     runs += [["index", "build", str(exports / "emb.npz"), "--out", str(exports / "index"), "-vv", "--json"],
              ["index", "search", "--index", str(exports / "index"), "--query", str(exports / "emb.npz"), "--json"]]

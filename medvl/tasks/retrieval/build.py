@@ -1,8 +1,10 @@
 """Build and query retrieval indexes from files: slide feature stores, embedding arrays, text and images.
 
 Vectors are either raw tower features (case->case search within one encoder) or, with a model, joint-space
-embeddings (text->image, image->text and case->case). The index records which (``encoder``, ``space``) so a query
-from another encoder or space is refused with a clear error.
+embeddings (text->image, image->text and case->case). Every file's provenance record (:mod:`medvl.provenance`) must
+show the same model, preprocessing and tiling (or, with a model, that model's own tower): vectors of two encoders
+are never mixed in one index. The index keeps that record, and a query from another space is refused with a clear
+error naming what differs.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import pandas as pd
 from medvl.errors import ConfigError, InputError
 from medvl.io.embeddings import READ_SUFFIXES as EMBEDDING_SUFFIXES
 from medvl.io.embeddings import EmbeddingSet, is_tile_features, load_embeddings
+from medvl.provenance import Provenance, parse_provenance, require_match
 from medvl.tasks.retrieval.index import IndexConfig, RetrievalIndex
 
 
@@ -56,74 +59,132 @@ def _rows(path: Path, emb: EmbeddingSet, vectors: np.ndarray, level: str) -> tup
     return vectors, meta
 
 
-def collect(paths: Sequence[Path], level: str = "slide", space: Any | None = None
-            ) -> tuple[np.ndarray, pd.DataFrame, dict[str, Any]]:
-    """Read every file, check they share one encoder and width, and stack vectors and metadata rows."""
+#: what vectors mixed in one index must share (the input differs from file to file)
+SPACE_PARTS = ("model", "preprocessing", "tiling")
+
+
+def _same_space(emb: EmbeddingSet, path: Path, first: tuple[Path, EmbeddingSet] | None,
+                trust: bool) -> list[str]:
+    """Refuse a file whose vectors live in another space than the first file's (by provenance, by content)."""
+    if first is None:
+        return require_match(emb.provenance, Provenance(), path, trust=trust) if emb.provenance is None else []
+    base_path, base = first
+    if emb.provenance is None or base.provenance is None:  # only reachable with trust: the old name/width check
+        notes = require_match(emb.provenance, Provenance(), path, trust=trust)
+        if (emb.encoder, emb.dim, bool(emb.projected)) != (base.encoder, base.dim, bool(base.projected)):
+            raise InputError(path, f"encoder/width {(emb.encoder, emb.dim)} differs from {base_path.name} "
+                                   f"{(base.encoder, base.dim)}: one index holds one embedding space")
+        return notes
+    redo = f"one index holds one embedding space: {base_path.name} and this file were made differently"
+    return require_match(emb.provenance, base.provenance.space(), path, parts=SPACE_PARTS, redo=redo)
+
+
+def collect(paths: Sequence[Path], level: str = "slide", space: Any | None = None,
+            trust_provenance: bool = False) -> tuple[np.ndarray, pd.DataFrame, dict[str, Any]]:
+    """Read every file, check by provenance that they share one embedding space (or, with a model, that each comes
+    from it), and stack vectors and metadata rows."""
     if level not in ("slide", "tile"):
         raise ConfigError(f"level must be 'slide' or 'tile', got {level!r}")
-    blocks, metas, first = [], [], None
+    blocks, metas, first, trusted = [], [], None, []
     for path in paths:
         emb = load_embeddings(path)
-        key = (emb.encoder, emb.dim, bool(emb.projected))
-        if first is None:
-            first = (path, key)
-        elif key != first[1] and space is None:
-            raise InputError(path, f"encoder/width {key[:2]} differs from {first[0].name} {first[1][:2]}: "
-                                   "one index holds one embedding space")
+        if space is None:
+            trusted += _same_space(emb, path, first, trust_provenance)
+        first = first or (path, emb)
         vectors, meta = _rows(path, emb, _vectors(emb, path, space), level)
         blocks.append(np.asarray(vectors, dtype=np.float32))
         metas.append(meta)
-    encoder = space.source if space is not None else first[1][0]
-    info = {"encoder": encoder, "space": "joint" if space is not None or first[1][2] else "raw"}
+    base = first[1]
+    if space is not None:
+        modality = base.modality or "image"
+        prov = space.expected(modality, projected=True)
+        trusted += space.trusted
+    else:
+        prov = base.provenance.space() if base.provenance is not None else Provenance()
+    info = {"encoder": space.source if space is not None else base.encoder,
+            "space": "joint" if space is not None or base.projected else "raw",
+            "provenance": prov.replace(trusted=sorted(set(trusted))).to_dict()}
     return np.concatenate(blocks), pd.concat(metas, ignore_index=True), info
 
 
-def build_index(inputs: Sequence[str | Path], out: Path, config: IndexConfig | None = None, level: str = "slide",
-                model: str | Path | None = None) -> dict[str, Any]:
-    """Build an index over files (optionally projected by ``model``) and save it to ``out``."""
-    space = None
-    if model is not None:
-        from medvl.tasks.space import JointSpace
+def _load_space(model: str | Path | None, random_weights: bool, trust_provenance: bool) -> Any:
+    if model is None:
+        return None
+    from medvl.tasks.space import JointSpace
 
-        space = JointSpace.load(model)
-    vectors, meta, info = collect(expand_inputs(inputs), level, space)
+    return JointSpace.load(model, random_weights=random_weights, trust_provenance=trust_provenance)
+
+
+def build_index(inputs: Sequence[str | Path], out: Path, config: IndexConfig | None = None, level: str = "slide",
+                model: str | Path | None = None, *, random_weights: bool = False,
+                trust_provenance: bool = False) -> dict[str, Any]:
+    """Build an index over files (optionally projected by ``model``) and save it to ``out``; the index records
+    the provenance of its vectors (what queries must match)."""
+    space = _load_space(model, random_weights, trust_provenance)
+    vectors, meta, info = collect(expand_inputs(inputs), level, space, trust_provenance)
     index = RetrievalIndex.build(vectors, meta, config, encoder=info["encoder"], modality="image")
-    index.info["space"] = info["space"]
-    index.info["level"] = level
+    index.info.update(space=info["space"], level=level, provenance=info["provenance"])
     index.save(out)
+    prov = Provenance.from_dict(info["provenance"])
     return {"index": str(out), "count": len(index), "dim": index.dim, "kind": index.kind,
-            "space": info["space"], "level": level}
+            "space": info["space"], "level": level, "provenance": prov.summary()}
+
+
+def index_provenance(index: RetrievalIndex) -> Provenance | None:
+    """The provenance of an index's vectors (``None`` for an index built before records existed)."""
+    return parse_provenance(index.info.get("provenance"))
+
+
+def _query_file(index: RetrievalIndex, f: Path, space: Any | None, joint: bool,
+                trust: bool) -> tuple[np.ndarray, list[str]]:
+    emb = load_embeddings(f)
+    if space is not None and joint:
+        v = space.to_joint(emb, emb.modality or "image", origin=f)
+    else:
+        stored = index_provenance(index)
+        if stored is not None and stored.model is not None:
+            require_match(emb.provenance, stored, f, parts=SPACE_PARTS, trust=trust,
+                          redo="a query must come from the index's embedding space")
+        elif emb.encoder and index.info.get("encoder") and emb.encoder != index.info["encoder"]:
+            raise InputError(f, f"features come from encoder '{emb.encoder}' but the index holds "
+                                f"'{index.info['encoder']}' features")
+        v = emb.embeddings
+    pooled = index.info.get("level") == "slide" and is_tile_features(f)
+    return (v.mean(axis=0, keepdims=True) if pooled else v,
+            [f"file: {f.name}"] if pooled else [f"file: {f.name}#{i}" for i in range(len(v))])
+
+
+def _check_index_model(index: RetrievalIndex, space: Any) -> None:
+    stored = index_provenance(index)
+    if stored is not None and stored.model is not None:
+        expected = space.expected(stored.model.modality, projected=True)
+        require_match(stored, expected, "the index", parts=("model",),
+                      redo="build the index with this model: medvl index build ... --model DIR")
+    elif index.info.get("encoder") != space.source:
+        raise InputError(None, f"the index was built with '{index.info.get('encoder')}', not with {space.source}")
 
 
 def query_vectors(index: RetrievalIndex, *, texts: Sequence[str] = (), files: Sequence[Path] = (),
-                  model: str | Path | None = None) -> tuple[np.ndarray, list[str]]:
-    """Query vectors from texts (needs the model), image files (needs the model) or embedding files."""
-    space = None
-    if model is not None:
-        from medvl.tasks.space import JointSpace
-
-        space = JointSpace.load(model)
+                  model: str | Path | None = None, random_weights: bool = False,
+                  trust_provenance: bool = False) -> tuple[np.ndarray, list[str]]:
+    """Query vectors from texts (needs the model), image files (needs the model) or embedding files; each must
+    come from the index's embedding space (checked by provenance)."""
+    space = _load_space(model, random_weights, trust_provenance)
     joint = index.info.get("space") == "joint"
     if (texts or any(Path(f).suffix.lower() not in EMBEDDING_SUFFIXES for f in files)) and (space is None or not joint):
         raise InputError(None, "text and image queries need --model and an index built in that model's joint space "
                                "(medvl index build ... --model DIR)")
-    if space is not None and joint and index.info.get("encoder") != space.source:
-        raise InputError(None, f"the index was built with '{index.info.get('encoder')}', not with {space.source}")
+    if space is not None and joint:
+        _check_index_model(index, space)
     vectors, labels = [], []
     if texts:
         vectors.append(space.encode_text(list(texts)))
         labels.extend(f"text: {t}" for t in texts)
     for f in map(Path, files):
         if f.suffix.lower() in EMBEDDING_SUFFIXES:
-            emb = load_embeddings(f)
-            v = space.to_joint(emb, emb.modality or "image", origin=f) if (space is not None and joint) else \
-                emb.embeddings
-            if not joint and emb.encoder and index.info.get("encoder") and emb.encoder != index.info["encoder"]:
-                raise InputError(f, f"features come from encoder '{emb.encoder}' but the index holds "
-                                    f"'{index.info['encoder']}' features")
-            pooled = index.info.get("level") == "slide" and is_tile_features(f)
-            vectors.append(v.mean(axis=0, keepdims=True) if pooled else v)
-            labels.extend([f"file: {f.name}"] if pooled else [f"file: {f.name}#{i}" for i in range(len(v))])
+            v, names = _query_file(index, f, space, joint, trust_provenance)
+            vectors.append(v)
+            labels.extend(names)
         else:
             vectors.append(space.encode_image_file(f))
             labels.append(f"image: {f.name}")
@@ -133,11 +194,13 @@ def query_vectors(index: RetrievalIndex, *, texts: Sequence[str] = (), files: Se
 
 
 def search_index(index_dir: Path, *, texts: Sequence[str] = (), files: Sequence[Path] = (),
-                 model: str | Path | None = None, k: int = 10, nprobe: int | None = None) -> list[dict[str, Any]]:
+                 model: str | Path | None = None, k: int = 10, nprobe: int | None = None, random_weights: bool = False,
+                 trust_provenance: bool = False) -> list[dict[str, Any]]:
     """Search a saved index; one record per query with its ranked hits (metadata rows)."""
     index = RetrievalIndex.load(index_dir)
     index.set_search_params(nprobe=nprobe)
-    vectors, labels = query_vectors(index, texts=texts, files=files, model=model)
+    vectors, labels = query_vectors(index, texts=texts, files=files, model=model, random_weights=random_weights,
+                                    trust_provenance=trust_provenance)
     results = index.search(vectors, k=k)
     return [{"query": label, "hits": hits.to_dict(orient="records")} for label, hits in zip(labels, results,
                                                                                             strict=True)]

@@ -13,7 +13,9 @@ Optional parts, used where a recipe asks for them: ``group_ids`` (one knowledge 
 (``[G, G]`` bool: hierarchy relatives), ``group_names`` (one label per group) for the group-balanced sampler and the
 knowledge-group loss; ``group_texts`` (one text per group, e.g. each concept's name) for the ``bank`` loss;
 ``sample_weights`` and ``siblings`` for the ``distinct`` sampler; ``linking_queries`` for the synonym-linking
-evaluation.
+evaluation. Datasets of images or volumes declare ``preprocessing`` (modality -> the transform config they apply) and
+``domains`` (modality -> :class:`~medvl.models.domain.DataDomain`): the trainer saves both in the checkpoint
+(:mod:`medvl.train.recording`).
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ class TrainDataset(Protocol):
 
 #: name -> (typed options class, dataset class); built-ins register on first use
 DATASETS: Registry[tuple[type[Config], Callable[..., Any]]] = Registry(
-    "dataset", builtins=("medvl.train.data.breastmnist", "medvl.train.data.graph_groups"))
+    "dataset", builtins=("medvl.train.data.breastmnist", "medvl.train.data.graph_groups", "medvl.train.data.ct"))
 
 
 def register_dataset(name: str, options: type[Config]):

@@ -87,6 +87,8 @@ if model_dir is not None:
             clf = ui.classifier(model_dir, ui.graph_path(cat), dset.ids, dset.free, None)
         except MedvlError as exc:
             ui.error(exc)
+    if tiles is not None:
+        ui.notes(tiles.warnings)  # the model's training domain is not slides; random weights
     if tiles is not None and clf is not None:
         proba = clf.predict_proba(tiles.embeddings)
         from medvl.tasks.zeroshot.slide import slide_zeroshot

@@ -3,7 +3,7 @@ ranked diagnoses with probabilities, abstention when uncertain, and each diagnos
 
 import streamlit as st
 
-from medvl.apps import diagnosis, ui
+from medvl.apps import diagnosis, slideview, ui
 from medvl.errors import MedvlError
 
 ui.page("Zero-shot diagnosis", "🧠")
@@ -34,6 +34,7 @@ except MedvlError as exc:
     ui.error(exc)
     st.stop()
 record = diagnosis.diagnose(clf, found.embeddings[pick], top_k=10)
+ui.notes(slideview.model_notes(ui.load_space(model_dir), found.domains[pick]))
 
 left, right = st.columns([1, 3])
 with left:

@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from medvl.apps import ui
+from medvl.apps import slideview, ui
 from medvl.errors import MedvlError
 
 ui.page("Retrieval", "🔎")
@@ -35,6 +35,8 @@ else:
     st.image(found.thumbnails[pick], caption=f"query: {found.refs[pick]}", width=140)
     query, exclude = found.embeddings[pick:pick + 1], found.refs[pick]
 
+kinds = sorted(set(found.domains))
+ui.notes([n for kind in kinds for n in slideview.model_notes(ui.load_space(model_dir), kind)])
 hits = index.search(query, k=k + (1 if exclude else 0))[0]
 if exclude:
     hits = hits[hits["case"] != exclude].head(k)
