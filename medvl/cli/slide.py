@@ -78,6 +78,24 @@ def _settings(config, mpp=None, size=None, overlap=None, min_tissue=None, **extr
                                                      "min_tissue": min_tissue}, extract=extract)
 
 
+def _extract_tiling(spec, config, mpp, size, overlap, min_tissue):
+    """``(mpp, size, given)`` for extract: a model card's tiling unless the flags or the --config file say otherwise
+    (with a warning); ``given`` is False when nothing chose a grid (an existing tile store's grid is then kept)."""
+    from medvl.config import read_config_file
+    from medvl.log import warn
+    from medvl.pathology.extract import card_of, card_tiling
+
+    chosen = (read_config_file(config).get("tiles") or {}) if config is not None else {}
+    given = any(v is not None for v in (mpp, size, overlap, min_tissue)) or bool(chosen)
+    if card_of(spec) is None:
+        return mpp, size, given
+    mpp, size, warnings = card_tiling(spec, mpp if mpp is not None else chosen.get("mpp"),
+                                      size if size is not None else chosen.get("size"))
+    for warning in warnings:
+        warn(warning)
+    return mpp, size, True
+
+
 @command(app, "tile")
 def tile(
     source: InputArg,
@@ -139,23 +157,14 @@ def extract(
     the card's resolution and tile size unless --mpp/--size (or the --config file) say otherwise (with a warning).
     """
     from medvl.cli.flags import config_from
-    from medvl.config import read_config_file
-    from medvl.log import warn
-    from medvl.pathology.extract import EncoderSpec, LazyTileEncoder, card_of, card_tiling
+    from medvl.pathology.extract import EncoderSpec, LazyTileEncoder
     from medvl.pathology.pipeline import extract_slide, resolve_slide_jobs, run_cohort
 
     spec = config_from(EncoderSpec, None, name=encoder, model_name=model_name,
                        weights=None if weights is None else str(weights), project=project, trust_pickle=trust_pickle,
                        trust_remote_code=trust_remote_code, random_weights=random_weights,
                        strict_domain=strict_domain)
-    chosen = (read_config_file(config).get("tiles") or {}) if config is not None else {}
-    given = any(v is not None for v in (mpp, size, overlap, min_tissue)) or bool(chosen)
-    if card_of(spec) is not None:  # a model card's tiling unless --mpp/--size say otherwise (with a warning)
-        mpp, size, warnings = card_tiling(spec, mpp if mpp is not None else chosen.get("mpp"),
-                                          size if size is not None else chosen.get("size"))
-        for warning in warnings:
-            warn(warning)
-        given = True
+    mpp, size, given = _extract_tiling(spec, config, mpp, size, overlap, min_tissue)
     cfg = _settings(config, mpp, size, overlap, min_tissue, batch_size=batch_size, workers=workers, device=device)
     tiles = cfg.tiles if given else None  # no tiling option: an existing tile store's grid is kept
     jobs = resolve_slide_jobs(source, slide_mpp)
