@@ -7,7 +7,7 @@ import typer
 
 from medvl.cli.common import Result, command, echo, emit_line
 
-app = typer.Typer(no_args_is_help=True, help="Whole-slide images: info, tile, extract, heatmap.")
+app = typer.Typer(no_args_is_help=True, help="Whole-slide images: info, tile, extract, embed, heatmap.")
 
 InputArg = Annotated[
     Path, typer.Argument(help="A slide file, a DICOM WSI folder, or a cohort manifest (.csv/.parquet).")
@@ -152,3 +152,32 @@ def heatmap(
     summary = run_cohort(jobs, lambda j: heatmap_slide(j, features, out, scores, scores_key, max_px), out_dir=out,
                          skip_errors=skip_errors, on_record=_stream(jobs))
     return _summary(summary, "heatmap")
+
+
+@command(app, "embed")
+def embed(
+    features: Annotated[Path, typer.Argument(help="A feature .h5 (medvl slide extract, CLAM, TRIDENT) or a folder of "
+                                             "them.")],
+    encoder: Annotated[str, typer.Option("--encoder", help="Slide encoder: a slide model card (medvl models list "
+                                         "--modality slide) or a slide-encoder checkpoint.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Embeddings file (.npz, .parquet, .csv, .h5): one row "
+                                      "per slide.")] = Path("slide_embeddings.npz"),
+    weights: Annotated[Optional[Path], typer.Option("--weights", help="Local weights (default: the model store).")] = None,  # noqa: UP045,E501
+    trust_pickle: Annotated[bool, typer.Option("--trust-pickle", help="Accept pickle-based weights (they can run "
+                                               "code).")] = False,
+    trust_remote_code: Annotated[bool, typer.Option("--trust-remote-code", help="Run the hub code shipped with the "
+                                                    "weights instead of medvl's own implementation.")] = False,
+    device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda, cuda:N.")] = "auto",
+    skip_errors: SkipOpt = False,
+):
+    """One embedding per slide from its tile features; tile encoder, resolution, tile size and coordinates are
+    checked against the slide encoder's card first."""
+    from medvl.pathology.slide_embed import embed_slides
+    from medvl.pathology.slide_encoders import SlideEncoderSpec
+
+    spec = SlideEncoderSpec(name=encoder, weights=None if weights is None else str(weights),
+                            trust_pickle=trust_pickle, trust_remote_code=trust_remote_code, device=device)
+    summary = embed_slides(features, spec, out, skip_errors=skip_errors)
+    for warning in summary["warnings"]:
+        echo(f"warning: {warning}")
+    return _summary(summary, "embed")
