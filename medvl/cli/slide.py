@@ -23,6 +23,16 @@ OverlapOpt = Annotated[int, typer.Option("--overlap", help="Overlap between neig
 MinTissueOpt = Annotated[float, typer.Option("--min-tissue", help="Keep tiles with at least this tissue fraction.")]
 SkipOpt = Annotated[bool, typer.Option("--skip-errors", help="Record failing slides in errors.json and go on.")]
 OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Redo slides whose outputs already exist.")]
+ArtefactsOpt = Annotated[str, typer.Option("--artefacts", help="Artefact filters removed from the tissue mask, "
+                                           "comma-separated: pen (red/green/blue ink), blur (out of focus).")]
+SegmenterOpt = Annotated[
+    Optional[Path],  # noqa: UP045
+    typer.Option("--segmenter", help="A deep tissue segmenter (a torch.export .pt2 program, or TorchScript or "
+                 "torchvision segmentation weights with --segmenter-arch): what it does not call tissue leaves the "
+                 "mask."),
+]
+SegmenterArchOpt = Annotated[str, typer.Option("--segmenter-arch", help="export, torchscript, or a torchvision "
+                                               "segmentation builder (deeplabv3_resnet50: HEST's tissue segmenter).")]
 
 
 def _stream(jobs: list):
@@ -54,11 +64,18 @@ def info(source: InputArg, slide_mpp: SlideMppOpt = None, skip_errors: SkipOpt =
     return _summary(summary, "info")
 
 
-def _tile_configs(mpp: float, size: int, overlap: int, min_tissue: float):
+def _tile_configs(mpp: float, size: int, overlap: int, min_tissue: float, artefacts: str = "",
+                  segmenter: Path | None = None, segmenter_arch: str = "export"):
+    from medvl.pathology.artefacts import ArtefactConfig, SegmenterConfig
     from medvl.pathology.tiling import TileConfig
     from medvl.pathology.tissue import TissueConfig
 
-    return TileConfig(mpp=mpp, size=size, overlap=overlap, min_tissue=min_tissue), TissueConfig()
+    filters = [f.strip() for f in artefacts.split(",") if f.strip()]
+    if segmenter is not None and "segmenter" not in filters:
+        filters.append("segmenter")
+    seg = SegmenterConfig(path=None if segmenter is None else str(segmenter), arch=segmenter_arch)
+    tissue = TissueConfig(artefacts=ArtefactConfig(filters=filters, segmenter=seg))
+    return TileConfig(mpp=mpp, size=size, overlap=overlap, min_tissue=min_tissue), tissue
 
 
 @command(app, "tile")
@@ -69,6 +86,9 @@ def tile(
     size: SizeOpt = 224,
     overlap: OverlapOpt = 0,
     min_tissue: MinTissueOpt = 0.25,
+    artefacts: ArtefactsOpt = "",
+    segmenter: SegmenterOpt = None,
+    segmenter_arch: SegmenterArchOpt = "export",
     slide_mpp: SlideMppOpt = None,
     skip_errors: SkipOpt = False,
     overwrite: OverwriteOpt = False,
@@ -76,7 +96,7 @@ def tile(
     """Detect tissue (mask PNG + QuPath GeoJSON) and write <out>/<slide_id>.h5 with level-0 tile coords."""
     from medvl.pathology.pipeline import resolve_slide_jobs, run_cohort, tile_slide
 
-    tiles, tissue = _tile_configs(mpp, size, overlap, min_tissue)
+    tiles, tissue = _tile_configs(mpp, size, overlap, min_tissue, artefacts, segmenter, segmenter_arch)
     jobs = resolve_slide_jobs(source, slide_mpp)
     summary = run_cohort(jobs, lambda j: tile_slide(j, out, tiles, tissue, overwrite), out_dir=out,
                          skip_errors=skip_errors, on_record=_stream(jobs))
@@ -105,6 +125,9 @@ def extract(
                                                 "card's, else 224).")] = None,
     overlap: OverlapOpt = 0,
     min_tissue: MinTissueOpt = 0.25,
+    artefacts: ArtefactsOpt = "",
+    segmenter: SegmenterOpt = None,
+    segmenter_arch: SegmenterArchOpt = "export",
     slide_mpp: SlideMppOpt = None,
     skip_errors: SkipOpt = False,
     overwrite: OverwriteOpt = False,
@@ -121,7 +144,7 @@ def extract(
     mpp, size, warnings = card_tiling(spec, mpp, size)
     for warning in warnings:
         echo(f"warning: {warning}")
-    tiles, tissue = _tile_configs(mpp, size, overlap, min_tissue)
+    tiles, tissue = _tile_configs(mpp, size, overlap, min_tissue, artefacts, segmenter, segmenter_arch)
     config = ExtractConfig(batch_size=batch_size, workers=workers, device=device)
     jobs = resolve_slide_jobs(source, slide_mpp)
     tile_encoder = LazyTileEncoder(spec)

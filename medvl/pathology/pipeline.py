@@ -66,16 +66,26 @@ def resolve_slide_jobs(source: str | Path, slide_mpp: float | None = None) -> li
 
 
 # ------------------------------------------------------------------------------------------------ steps
+def artefact_label(tissue: TissueConfig) -> str:
+    """What the tile file records of the artefact filters (names and a hash of their settings): a tile file made
+    with other filters is re-tiled, never reused."""
+    from medvl.hashing import config_hash
+
+    filters = tissue.artefacts.filters
+    return "none" if not filters else f"{','.join(filters)}@{config_hash(tissue.artefacts.to_dict())[:12]}"
+
+
 def slide_info(job: SlideJob) -> dict[str, Any]:
     with open_slide(job.path, mpp=job.mpp) as slide:
         return {"status": "ok", **slide.info()}
 
 
-def _same_tiling(attrs: dict[str, Any], cfg: TileConfig) -> bool:
+def _same_tiling(attrs: dict[str, Any], cfg: TileConfig, tissue: TissueConfig) -> bool:
     try:
         return (abs(float(attrs["mpp"]) - cfg.mpp) < 1e-9 and int(attrs["tile_px"]) == cfg.size
                 and int(attrs.get("overlap_px") or 0) == cfg.overlap
-                and abs(float(attrs.get("min_tissue", -1)) - cfg.min_tissue) < 1e-9)
+                and abs(float(attrs.get("min_tissue", -1)) - cfg.min_tissue) < 1e-9
+                and str(attrs.get("artefact_filters") or "none") == artefact_label(tissue))
     except (KeyError, TypeError, ValueError):
         return False
 
@@ -84,7 +94,7 @@ def tile_slide(job: SlideJob, out_dir: Path, tiles: TileConfig, tissue: TissueCo
                overwrite: bool = False) -> dict[str, Any]:
     """Detect tissue (mask PNG + GeoJSON) and write ``<out>/<slide_id>.h5`` with the tile coords and attributes."""
     store = FeatureStore(out_dir / f"{job.slide_id}.h5")
-    if not overwrite and store.exists() and _same_tiling(store.read().attrs, tiles):
+    if not overwrite and store.exists() and _same_tiling(store.read().attrs, tiles, tissue):
         return {"slide_id": job.slide_id, "status": "skipped", "h5": str(store.path)}
     with open_slide(job.path, mpp=job.mpp) as slide:
         slide.require_mpp()  # fail before any work when tiling by physical size is impossible
@@ -94,6 +104,8 @@ def tile_slide(job: SlideJob, out_dir: Path, tiles: TileConfig, tissue: TissueCo
         mask.save_geojson(geo)
         record = {"slide_id": job.slide_id, "tissue_fraction": round(mask.tissue_fraction, 4),
                   "mask_png": str(png), "geojson": str(geo)}
+        if mask.artefacts:
+            record["artefacts"] = mask.artefact_fractions()
         if mask.empty and tiles.min_tissue > 0:
             return {**record, "status": "no_tissue", "warning": f"{job.slide_id}: no tissue detected"}
         grid = make_tile_grid(slide, tiles, mask)  # min_tissue 0 keeps every tile, tissue or not
@@ -102,6 +114,7 @@ def tile_slide(job: SlideJob, out_dir: Path, tiles: TileConfig, tissue: TissueCo
                 "warning": f"{job.slide_id}: no tile reaches {tiles.min_tissue:.0%} tissue at {tiles.mpp} µm/px"}
     table = grid.to_table()
     table.attrs["min_tissue"] = tiles.min_tissue
+    table.attrs["artefact_filters"] = artefact_label(tissue)
     store.write(table)
     return {**record, "status": "ok", "h5": str(store.path), "tiles": len(grid), "level": grid.level,
             "patch_size_level0": grid.patch_size_level0, "mpp_source": grid.mpp_source}
