@@ -4,14 +4,19 @@ from __future__ import annotations
 
 from medvl.io.slide.base import SlideBackend
 from medvl.io.slide.dicom_reader import DicomBackend
+from medvl.io.slide.ome_tiff_reader import OmeTiffBackend
+from medvl.io.slide.ome_zarr_reader import OmeZarrBackend
 from medvl.io.slide.openslide_reader import OpenSlideBackend
 from medvl.io.slide.tiffslide_reader import TiffSlideBackend
 
 __all__ = ["BACKENDS", "supported_suffixes"]
 
 
-#: backends in the order they are tried; a slide opens with the first one that reads it
-BACKENDS: tuple[SlideBackend, ...] = (OpenSlideBackend(), TiffSlideBackend(), DicomBackend())
+#: backends in the order they are tried; a slide opens with the first one that reads it. OME-TIFF comes before
+#: OpenSlide (which would read an OME-TIFF's first page as a generic TIFF, without its SubIFD pyramid or OME µm/px)
+#: and claims only files with OME-XML; OME-Zarr comes before DICOM, and claims only folders with NGFF metadata.
+BACKENDS: tuple[SlideBackend, ...] = (OmeTiffBackend(), OpenSlideBackend(), TiffSlideBackend(), OmeZarrBackend(),
+                                      DicomBackend())
 
 
 def supported_suffixes() -> list[str]:
