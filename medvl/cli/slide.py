@@ -116,6 +116,8 @@ def extract(
                                                "code): only for files you made yourself.")] = False,
     trust_remote_code: Annotated[bool, typer.Option("--trust-remote-code", help="Let a model card's hub code run "
                                                     "(models published with their own Python code).")] = False,
+    stain: Annotated[Optional[Path], typer.Option("--stain", help="Stain fit (medvl slide stain-fit) applied to "  # noqa: UP045
+                                                  "every tile; saved in <out>/stain_fit.json.")] = None,
     batch_size: Annotated[int, typer.Option("--batch-size")] = 64,
     workers: Annotated[int, typer.Option("--workers", help="Tile reader threads.")] = 2,
     device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda, cuda:N.")] = "auto",
@@ -140,7 +142,12 @@ def extract(
     from medvl.pathology.pipeline import extract_slide, resolve_slide_jobs, run_cohort
 
     spec = EncoderSpec(name=encoder, model_name=model_name, weights=None if weights is None else str(weights),
-                       project=project, trust_pickle=trust_pickle, trust_remote_code=trust_remote_code)
+                       project=project, trust_pickle=trust_pickle, trust_remote_code=trust_remote_code,
+                       stain=None if stain is None else str(stain))
+    if stain is not None:  # the fit travels with the run's outputs
+        from medvl.pathology.stain import StainFit
+
+        StainFit.load(stain).save(out / "stain_fit.json")
     mpp, size, warnings = card_tiling(spec, mpp, size)
     for warning in warnings:
         echo(f"warning: {warning}")
@@ -204,3 +211,20 @@ def embed(
     for warning in summary["warnings"]:
         echo(f"warning: {warning}")
     return _summary(summary, "embed")
+
+
+@command(app, "stain-fit")
+def stain_fit(
+    reference: Annotated[Path, typer.Argument(help="Reference: an image tile (.png/.jpg) or a slide (its most "
+                                              "tissue-covered tiles are used).")],
+    method: Annotated[str, typer.Option("--method", help="macenko, reinhard or vahadane.")] = "macenko",
+    out: Annotated[Path, typer.Option("--out", "-o", help="The fit (JSON), for extract --stain.")] = Path(
+        "stain_fit.json"),
+):
+    """Fit a stain normalisation once on a reference tile or slide; extraction (--stain) and training apply it."""
+    from medvl.pathology.stain import StainConfig, fit_stain
+
+    fit = fit_stain(reference, StainConfig(method=method))
+    fit.save(out)
+    return Result({"out": str(out), "method": fit.method, "fingerprint": fit.fingerprint(), "params": fit.params},
+                  f"{fit.method} stain fit written to {out} (fingerprint {fit.fingerprint()})")

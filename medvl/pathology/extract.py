@@ -40,6 +40,7 @@ class EncoderSpec(Config):
         project: with a checkpoint, store joint-space (projected, normalised) embeddings instead of raw features.
         trust_pickle: accept a pickle-based weights file that needs full unpickling (it can run code).
         trust_remote_code: let a model card's hub code run (cards published with their own Python code).
+        stain: a stain fit (``medvl slide stain-fit`` JSON) applied to every tile before the model's preprocessing.
 
     ``name`` may also be a model card (``medvl models list``): the card's architecture, preprocessing and output,
     with ``weights`` or the model installed in the local store.
@@ -52,6 +53,7 @@ class EncoderSpec(Config):
     project: bool = False
     trust_pickle: bool = False
     trust_remote_code: bool = False
+    stain: str | None = None
 
 
 @dataclass
@@ -100,6 +102,7 @@ class TileEncoder:
         projected: whether outputs are joint-space embeddings.
         project_fn: maps raw tower features to the joint space (checkpoints only).
         owner: the module that holds ``model`` and the projection (moved to the device with it).
+        stain: the stain normalisation applied to the uint8 tiles first (``None``: none).
     """
 
     model: Any
@@ -109,6 +112,7 @@ class TileEncoder:
     projected: bool = False
     project_fn: Any = None
     owner: Any = None
+    stain: Any = None
 
     def get(self) -> TileEncoder:
         return self
@@ -122,7 +126,10 @@ class TileEncoder:
         import torch
         import torch.nn.functional as F
 
-        x = torch.from_numpy(tiles).to(device, non_blocking=True).permute(0, 3, 1, 2).float().div_(255.0)
+        x = torch.from_numpy(tiles).to(device, non_blocking=True)
+        if self.stain is not None:  # the run's stain fit, on the device, before any resizing
+            x = self.stain.apply(x)
+        x = x.permute(0, 3, 1, 2).float().div_(255.0)
         _, h, w = self.data_config["input_size"]
         resize = self.data_config.get("resize_px")  # a card's resize-then-centre-crop (e.g. 256 -> 224)
         size = (resize, resize) if resize else (h, w)
@@ -142,7 +149,17 @@ class TileEncoder:
 
 
 def encoder_label(spec: EncoderSpec) -> str:
-    """The ``encoder`` attribute recorded in feature files (known before the model loads: resume checks it)."""
+    """The ``encoder`` attribute recorded in feature files (known before the model loads: resume checks it); a stain
+    fit adds ``+stain:METHOD:FINGERPRINT``, so features made with another fit (or none) are recomputed."""
+    label = _model_label(spec)
+    if spec.stain is None:
+        return label
+    from medvl.pathology.stain import StainFit, stain_label
+
+    return f"{label}+stain:{stain_label(StainFit.load(spec.stain))}"
+
+
+def _model_label(spec: EncoderSpec) -> str:
     card = card_of(spec)
     if card is not None:
         from medvl.models.published import card_weights_label
@@ -175,6 +192,15 @@ def load_tile_encoder(spec: EncoderSpec) -> TileEncoder:
     A registered tower name builds that tower; a directory is a medvl checkpoint loaded with
     ``medvl.models.create_model`` (its image tower, optionally projected into the joint space).
     """
+    encoder = _load_model(spec)
+    if spec.stain is not None:
+        from medvl.pathology.stain import StainFit
+
+        encoder.stain = StainFit.load(spec.stain)
+    return encoder
+
+
+def _load_model(spec: EncoderSpec) -> TileEncoder:
     if Path(spec.name).is_dir():
         return _checkpoint_encoder(spec)
     if card_of(spec) is not None:

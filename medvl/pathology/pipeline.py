@@ -140,8 +140,10 @@ def extract_slide(job: SlideJob, out_dir: Path, tiles: TileConfig, tissue: Tissu
     encoder = encoder.get()  # a LazyTileEncoder builds the model here, on the first slide that needs it
     with open_slide(job.path, mpp=job.mpp) as slide:
         feats = extract_features(slide, grid, encoder, config)
+    from medvl.pathology.stain import stain_label
+
     attrs = {**table.attrs, "encoder": encoder.name, "embed_dim": int(encoder.embed_dim),
-             "projected": bool(encoder.projected), "medvl_version": __version__}
+             "projected": bool(encoder.projected), "stain": stain_label(encoder.stain), "medvl_version": __version__}
     store.write(TileTable(coords=table.coords, attrs=attrs, features=feats, tissue_fraction=table.tissue_fraction))
     return {"slide_id": job.slide_id, "status": "ok", "h5": str(store.path), "tiles": len(grid),
             "embed_dim": int(encoder.embed_dim), "encoder": encoder.name}
