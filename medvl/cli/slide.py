@@ -121,6 +121,9 @@ def extract(
     batch_size: Annotated[int, typer.Option("--batch-size")] = 64,
     workers: Annotated[int, typer.Option("--workers", help="Tile reader threads.")] = 2,
     device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda, cuda:N.")] = "auto",
+    devices: Annotated[Optional[str], typer.Option("--devices", help="Several devices, one process each: "  # noqa: UP045
+                                                   "cuda:0,cuda:1 or all (every visible GPU); the cohort is "
+                                                   "shared between them.")] = None,
     mpp: Annotated[Optional[float], typer.Option("--mpp", help="Tile resolution in µm/px (default: the model card's, "  # noqa: UP045
                                                  "else 0.5 ~ 20x).")] = None,
     size: Annotated[Optional[int], typer.Option("--size", help="Tile side in pixels at --mpp (default: the model "  # noqa: UP045
@@ -154,9 +157,15 @@ def extract(
     tiles, tissue = _tile_configs(mpp, size, overlap, min_tissue, artefacts, segmenter, segmenter_arch)
     config = ExtractConfig(batch_size=batch_size, workers=workers, device=device)
     jobs = resolve_slide_jobs(source, slide_mpp)
-    tile_encoder = LazyTileEncoder(spec)
-    summary = run_cohort(jobs, lambda j: extract_slide(j, out, tiles, tissue, tile_encoder, config, overwrite),
-                         out_dir=out, skip_errors=skip_errors, on_record=_stream(jobs))
+    if devices is not None:
+        from medvl.pathology.shard import extract_sharded, resolve_devices
+
+        summary = extract_sharded(jobs, out, tiles, tissue, spec, config, resolve_devices(devices), overwrite,
+                                  skip_errors, on_record=_stream(jobs))
+    else:
+        tile_encoder = LazyTileEncoder(spec)
+        summary = run_cohort(jobs, lambda j: extract_slide(j, out, tiles, tissue, tile_encoder, config, overwrite),
+                             out_dir=out, skip_errors=skip_errors, on_record=_stream(jobs))
     summary["warnings"] = warnings
     return _summary(summary, "extract")
 
