@@ -141,33 +141,40 @@ def extract(
 
     With a model card as --encoder, the card's preprocessing is applied and the slide is tiled at the card's
     resolution and tile size unless --mpp/--size say otherwise (with a warning)."""
-    from medvl.pathology.extract import EncoderSpec, ExtractConfig, LazyTileEncoder, card_tiling
-    from medvl.pathology.pipeline import extract_slide, resolve_slide_jobs, run_cohort
+    from medvl.pathology.extract import EncoderSpec, ExtractConfig, card_tiling
+    from medvl.pathology.pipeline import resolve_slide_jobs
 
     spec = EncoderSpec(name=encoder, model_name=model_name, weights=None if weights is None else str(weights),
                        project=project, trust_pickle=trust_pickle, trust_remote_code=trust_remote_code,
                        stain=None if stain is None else str(stain))
-    if stain is not None:  # the fit travels with the run's outputs
-        from medvl.pathology.stain import StainFit
-
-        StainFit.load(stain).save(out / "stain_fit.json")
     mpp, size, warnings = card_tiling(spec, mpp, size)
     for warning in warnings:
         echo(f"warning: {warning}")
     tiles, tissue = _tile_configs(mpp, size, overlap, min_tissue, artefacts, segmenter, segmenter_arch)
     config = ExtractConfig(batch_size=batch_size, workers=workers, device=device)
     jobs = resolve_slide_jobs(source, slide_mpp)
+    summary = _run_extract(jobs, out, tiles, tissue, spec, config, devices, overwrite, skip_errors)
+    summary["warnings"] = warnings
+    return _summary(summary, "extract")
+
+
+def _run_extract(jobs, out, tiles, tissue, spec, config, devices, overwrite, skip_errors) -> dict:
+    """One process (``run_cohort``), or one per device (``--devices``); the stain fit is saved with the outputs."""
+    from medvl.pathology.extract import LazyTileEncoder
+    from medvl.pathology.pipeline import extract_slide, run_cohort
+
+    if spec.stain is not None:
+        from medvl.pathology.stain import StainFit
+
+        StainFit.load(spec.stain).save(out / "stain_fit.json")
     if devices is not None:
         from medvl.pathology.shard import extract_sharded, resolve_devices
 
-        summary = extract_sharded(jobs, out, tiles, tissue, spec, config, resolve_devices(devices), overwrite,
-                                  skip_errors, on_record=_stream(jobs))
-    else:
-        tile_encoder = LazyTileEncoder(spec)
-        summary = run_cohort(jobs, lambda j: extract_slide(j, out, tiles, tissue, tile_encoder, config, overwrite),
-                             out_dir=out, skip_errors=skip_errors, on_record=_stream(jobs))
-    summary["warnings"] = warnings
-    return _summary(summary, "extract")
+        return extract_sharded(jobs, out, tiles, tissue, spec, config, resolve_devices(devices), overwrite,
+                               skip_errors, on_record=_stream(jobs))
+    encoder = LazyTileEncoder(spec)
+    return run_cohort(jobs, lambda j: extract_slide(j, out, tiles, tissue, encoder, config, overwrite),
+                      out_dir=out, skip_errors=skip_errors, on_record=_stream(jobs))
 
 
 @command(app, "heatmap")
