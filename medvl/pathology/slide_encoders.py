@@ -175,9 +175,16 @@ class CardSource:
 
 
 def _load_own(card, spec: SlideEncoderSpec):
+    from medvl.errors import InputError
     from medvl.models.published import load_card_encoder
 
-    encoder = load_card_encoder(card, spec.weights, trust_pickle=spec.trust_pickle)
+    try:
+        encoder = load_card_encoder(card, spec.weights, trust_pickle=spec.trust_pickle)
+    except InputError as exc:
+        if card.remote_code is None:
+            raise
+        raise InputError(exc.path, f"{exc.problem}; a hub folder of '{card.remote_code.hub_id}' runs with its own code "
+                                   "under --trust-remote-code") from None
     limit = getattr(encoder.backbone.module, "grid_limit", None)
     return encoder, (limit() if callable(limit) else None)
 

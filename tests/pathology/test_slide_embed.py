@@ -258,7 +258,8 @@ def test_remote_code_runs_only_with_the_flag(lab_titan, tmp_path, monkeypatch):
     save_file({"proj.weight": weight, "proj.bias": bias}, str(hub / "model.safetensors"))
     feats_dir = lab_titan[3]
     feats, coords, _ = lab_titan[4]
-    with pytest.raises(InputError, match="weights do not match card 'hub-titan'"):
+    with pytest.raises(InputError, match="weights do not match card 'hub-titan'.*runs with its own code under "
+                                         "--trust-remote-code"):
         embed_slides(feats_dir, SlideEncoderSpec("hub-titan", str(hub), device="cpu"), tmp_path / "a.npz")
     out = tmp_path / "b.npz"
     summary = embed_slides(feats_dir, SlideEncoderSpec("hub-titan", str(hub), trust_remote_code=True, device="cpu"),
