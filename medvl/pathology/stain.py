@@ -249,23 +249,30 @@ def _sparse_codes(od: np.ndarray, stains: np.ndarray, sparsity: float, iters: in
     return conc
 
 
+def _luminosity(pixels: np.ndarray) -> np.ndarray:
+    """L* / 100 of RGB uint8 pixels ``[P, 3]`` (only the Y of XYZ is needed)."""
+    c = pixels.astype(np.float32) / 255.0
+    lin = np.where(c > 0.04045, ((c + 0.055) / 1.055) ** 2.4, c / 12.92)
+    y = lin @ np.asarray(_RGB2XYZ[1], dtype=np.float32)
+    f = np.where(y > 0.008856, np.cbrt(y), 7.787 * y + 16 / 116)
+    return (116 * f - 16) / 100.0
+
+
 def _vahadane_matrix(rgb: np.ndarray, config: StainConfig, max_pixels: int = 20000, seed: int = 0,
                      iters: int = 100) -> np.ndarray:
     """Two unit stain vectors ``[2, 3]`` (haematoxylin first) by sparse non-negative factorisation of the tissue
-    pixels' optical densities, started from Macenko's vectors (alternating multiplicative updates)."""
-    import torch
-
+    pixels' optical densities, started from Macenko's vectors (alternating multiplicative updates; the L1 penalty
+    drifts the vectors towards degenerate ones over many iterations, so the updates stop at ``iters``)."""
     pixels = rgb.reshape(-1, 3)
-    lum = rgb_to_lab(torch.from_numpy(pixels).double() / 255.0)[:, 0].numpy() / 100.0
-    od = _od(torch.from_numpy(pixels), config.io).double().numpy()
+    lum = _luminosity(pixels)
+    od = -np.log((pixels.astype(np.float64) + 1.0) / config.io)
     keep = (lum < config.luminosity) & (od >= config.beta).all(axis=1)
     od = od[keep]
     if len(od) < 100:
         raise InputError("stain reference", "too few tissue pixels for the Vahadane factorisation")
     if len(od) > max_pixels:
         od = od[np.random.default_rng(seed).choice(len(od), max_pixels, replace=False)]
-    start = Macenko.fit(rgb, config)["stain_matrix"] if config.method == "vahadane" else None
-    stains = np.abs(np.asarray(start, dtype=np.float64).T) if start is not None else np.eye(2, 3) + 0.1
+    stains = np.abs(np.asarray(Macenko.fit(rgb, config)["stain_matrix"], dtype=np.float64).T)
     conc = _sparse_codes(od, stains, config.sparsity, 20)
     for _ in range(iters):
         stains *= (conc @ od) / (conc @ conc.T @ stains + 1e-12)

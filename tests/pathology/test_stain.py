@@ -127,3 +127,15 @@ def test_extraction_applies_and_records_the_fit(svs_path, tmp_path, tiles):
     assert feats.shape == raw.shape and not np.allclose(feats, raw)
     again = run_cli("slide", "extract", svs_path, *common, "--stain", fit_path)
     assert again.json()["records"][0]["status"] == "skipped"
+
+
+def test_stain_fit_cli_on_glass_is_one_error_line(tmp_path):
+    from PIL import Image
+
+    from tests.conftest import assert_clean_error, run_cli
+
+    Image.fromarray(np.full((128, 128, 3), 240, np.uint8)).save(tmp_path / "glass.png")
+    out = tmp_path / "fit.json"
+    r = run_cli("slide", "stain-fit", tmp_path / "glass.png", "--method", "vahadane", "--out", out)
+    assert_clean_error(r, "glass.png: the stain reference has no tissue")
+    assert not out.exists()
