@@ -87,7 +87,7 @@ def _write_ngff(path, img, fmt, mpp=0.5):
 
     root = zarr.open_group(str(path), mode="w", zarr_format=fmt.zarr_format)
     write_image(np.moveaxis(img, 2, 0), root, scale_factors=(2, 4), axes="cyx", fmt=fmt,
-                scale={"y": mpp, "x": mpp}, axes_units={"y": "micrometer", "x": "micrometer"})
+                scale={"c": 1.0, "y": mpp, "x": mpp}, axes_units={"y": "micrometer", "x": "micrometer"})
     return path
 
 
