@@ -237,7 +237,7 @@ def stain_fit(
     out: Annotated[Path, typer.Option("--out", "-o", help="The fit (JSON), for extract --stain.")] = Path(
         "stain_fit.json"),
 ):
-    """Fit a stain normalisation once on a reference tile or slide; extraction (--stain) and training apply it."""
+    """Fit a stain normalisation once on a reference tile or slide; extract --stain applies it to every tile."""
     from medvl.pathology.stain import StainConfig, fit_stain
 
     fit = fit_stain(reference, StainConfig(method=method))
