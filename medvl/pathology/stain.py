@@ -173,8 +173,8 @@ class Macenko:
         vecs = eigvecs @ torch.stack([torch.cos(angles), torch.sin(angles)], dim=1)  # [B, 3, 2]: vMin, vMax
         he = torch.where((vecs[:, 0, 0] > vecs[:, 0, 1])[:, None, None], vecs, vecs.flip(-1))
         conc = torch.linalg.lstsq(he, od.transpose(1, 2)).solution  # [B, 2, P]
-        max_c = _kth(conc.reshape(b * 2, -1).sort(dim=1).values,
-                     torch.full((b * 2,), conc.shape[-1], device=conc.device), 99)
+        k = 1 + round(0.01 * 99 * (conc.shape[-1] - 1))  # torchstain's nearest-rank 99th percentile
+        max_c = torch.kthvalue(conc.reshape(b * 2, -1), k, dim=1).values
         ref = torch.tensor(params["stain_matrix"], dtype=conc.dtype, device=conc.device)
         ref_max = torch.tensor(params["max_concentration"], dtype=conc.dtype, device=conc.device)
         conc = conc * (ref_max / max_c.reshape(b, 2))[..., None]
