@@ -68,6 +68,15 @@ def resolve_slide_jobs(source: str | Path, slide_mpp: float | None = None) -> li
 
 
 # ------------------------------------------------------------------------------------------------ steps
+def artefact_label(tissue: TissueConfig) -> str:
+    """What the tile file records of the artefact filters (names and a hash of their settings): a tile file made
+    with other filters is re-tiled, never reused."""
+    from medvl.hashing import config_hash
+
+    filters = tissue.artefacts.filters
+    return "none" if not filters else f"{','.join(filters)}@{config_hash(tissue.artefacts.to_dict())[:12]}"
+
+
 def slide_info(job: SlideJob) -> dict[str, Any]:
     with open_slide(job.path, mpp=job.mpp) as slide:
         return {"status": "ok", **slide.info()}
@@ -120,6 +129,8 @@ def tile_slide(job: SlideJob, out_dir: Path, tiles: TileConfig, tissue: TissueCo
         mask.save_geojson(geo)
         record = {"slide_id": job.slide_id, "tissue_fraction": round(mask.tissue_fraction, 4),
                   "mask_png": str(png), "geojson": str(geo)}
+        if mask.artefacts:
+            record["artefacts"] = mask.artefact_fractions()
         if mask.empty and tiles.min_tissue > 0:
             return {**record, "status": "no_tissue", "warning": f"{job.slide_id}: no tissue detected"}
         grid = make_tile_grid(slide, tiles, mask)  # min_tissue 0 keeps every tile, tissue or not
@@ -128,7 +139,8 @@ def tile_slide(job: SlideJob, out_dir: Path, tiles: TileConfig, tissue: TissueCo
                 "warning": f"{job.slide_id}: no tile reaches {tiles.min_tissue:.0%} tissue at {tiles.mpp} µm/px"}
     table = grid.to_table()
     table.attrs.update({"min_tissue": tiles.min_tissue, "tiles": len(grid),
-                        "slide_tissue_fraction": record["tissue_fraction"], PROVENANCE_KEY: expected.to_json()})
+                        "slide_tissue_fraction": record["tissue_fraction"], "artefact_filters": artefact_label(tissue),
+                        PROVENANCE_KEY: expected.to_json()})
     store.write(table)
     return {**record, "status": "ok", "h5": str(store.path), "tiles": len(grid), "level": grid.level,
             "patch_size_level0": grid.patch_size_level0, "mpp_source": grid.mpp_source}
@@ -136,8 +148,10 @@ def tile_slide(job: SlideJob, out_dir: Path, tiles: TileConfig, tissue: TissueCo
 
 def features_provenance(job: SlideJob, tiles: TileConfig, tissue: TissueConfig, encoder: Any) -> Provenance:
     """The provenance of features made by ``encoder`` on this tiling of this slide (what reuse must match)."""
-    return tile_provenance(job, tiles, tissue).replace(model=encoder.model_print,
-                                                       preprocessing=encoder.transform.to_dict())
+    record = tile_provenance(job, tiles, tissue)
+    if encoder.stain_label != "none":  # a stain fit changes the tiles' pixels: part of how the tiles were made
+        record = record.replace(tiling={**record.tiling, "stain": encoder.stain_label})
+    return record.replace(model=encoder.model_print, preprocessing=encoder.transform.to_dict())
 
 
 def extract_slide(job: SlideJob, out_dir: Path, tiles: TileConfig | None, tissue: TissueConfig, encoder,
@@ -168,7 +182,7 @@ def extract_slide(job: SlideJob, out_dir: Path, tiles: TileConfig | None, tissue
     with open_slide(job.path, mpp=job.mpp) as slide:
         feats = extract_features(slide, grid, encoder, config)
     attrs = {**table.attrs, "encoder": encoder.name, "embed_dim": int(encoder.embed_dim),
-             "projected": bool(encoder.projected), "medvl_version": __version__,
+             "projected": bool(encoder.projected), "stain": encoder.stain_label, "medvl_version": __version__,
              PROVENANCE_KEY: features_provenance(job, tiles, tissue, encoder).to_json()}
     store.write(TileTable(coords=table.coords, attrs=attrs, features=feats, tissue_fraction=table.tissue_fraction))
     out = {"slide_id": job.slide_id, "status": "ok", "h5": str(store.path), "tiles": len(grid),
