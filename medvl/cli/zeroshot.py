@@ -21,6 +21,15 @@ def _line(rec: dict) -> str:
     return f"{rec['case_ref']}: {res['name']} [{res['prediction']}] p={res['probability']:.2f}{implied}"
 
 
+def _write_sr(out: Path, rec: dict, case: Path, graph, space, several: bool) -> dict:
+    from medvl.tasks.interop.sr import INPUT_MODALITY, ModelInfo, write_zeroshot_sr
+
+    target = out / f"{rec['case_ref']}.dcm" if several else out
+    summary = write_zeroshot_sr(target, rec["result"], graph, ModelInfo.of(space.source), case.stem,
+                                INPUT_MODALITY.get(rec.get("input", ""), "image"))
+    return {k: summary[k] for k in ("path", "private_codes", "notes")}
+
+
 @command(app, "zeroshot")
 def zeroshot(
     cases: Annotated[list[Path], typer.Argument(help="Tile-feature .h5, image file, or embeddings file (CT).")],
@@ -35,6 +44,7 @@ def zeroshot(
     presence: Annotated[bool, typer.Option("--presence", help="Per-disease present/absent prompt pairs (volumes).")] = False,  # noqa: E501
     modality: Annotated[Optional[str], typer.Option(help="Modality of an embeddings file (image, volume).")] = None,  # noqa: UP045
     tile_scores: Annotated[Optional[Path], typer.Option("--tile-scores", help="Write per-tile scores (.npz) of a single slide.")] = None,  # noqa: UP045, E501
+    dicom_sr: Annotated[Optional[Path], typer.Option("--dicom-sr", help="Write the findings as a DICOM SR (TID 1500): a .dcm file for one case, a folder (<case_ref>.dcm) for several.")] = None,  # noqa: UP045, E501
 ) -> Result:
     """Zero-shot diagnosis: rank the classes for each case, hierarchy-consistent, with optional abstention."""
     from medvl.errors import InputError
@@ -49,12 +59,22 @@ def zeroshot(
     cfg = ZeroShotConfig(templates=[templates], temperature=temperature, abstain_below=abstain_below)
     graph = default_graph()
     ids, free = resolve_classes(graph, node, classes.split(","))
+    if dicom_sr is not None and presence:
+        from medvl.errors import ConfigError
+
+        raise ConfigError("--dicom-sr reports ranked findings; it does not take --presence")
+    if dicom_sr is not None:  # every class needs a code: refuse before anything is computed or written
+        from medvl.tasks.interop.codes import code_concepts
+
+        code_concepts(graph, [(i, i) for i in ids] + [(k, k) for k in free])
     space = JointSpace.load(model)
     records = []
     for i, case in enumerate(cases):
         rec = classify_case(case, space, graph, ids, free, cfg, method=method, topk=topk, presence=presence,
                             modality=modality, tile_scores_out=tile_scores if len(cases) == 1 else None)
         rec = {"index": i, **rec}
+        if dicom_sr is not None and rec.get("result") is not None:
+            rec["dicom_sr"] = _write_sr(dicom_sr, rec, case, graph, space, several=len(cases) > 1)
         records.append(rec)
         if len(cases) > 1:
             emit_line(rec)
