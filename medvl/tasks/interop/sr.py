@@ -2,10 +2,10 @@
 
 One measurement group (TID 1501) per ranked class: its finding type is the concept's code (:mod:`.codes`), it
 records the model (algorithm name and version) and the class probability (DCM 122157 "Probability", unit UCUM "1").
-A last group carries the decision as an impression (DCM 121073): the finding chosen (after the hierarchy back-off) or, when the model abstained,
-SCT 373068000 "Undetermined". The report's qualitative evaluations say that it is research output, and which
-findings fall back to a private coding scheme. The document is de-identified (:mod:`.subject`) and written
-atomically; a class without a code stops it before anything is written.
+A last group carries the decision as an impression (DCM 121073): the finding chosen (after the hierarchy back-off)
+or, when the model abstained, SCT 373068000 "Undetermined". The report's qualitative evaluations say that it is
+research output, and which findings fall back to a private coding scheme. The document is de-identified
+(:mod:`.subject`) and written atomically; a class without a code stops it before anything is written.
 """
 
 from __future__ import annotations
