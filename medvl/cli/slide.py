@@ -72,13 +72,24 @@ def tile(
     slide_mpp: SlideMppOpt = None,
     skip_errors: SkipOpt = False,
     overwrite: OverwriteOpt = False,
+    dicom_seg: Annotated[Optional[Path], typer.Option("--dicom-seg", help="Also write the tissue mask as a DICOM SEG (with its source image) into this folder.")] = None,  # noqa: UP045, E501
+    tile_scores: Annotated[Optional[Path], typer.Option("--tile-scores", help="With --dicom-seg: one segment per class of these tile scores (medvl zeroshot --tile-scores; one slide).")] = None,  # noqa: UP045, E501
+    seg_threshold: Annotated[float, typer.Option("--seg-threshold", help="Probability at which a tile joins its class segment.")] = 0.5,  # noqa: E501
 ):
     """Detect tissue (mask PNG + QuPath GeoJSON) and write <out>/<slide_id>.h5 with level-0 tile coords."""
+    from medvl.errors import ConfigError
     from medvl.pathology.pipeline import resolve_slide_jobs, run_cohort, tile_slide
 
     tiles, tissue = _tile_configs(mpp, size, overlap, min_tissue)
     jobs = resolve_slide_jobs(source, slide_mpp)
-    summary = run_cohort(jobs, lambda j: tile_slide(j, out, tiles, tissue, overwrite), out_dir=out,
+    if tile_scores is not None and (dicom_seg is None or len(jobs) > 1):
+        raise ConfigError("--tile-scores goes with --dicom-seg, for one slide")
+    on_grid = None
+    if dicom_seg is not None:
+        from medvl.tasks.interop.seg import SlideSegWriter
+
+        on_grid = SlideSegWriter(dicom_seg, tile_scores, seg_threshold)
+    summary = run_cohort(jobs, lambda j: tile_slide(j, out, tiles, tissue, overwrite, on_grid=on_grid), out_dir=out,
                          skip_errors=skip_errors, on_record=_stream(jobs))
     return _summary(summary, "tile")
 

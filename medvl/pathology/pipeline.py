@@ -81,10 +81,14 @@ def _same_tiling(attrs: dict[str, Any], cfg: TileConfig) -> bool:
 
 
 def tile_slide(job: SlideJob, out_dir: Path, tiles: TileConfig, tissue: TissueConfig,
-               overwrite: bool = False) -> dict[str, Any]:
-    """Detect tissue (mask PNG + GeoJSON) and write ``<out>/<slide_id>.h5`` with the tile coords and attributes."""
+               overwrite: bool = False, on_grid: Callable[..., dict[str, Any]] | None = None) -> dict[str, Any]:
+    """Detect tissue (mask PNG + GeoJSON) and write ``<out>/<slide_id>.h5`` with the tile coords and attributes.
+
+    ``on_grid(slide, mask, thumbnail, grid)``, when given, runs on the open slide after tiling (e.g. to write a
+    DICOM SEG) and its record joins the slide's; the slide is then tiled again even when its tile file is current.
+    """
     store = FeatureStore(out_dir / f"{job.slide_id}.h5")
-    if not overwrite and store.exists() and _same_tiling(store.read().attrs, tiles):
+    if not overwrite and on_grid is None and store.exists() and _same_tiling(store.read().attrs, tiles):
         return {"slide_id": job.slide_id, "status": "skipped", "h5": str(store.path)}
     with open_slide(job.path, mpp=job.mpp) as slide:
         slide.require_mpp()  # fail before any work when tiling by physical size is impossible
@@ -97,6 +101,8 @@ def tile_slide(job: SlideJob, out_dir: Path, tiles: TileConfig, tissue: TissueCo
         if mask.empty and tiles.min_tissue > 0:
             return {**record, "status": "no_tissue", "warning": f"{job.slide_id}: no tissue detected"}
         grid = make_tile_grid(slide, tiles, mask)  # min_tissue 0 keeps every tile, tissue or not
+        if on_grid is not None:
+            record.update(on_grid(slide, mask, thumb, grid))
     if len(grid) == 0:
         return {**record, "status": "no_tiles",
                 "warning": f"{job.slide_id}: no tile reaches {tiles.min_tissue:.0%} tissue at {tiles.mpp} µm/px"}
