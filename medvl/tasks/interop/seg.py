@@ -71,7 +71,7 @@ def _source_image(hd: Any, thumb: np.ndarray, case_key: str) -> Any:
         study_time="", referring_physician_name="", container_identifier=subject.PatientID,
         specimen_descriptions=[hd.SpecimenDescription(specimen_id=subject.PatientID,
                                                       specimen_uid=deid.remap_uid(f"medvl.specimen.{case_key}"))])
-    image.Modality = "SM"  # slide microscopy, captured by conversion (SC Equipment's conversion type stays WSD)
+    image.Modality = "SM"  # slide microscopy, captured by conversion (SC Equipment's conversion type stays DI)
     image.SeriesDescription = "medvl slide thumbnail (segmentation source)"
     image.PatientIdentityRemoved = "YES"
     image.DeidentificationMethod = subject.DeidentificationMethod
