@@ -45,5 +45,6 @@ def run(
                  "manifest": None if manifest is None else str(manifest.resolve())}
     config = PipelineConfig.load(pipeline, **overrides)
     summary = run_pipeline(config, workspace, backend=backend, skip_errors=skip_errors, on_record=emit_line)
-    failed = summary["counts"].get("error", 0)
-    return Result(summary, _text(summary), exit_code=3 if failed else 0)
+    from medvl.batch import exit_code
+
+    return Result(summary, _text(summary), exit_code=exit_code(summary["records"]))
