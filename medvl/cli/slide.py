@@ -92,7 +92,6 @@ def tile(
 
     cfg = _settings(config, mpp, size, overlap, min_tissue)
     jobs = resolve_slide_jobs(source, slide_mpp)
-<<<<<<< HEAD
     if tile_scores is not None and (dicom_seg is None or len(jobs) > 1):
         raise ConfigError("--tile-scores goes with --dicom-seg, for one slide")
     on_grid = None
@@ -100,10 +99,8 @@ def tile(
         from medvl.tasks.interop.seg import SlideSegWriter
 
         on_grid = SlideSegWriter(dicom_seg, tile_scores, seg_threshold)
-    summary = run_cohort(jobs, lambda j: tile_slide(j, out, tiles, tissue, overwrite, on_grid=on_grid), out_dir=out,
-=======
-    summary = run_cohort(jobs, lambda j: tile_slide(j, out, cfg.tiles, cfg.tissue, overwrite), out_dir=out,
->>>>>>> main
+    summary = run_cohort(jobs, lambda j: tile_slide(j, out, cfg.tiles, cfg.tissue, overwrite, on_grid=on_grid),
+                         out_dir=out,
                          skip_errors=skip_errors, on_record=_stream(jobs))
     return _summary(summary, "tile")
 
