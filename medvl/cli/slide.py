@@ -1,4 +1,7 @@
-"""``medvl slide info|tile|extract|heatmap``: whole-slide images, one slide or a cohort manifest."""
+"""``medvl slide info|tile|extract|heatmap``: whole-slide images, one slide or a cohort manifest.
+
+``qupath`` and ``evaluate`` (the QuPath round trip) live in :mod:`medvl.cli.slide_regions`.
+"""
 
 from pathlib import Path
 from typing import Annotated, Optional
@@ -7,7 +10,7 @@ import typer
 
 from medvl.cli.common import ConfigFileOpt, Result, command, emit_line
 
-app = typer.Typer(no_args_is_help=True, help="Whole-slide images: info, tile, extract, heatmap.")
+app = typer.Typer(no_args_is_help=True, help="Whole-slide images: info, tile, extract, heatmap, qupath, evaluate.")
 
 InputArg = Annotated[
     Path, typer.Argument(help="A slide file, a DICOM WSI folder, or a cohort manifest (.csv/.parquet).")
@@ -29,6 +32,11 @@ MinTissueOpt = Annotated[Optional[float], typer.Option("--min-tissue", help="Kee
                                                        show_default=False)]
 SkipOpt = Annotated[bool, typer.Option("--skip-errors", help="Record failing slides in errors.json and go on.")]
 OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Redo slides whose outputs already exist.")]
+AnnotationsOpt = Annotated[
+    Optional[Path],  # noqa: UP045 - Typer reads Optional at runtime
+    typer.Option("--annotations", help="GeoJSON regions (QuPath export, level-0 pixels; or a folder of "
+                 "<slide_id>.geojson): keep only the tiles inside their polygons."),
+]
 
 
 def _stream(jobs: list):
@@ -82,6 +90,7 @@ def tile(
     slide_mpp: SlideMppOpt = None,
     skip_errors: SkipOpt = False,
     overwrite: OverwriteOpt = False,
+    annotations: AnnotationsOpt = None,
     dicom_seg: Annotated[Optional[Path], typer.Option("--dicom-seg", help="Also write the tissue mask as a DICOM SEG (with its source image) into this folder.")] = None,  # noqa: UP045, E501
     tile_scores: Annotated[Optional[Path], typer.Option("--tile-scores", help="With --dicom-seg: one segment per class of these tile scores (medvl zeroshot --tile-scores; one slide).")] = None,  # noqa: UP045, E501
     seg_threshold: Annotated[float, typer.Option("--seg-threshold", help="Probability at which a tile joins its class segment.")] = 0.5,  # noqa: E501
@@ -99,7 +108,8 @@ def tile(
         from medvl.tasks.interop.seg import SlideSegWriter
 
         on_grid = SlideSegWriter(dicom_seg, tile_scores, seg_threshold)
-    summary = run_cohort(jobs, lambda j: tile_slide(j, out, cfg.tiles, cfg.tissue, overwrite, on_grid=on_grid),
+    summary = run_cohort(jobs, lambda j: tile_slide(j, out, cfg.tiles, cfg.tissue, overwrite, on_grid=on_grid,
+                                                    annotations=annotations),
                          out_dir=out,
                          skip_errors=skip_errors, on_record=_stream(jobs))
     return _summary(summary, "tile")
@@ -135,6 +145,7 @@ def extract(
     slide_mpp: SlideMppOpt = None,
     skip_errors: SkipOpt = False,
     overwrite: OverwriteOpt = False,
+    annotations: AnnotationsOpt = None,
 ):
     """Embed every tile with an image tower; adds `features` (N x D) to <out>/<slide_id>.h5 (tiles first if needed).
 
@@ -158,7 +169,7 @@ def extract(
     jobs = resolve_slide_jobs(source, slide_mpp)
     tile_encoder = LazyTileEncoder(spec)
     summary = run_cohort(jobs, lambda j: extract_slide(j, out, cfg.tiles, cfg.tissue, tile_encoder, cfg.extract,
-                                                       overwrite),
+                                                       overwrite, annotations),
                          out_dir=out, skip_errors=skip_errors, on_record=_stream(jobs))
     summary["warnings"] = warnings
     return _summary(summary, "extract")
@@ -189,3 +200,6 @@ def heatmap(
                                                                    scores_class), out_dir=out,
                          skip_errors=skip_errors, on_record=_stream(jobs))
     return _summary(summary, "heatmap")
+
+
+from medvl.cli import slide_regions  # noqa: E402,F401 - registers 'slide qupath' and 'slide evaluate' on this app

@@ -81,18 +81,33 @@ def _same_tiling(attrs: dict[str, Any], cfg: TileConfig) -> bool:
         return False
 
 
+def _is_current(store: FeatureStore, tiles: TileConfig, regions_sha: str | None) -> bool:
+    if not store.exists():
+        return False
+    attrs = store.read().attrs
+    return _same_tiling(attrs, tiles) and attrs.get("annotations_sha256") == regions_sha
+
+
 def tile_slide(job: SlideJob, out_dir: Path, tiles: TileConfig, tissue: TissueConfig,
-               overwrite: bool = False, on_grid: Callable[..., dict[str, Any]] | None = None) -> dict[str, Any]:
+               overwrite: bool = False, on_grid: Callable[..., dict[str, Any]] | None = None,
+               annotations: Path | None = None) -> dict[str, Any]:
     """Detect tissue (mask PNG + GeoJSON) and write ``<out>/<slide_id>.h5`` with the tile coords and attributes.
 
-    ``on_grid(slide, mask, thumbnail, grid)``, when given, runs on the open slide after tiling (e.g. to write a
-    DICOM SEG) and its record joins the slide's; the slide is then tiled again even when its tile file is current.
+    ``annotations`` (a GeoJSON file, or a folder of ``<slide_id>.geojson``) keeps only the tiles inside their
+    polygons (:func:`medvl.pathology.regions.restrict_grid`). ``on_grid(slide, mask, thumbnail, grid)``, when given,
+    runs on the open slide after tiling (e.g. to write a DICOM SEG) and its record joins the slide's; the slide is
+    then tiled again even when its tile file is current.
     """
+    from medvl.pathology.regions import annotation_file, load_regions, restrict_grid
+
     store = FeatureStore(out_dir / f"{job.slide_id}.h5")
-    if not overwrite and on_grid is None and store.exists() and _same_tiling(store.read().attrs, tiles):
+    geojson = None if annotations is None else annotation_file(annotations, job.slide_id)
+    regions_sha = _regions_sha(annotations, job.slide_id)
+    if not overwrite and on_grid is None and _is_current(store, tiles, regions_sha):
         return {"slide_id": job.slide_id, "status": "skipped", "h5": str(store.path)}
     with open_slide(job.path, mpp=job.mpp) as slide:
         slide.require_mpp()  # fail before any work when tiling by physical size is impossible
+        regions = None if geojson is None else load_regions(geojson, slide.dimensions)  # refused before writing
         mask, thumb = detect_tissue(slide, tissue)
         png, geo = out_dir / f"{job.slide_id}_tissue.png", out_dir / f"{job.slide_id}_tissue.geojson"
         mask.save_png(png, thumb)
@@ -102,31 +117,47 @@ def tile_slide(job: SlideJob, out_dir: Path, tiles: TileConfig, tissue: TissueCo
         if mask.empty and tiles.min_tissue > 0:
             return {**record, "status": "no_tissue", "warning": f"{job.slide_id}: no tissue detected"}
         grid = make_tile_grid(slide, tiles, mask)  # min_tissue 0 keeps every tile, tissue or not
+        if regions is not None:
+            grid = restrict_grid(grid, regions)
+            record["annotations"] = str(geojson)
         if on_grid is not None:
             record.update(on_grid(slide, mask, thumb, grid))
     if len(grid) == 0:
         return {**record, "status": "no_tiles",
-                "warning": f"{job.slide_id}: no tile reaches {tiles.min_tissue:.0%} tissue at {tiles.mpp} µm/px"}
+                "warning": f"{job.slide_id}: no tile reaches {tiles.min_tissue:.0%} tissue at {tiles.mpp} µm/px"
+                           + (" inside the annotated regions" if geojson is not None else "")}
     table = grid.to_table()
     table.attrs["min_tissue"] = tiles.min_tissue
+    if regions_sha is not None:
+        table.attrs["annotations_sha256"] = regions_sha
     store.write(table)
     return {**record, "status": "ok", "h5": str(store.path), "tiles": len(grid), "level": grid.level,
             "patch_size_level0": grid.patch_size_level0, "mpp_source": grid.mpp_source}
 
 
+def _regions_sha(annotations: Path | None, slide_id: str) -> str | None:
+    from medvl.hashing import sha256_file
+    from medvl.pathology.regions import annotation_file
+
+    return None if annotations is None else sha256_file(annotation_file(annotations, slide_id))
+
+
 def extract_slide(job: SlideJob, out_dir: Path, tiles: TileConfig, tissue: TissueConfig, encoder,
-                  config, overwrite: bool = False) -> dict[str, Any]:
+                  config, overwrite: bool = False, annotations: Path | None = None) -> dict[str, Any]:
     """Add ``features`` to ``<out>/<slide_id>.h5`` (tiling first when the slide has no tile file yet).
 
-    ``encoder`` is a :class:`~medvl.pathology.extract.TileEncoder` or a ``LazyTileEncoder``.
+    ``encoder`` is a :class:`~medvl.pathology.extract.TileEncoder` or a ``LazyTileEncoder``. With ``annotations``
+    only the tiles inside the annotated regions are embedded; a tile file made with other annotations is redone.
     """
     from medvl.pathology.extract import extract_features
 
     store = FeatureStore(out_dir / f"{job.slide_id}.h5")
-    if not overwrite and store.has_features(encoder.name):
+    same_regions = store.exists() and store.read().attrs.get("annotations_sha256") == _regions_sha(annotations,
+                                                                                                   job.slide_id)
+    if not overwrite and same_regions and store.has_features(encoder.name):
         return {"slide_id": job.slide_id, "status": "skipped", "h5": str(store.path)}
-    if not store.exists() or overwrite:
-        record = tile_slide(job, out_dir, tiles, tissue, overwrite=overwrite)
+    if not same_regions or overwrite:
+        record = tile_slide(job, out_dir, tiles, tissue, overwrite=True, annotations=annotations)
         if record["status"] not in ("ok", "skipped"):
             return record
     table = store.read()

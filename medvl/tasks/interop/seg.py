@@ -18,6 +18,7 @@ import numpy as np
 from medvl.atomic import atomic_path
 from medvl.errors import InputError, require
 from medvl.io.deid import Deidentifier
+from medvl.pathology.regions import tile_scores_file
 from medvl.tasks.interop.codes import ConceptCode
 from medvl.tasks.interop.subject import MANUFACTURER, SOFTWARE, subject_dataset
 from medvl.tasks.zeroshot.classifier import NORMAL_ID
@@ -149,7 +150,7 @@ class SlideSegWriter:
         if not 0 < threshold <= 1:
             raise InputError(None, f"--seg-threshold must be in (0, 1], got {threshold}")
         self.out_dir, self.threshold, self._graph = Path(out_dir), threshold, graph
-        self.scores = None if tile_scores is None else _read_scores(Path(tile_scores))
+        self.scores = None if tile_scores is None else tile_scores_file(tile_scores)
         if self.scores is not None:
             from medvl.tasks.interop.codes import code_concepts
 
@@ -185,18 +186,3 @@ class SlideSegWriter:
         paths = write_pair(self.out_dir, slide.slide_id, source, seg)
         return {"dicom_seg": paths["seg"], "dicom_seg_source": paths["source"],
                 "segments": ["tissue", *[c.code.meaning for c in classes]]}
-
-
-def _read_scores(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        raise InputError(path, "tile scores not found (write them with medvl zeroshot --tile-scores)")
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            out = {"scores": np.asarray(z["scores"], np.float64), "class_ids": [str(c) for c in z["class_ids"]],
-                   "coords": np.asarray(z["coords"], np.float64),
-                   "patch_size_level0": float(z["patch_size_level0"]) if "patch_size_level0" in z.files else 0.0}
-    except (OSError, ValueError, KeyError) as exc:
-        raise InputError(path, f"not a tile-scores file of medvl zeroshot ({exc})") from None
-    if out["scores"].ndim != 2 or len(out["scores"]) != len(out["coords"]):
-        raise InputError(path, "scores and coords disagree in length")
-    return out
