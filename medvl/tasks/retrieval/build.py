@@ -18,6 +18,7 @@ from medvl.errors import ConfigError, InputError
 from medvl.io.embeddings import READ_SUFFIXES as EMBEDDING_SUFFIXES
 from medvl.io.embeddings import EmbeddingSet, is_tile_features, load_embeddings
 from medvl.tasks.retrieval.index import IndexConfig, RetrievalIndex
+from medvl.tasks.retrieval.kinds import CaseKind, embedding_space, kind_of_embeddings, search_kind
 
 
 def expand_inputs(inputs: Sequence[str | Path]) -> list[Path]:
@@ -41,11 +42,18 @@ def _vectors(emb: EmbeddingSet, path: Path, space: Any | None) -> np.ndarray:
     return space.to_joint(emb, emb.modality or "image", origin=path)
 
 
+def _with_kind(meta: pd.DataFrame, kind: CaseKind) -> pd.DataFrame:
+    for name, value in kind.to_dict().items():
+        meta[name] = value
+    return meta
+
+
 def _rows(path: Path, emb: EmbeddingSet, vectors: np.ndarray, level: str) -> tuple[np.ndarray, pd.DataFrame]:
+    kind = kind_of_embeddings(emb, is_tile_features(path))
     if level == "slide" and is_tile_features(path):
         pooled = vectors.mean(axis=0, keepdims=True)
-        return pooled, pd.DataFrame({"source": [path.stem], "n_tiles": [len(vectors)]})
-    meta = pd.DataFrame({"source": path.stem, "row": np.arange(len(vectors))})
+        return pooled, _with_kind(pd.DataFrame({"source": [path.stem], "n_tiles": [len(vectors)]}), kind)
+    meta = _with_kind(pd.DataFrame({"source": path.stem, "row": np.arange(len(vectors))}), kind)
     if emb.coords is not None:
         meta["x"], meta["y"] = emb.coords[:, 0], emb.coords[:, 1]
     # case ids go under "case_id": "id" is the vector row number that search puts in front of every hit
@@ -74,7 +82,8 @@ def collect(paths: Sequence[Path], level: str = "slide", space: Any | None = Non
         blocks.append(np.asarray(vectors, dtype=np.float32))
         metas.append(meta)
     encoder = space.source if space is not None else first[1][0]
-    info = {"encoder": encoder, "space": "joint" if space is not None or first[1][2] else "raw"}
+    info = {"encoder": encoder, "space": "joint" if space is not None or first[1][2] else "raw",
+            "tower": load_embeddings(first[0]).modality or "image"}
     return np.concatenate(blocks), pd.concat(metas, ignore_index=True), info
 
 
@@ -87,17 +96,49 @@ def build_index(inputs: Sequence[str | Path], out: Path, config: IndexConfig | N
 
         space = JointSpace.load(model)
     vectors, meta, info = collect(expand_inputs(inputs), level, space)
-    index = RetrievalIndex.build(vectors, meta, config, encoder=info["encoder"], modality="image")
+    index = RetrievalIndex.build(vectors, meta, config, encoder=info["encoder"], modality=info["tower"])
     index.info["space"] = info["space"]
     index.info["level"] = level
+    index.info["embedding_space"] = embedding_space(info["encoder"], info["space"], index.dim)
+    index.info["modalities"] = sorted({str(v) for v in meta["modality"].dropna()})
     index.save(out)
     return {"index": str(out), "count": len(index), "dim": index.dim, "kind": index.kind,
-            "space": info["space"], "level": level}
+            "space": info["space"], "level": level, "embedding_space": index.info["embedding_space"],
+            "modalities": index.info["modalities"]}
+
+
+def _space_of(index: RetrievalIndex, emb: EmbeddingSet, vectors: np.ndarray, joint: bool) -> str:
+    encoder = index.info.get("encoder") if joint else emb.encoder
+    return embedding_space(encoder, "joint" if joint else "raw", vectors.shape[1])
+
+
+def _check_space(index: RetrievalIndex, space: str, where: Path) -> None:
+    mine = index.info.get("embedding_space")
+    if mine and space != mine:
+        raise InputError(where, f"the query lives in the embedding space '{space}' but the index in '{mine}': "
+                                "queries and index must come from the same model")
+
+
+def _file_query(index: RetrievalIndex, f: Path, space: Any, joint: bool):
+    emb = load_embeddings(f)
+    v = space.to_joint(emb, emb.modality or "image", origin=f) if (space is not None and joint) else emb.embeddings
+    if not joint and emb.encoder and index.info.get("encoder") and emb.encoder != index.info["encoder"]:
+        raise InputError(f, f"features come from encoder '{emb.encoder}' but the index holds "
+                            f"'{index.info['encoder']}' features")
+    _check_space(index, _space_of(index, emb, v, joint), f)
+    tiles = is_tile_features(f)
+    pooled = index.info.get("level") == "slide" and tiles
+    labels = [f"file: {f.name}"] if pooled else [f"file: {f.name}#{i}" for i in range(len(v))]
+    vectors = v.mean(axis=0, keepdims=True) if pooled else v
+    return vectors, labels, [kind_of_embeddings(emb, tiles)] * len(vectors)
 
 
 def query_vectors(index: RetrievalIndex, *, texts: Sequence[str] = (), files: Sequence[Path] = (),
-                  model: str | Path | None = None) -> tuple[np.ndarray, list[str]]:
-    """Query vectors from texts (needs the model), image files (needs the model) or embedding files."""
+                  model: str | Path | None = None, modality: str | None = None
+                  ) -> tuple[np.ndarray, list[str], list[CaseKind | None]]:
+    """Query vectors from texts (needs the model), image files (needs the model) or embedding files, with the
+    kind of case each one is (an embedding file knows it; ``modality`` names it for text and image queries and
+    overrides a file's)."""
     space = None
     if model is not None:
         from medvl.tasks.space import JointSpace
@@ -109,35 +150,37 @@ def query_vectors(index: RetrievalIndex, *, texts: Sequence[str] = (), files: Se
                                "(medvl index build ... --model DIR)")
     if space is not None and joint and index.info.get("encoder") != space.source:
         raise InputError(None, f"the index was built with '{index.info.get('encoder')}', not with {space.source}")
-    vectors, labels = [], []
+    given = None if modality is None else CaseKind(modality)
+    vectors, labels, kinds = [], [], []
     if texts:
         vectors.append(space.encode_text(list(texts)))
         labels.extend(f"text: {t}" for t in texts)
+        kinds.extend([given] * len(texts))
     for f in map(Path, files):
         if f.suffix.lower() in EMBEDDING_SUFFIXES:
-            emb = load_embeddings(f)
-            v = space.to_joint(emb, emb.modality or "image", origin=f) if (space is not None and joint) else \
-                emb.embeddings
-            if not joint and emb.encoder and index.info.get("encoder") and emb.encoder != index.info["encoder"]:
-                raise InputError(f, f"features come from encoder '{emb.encoder}' but the index holds "
-                                    f"'{index.info['encoder']}' features")
-            pooled = index.info.get("level") == "slide" and is_tile_features(f)
-            vectors.append(v.mean(axis=0, keepdims=True) if pooled else v)
-            labels.extend([f"file: {f.name}"] if pooled else [f"file: {f.name}#{i}" for i in range(len(v))])
+            v, names, found = _file_query(index, f, space, joint)
+            kinds.extend([given] * len(names) if given is not None else found)
         else:
-            vectors.append(space.encode_image_file(f))
-            labels.append(f"image: {f.name}")
+            v, names = space.encode_image_file(f), [f"image: {f.name}"]
+            kinds.append(given)
+        vectors.append(v)
+        labels.extend(names)
     if not vectors:
         raise InputError(None, "give a query: --text TEXT and/or --query FILE")
-    return np.concatenate(vectors).astype(np.float32), labels
+    return np.concatenate(vectors).astype(np.float32), labels, kinds
 
 
 def search_index(index_dir: Path, *, texts: Sequence[str] = (), files: Sequence[Path] = (),
-                 model: str | Path | None = None, k: int = 10, nprobe: int | None = None) -> list[dict[str, Any]]:
-    """Search a saved index; one record per query with its ranked hits (metadata rows)."""
+                 model: str | Path | None = None, k: int = 10, nprobe: int | None = None,
+                 modality: str | None = None, mix: bool = False) -> list[dict[str, Any]]:
+    """Search a saved index; one record per query with its ranked hits (metadata rows).
+
+    Hits are of the query's kind (:mod:`medvl.tasks.retrieval.kinds`) unless ``mix``; a query of a modality the
+    index does not hold is refused.
+    """
     index = RetrievalIndex.load(index_dir)
     index.set_search_params(nprobe=nprobe)
-    vectors, labels = query_vectors(index, texts=texts, files=files, model=model)
-    results = index.search(vectors, k=k)
+    vectors, labels, kinds = query_vectors(index, texts=texts, files=files, model=model, modality=modality)
+    results = search_kind(index, vectors, k, kinds, mix)
     return [{"query": label, "hits": hits.to_dict(orient="records")} for label, hits in zip(labels, results,
                                                                                             strict=True)]
