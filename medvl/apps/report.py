@@ -16,7 +16,8 @@ import numpy as np
 
 from medvl.tasks.interop.codes import concept_code
 
-__all__ = ["DRAFT_LABEL", "draft_report", "evidence_tiles", "qupath_bytes", "report_text", "slide_seg_zip", "sr_bytes"]
+__all__ = ["DRAFT_LABEL", "ct_seg_zip", "draft_report", "evidence_tiles", "qupath_bytes", "report_text",
+           "slide_seg_zip", "sr_bytes"]
 
 DRAFT_LABEL = "DRAFT: research output of medvl, not for clinical use. Check every finding before use."
 
@@ -138,3 +139,17 @@ def qupath_bytes(classifier: Any, tiles: Any) -> bytes:
     proba = classifier.predict_proba(tiles.embeddings)
     data = detections_geojson(tiles.coords, tiles.patch_size_level0, proba, list(classifier.names))
     return (json.dumps(data) + "\n").encode()
+
+
+def ct_seg_zip(source: str, config: Any, labels: str | None = None) -> bytes:
+    """A zip of the DICOM SEG of the CT region the model sees (``config``'s chain) and its de-identified source
+    series (:func:`medvl.tasks.interop.ctseg.write_ct_seg`)."""
+    import tempfile
+    from pathlib import Path
+
+    from medvl.tasks.interop.ctseg import write_ct_seg
+
+    with tempfile.TemporaryDirectory(prefix="medvl-ctseg-") as tmp:
+        write_ct_seg(tmp, source, config, labels)
+        files = sorted(p for p in Path(tmp).rglob("*.dcm"))
+        return _zip({str(p.relative_to(tmp)): p.read_bytes() for p in files})
