@@ -128,8 +128,14 @@ def test_retrieval_text_and_case_queries(demo_workspace, on_workspace):
     assert at.subheader[0].value.startswith("Top 3 of")
     at.radio(key="rt_mode").set_value("case").run()
     assert not at.exception
+    # the demo's only slide has no neighbour of its kind; an ultrasound case gets ultrasound cases only
+    assert any("No other H&E slide case" in i.value for i in at.info)
+    options = at.selectbox(key="rt_case").options
+    at.selectbox(key="rt_case").select_index(next(i for i, o in enumerate(options) if "breast ultrasound" in o)).run()
     second = [m.value for m in at.markdown if m.value.startswith("**#")]
-    assert len(second) == 3 and second != first[:3]
+    assert len(second) == 3 and second != first[:3] and all("breast ultrasound" in m for m in second)
+    at.checkbox(key="rt_mix").check().run()
+    assert not at.exception and at.subheader[0].value.startswith("Top 3 of")
 
 
 def test_survival_without_table_says_so(demo_workspace, on_workspace):
