@@ -70,6 +70,10 @@ class ConceptCode:
 
 def concept_code(graph: Any, concept_id: str) -> ConceptCode | None:
     """The DICOM code of one graph concept, or ``None`` when it has none (an id the graph does not know)."""
+    from medvl.tasks.zeroshot.classifier import NORMAL_ID
+
+    if concept_id == NORMAL_ID:  # the KEEP rule's normal-tissue class
+        return ConceptCode(NORMAL_ID, "17621005", "SCT", "Normal", True)
     if concept_id not in graph:
         return None
     concept = graph.concept(graph.resolve(concept_id))
