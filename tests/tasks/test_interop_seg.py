@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pydicom
 import pytest
@@ -83,3 +85,35 @@ def test_uncoded_class_is_refused_and_nothing_written(svs_path, tmp_path):
     assert_clean_error(run_cli("slide", "tile", svs_path, "--out", tmp_path / "tiles", "--dicom-seg",
                                tmp_path / "dicom", "--tile-scores", npz), "no code", "odd blue cells")
     assert not (tmp_path / "dicom").exists() and not (tmp_path / "tiles").exists()
+
+
+def test_dicom_wsi_source_is_referenced_itself(tmp_path):
+    from tests.pathology import synthetic_slides as syn
+
+    folder = syn.write_dicom_wsi(tmp_path / "wsi", width=1024, height=768, tile=128, mpp=0.5, levels=3)
+    levels = {int(d.TotalPixelMatrixColumns): d for d in map(pydicom.dcmread, sorted(folder.glob("*.dcm")))}
+    coarsest = levels[min(levels)]
+    r = run_cli("slide", "tile", folder, "--out", tmp_path / "tiles", "--dicom-seg", tmp_path / "dicom", "--json")
+    assert r.returncode == 0, r.stderr
+    rec = r.json()["records"][0]
+    assert rec["dicom_seg_source"].startswith("the DICOM WSI")
+    assert not (tmp_path / "dicom" / "wsi_seg_source.dcm").exists()
+    seg = hd.seg.segread(rec["dicom_seg"])
+    from medvl.io.deid import Deidentifier
+
+    deid = Deidentifier()
+    ref = seg.ReferencedSeriesSequence[0]
+    assert ref.SeriesInstanceUID == deid.remap_uid(coarsest.SeriesInstanceUID)
+    assert ref.ReferencedInstanceSequence[0].ReferencedSOPInstanceUID == deid.remap_uid(coarsest.SOPInstanceUID)
+    assert seg.FrameOfReferenceUID == deid.remap_uid(coarsest.FrameOfReferenceUID)
+    matrix = seg.get_total_pixel_matrix(segment_numbers=[1])[..., 0].astype(bool)
+    assert matrix.shape == (int(coarsest.TotalPixelMatrixRows), int(coarsest.TotalPixelMatrixColumns))
+    with open_slide(folder) as slide:
+        mask, _ = detect_tissue(slide)
+    rows = np.minimum(((np.arange(matrix.shape[0]) + 0.5) * mask.mask.shape[0] / matrix.shape[0]).astype(int),
+                      mask.mask.shape[0] - 1)
+    cols = np.minimum(((np.arange(matrix.shape[1]) + 0.5) * mask.mask.shape[1] / matrix.shape[1]).astype(int),
+                      mask.mask.shape[1] - 1)
+    assert np.array_equal(matrix, mask.mask[np.ix_(rows, cols)]) and 0.05 < matrix.mean() < 0.95
+    raw = Path(rec["dicom_seg"]).read_bytes()
+    assert coarsest.SOPInstanceUID.encode() not in raw and coarsest.StudyInstanceUID.encode() not in raw

@@ -29,6 +29,8 @@ _TISSUE = ("85756007", "SCT", "Tissue")
 _ABNORMAL = ("49755003", "SCT", "Morphologically Abnormal Structure")
 _IMAGE_PROCESSING = ("110001", "DCM", "Image Processing")
 _AI = ("123110", "DCM", "Artificial Intelligence")
+#: slide backends that read DICOM WSI: their SEG references the WSI's own instances
+DICOM_BACKENDS = frozenset({"wsidicom", "pydicom-frames"})
 
 
 @dataclass
@@ -79,6 +81,20 @@ def _source_image(hd: Any, thumb: np.ndarray, case_key: str) -> Any:
     return image
 
 
+def segment_descriptions(classes: list[ClassMask], model: str = "medvl") -> list[Any]:
+    """Segment 1 the tissue, then one per class (its concept's code, the model as its algorithm)."""
+    hd = require("highdicom", "interop", "DICOM SEG output")
+    tissue_algo = hd.AlgorithmIdentificationSequence(name="medvl tissue detection", version=SOFTWARE,
+                                                     family=hd.sr.CodedConcept(*_IMAGE_PROCESSING))
+    segments = [_segment(hd, 1, "tissue", _TISSUE, hd.sr.CodedConcept(*_TISSUE), tissue_algo)]
+    class_algo = hd.AlgorithmIdentificationSequence(name=model[:64], version=SOFTWARE,
+                                                    family=hd.sr.CodedConcept(*_AI))
+    for i, c in enumerate(classes):
+        segments.append(_segment(hd, i + 2, f"{c.code.meaning} >= {c.threshold:g}", _ABNORMAL, c.code.coded(),
+                                 class_algo))
+    return segments
+
+
 def _scale_note(pixel_um: float | None) -> str:
     return "masks on the slide thumbnail" + ("" if pixel_um is None else f", {pixel_um:.4g} um per pixel")
 
@@ -101,14 +117,7 @@ def slide_segmentation(thumb: np.ndarray, tissue: np.ndarray, case_key: str, cla
     if tissue.shape != thumb.shape[:2] or any(c.mask.shape != tissue.shape for c in classes):
         raise InputError(None, f"masks must be on the thumbnail's grid {thumb.shape[:2]}")
     source = _source_image(hd, thumb, case_key)
-    tissue_algo = hd.AlgorithmIdentificationSequence(name="medvl tissue detection", version=SOFTWARE,
-                                                     family=hd.sr.CodedConcept(*_IMAGE_PROCESSING))
-    segments = [_segment(hd, 1, "tissue", _TISSUE, hd.sr.CodedConcept(*_TISSUE), tissue_algo)]
-    class_algo = hd.AlgorithmIdentificationSequence(name=model[:64], version=SOFTWARE,
-                                                    family=hd.sr.CodedConcept(*_AI))
-    for i, c in enumerate(classes):
-        segments.append(_segment(hd, i + 2, f"{c.code.meaning} >= {c.threshold:g}", _ABNORMAL, c.code.coded(),
-                                 class_algo))
+    segments = segment_descriptions(classes, model)
     labels = np.stack([tissue, *[c.mask for c in classes]], axis=-1).astype(np.uint8)[None]  # [1, h, w, segments]
     seg = hd.seg.Segmentation(
         source_images=[source], pixel_array=labels, segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
@@ -181,8 +190,19 @@ class SlideSegWriter:
 
     def __call__(self, slide: Any, mask: Any, thumb: np.ndarray, grid: Any) -> dict[str, Any]:
         classes = self.class_masks(mask, grid)
+        names = ["tissue", *[c.code.meaning for c in classes]]
+        if slide.backend in DICOM_BACKENDS:  # reference the WSI itself
+            from medvl.tasks.interop.wsiseg import wsi_segmentation
+
+            _, seg = wsi_segmentation(Path(slide.path), [mask.mask, *[c.mask for c in classes]],
+                                      segment_descriptions(classes), slide.slide_id)
+            path = self.out_dir / f"{slide.slide_id}_seg.dcm"
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            with atomic_path(path) as tmp:
+                seg.save_as(tmp, enforce_file_format=True)
+            return {"dicom_seg": str(path), "dicom_seg_source": "the DICOM WSI (de-identified UIDs)",
+                    "segments": names}
         pixel_um = None if slide.mpp is None else float(mask.scale[0] * slide.mpp)
         source, seg = slide_segmentation(thumb, mask.mask, slide.slide_id, classes, pixel_um=pixel_um)
         paths = write_pair(self.out_dir, slide.slide_id, source, seg)
-        return {"dicom_seg": paths["seg"], "dicom_seg_source": paths["source"],
-                "segments": ["tissue", *[c.code.meaning for c in classes]]}
+        return {"dicom_seg": paths["seg"], "dicom_seg_source": paths["source"], "segments": names}
