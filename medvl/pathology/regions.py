@@ -18,8 +18,8 @@ import numpy as np
 
 from medvl.errors import InputError, require
 
-__all__ = ["MIN_REGION_SHARE", "Region", "annotation_file", "evaluate_regions", "load_regions", "region_fraction",
-           "restrict_grid", "tile_scores_file"]
+__all__ = ["MIN_REGION_SHARE", "Region", "annotation_file", "area_geometry", "evaluate_regions", "load_regions",
+           "region_fraction", "restrict_grid", "tile_scores_file"]
 
 #: a region must have at least this share of its area on the slide; less means another coordinate frame
 MIN_ON_SLIDE = 0.5
@@ -52,15 +52,25 @@ def _features(source: str | Path | bytes, where: str) -> list[Any]:
     return [data] if data["type"] == "Feature" else [{"type": "Feature", "geometry": data, "properties": {}}]
 
 
-def _region(feature: Any, i: int, where: str) -> Region | None:
+def _closed(coords: Any, depth: int) -> Any:
+    """Rings closed (first point repeated at the end) where a file left them open; anything else unchanged."""
+    if not isinstance(coords, list):
+        return coords
+    if depth == 0:
+        return coords + coords[:1] if len(coords) >= 3 and coords[0] != coords[-1] else coords
+    return [_closed(part, depth - 1) for part in coords]
+
+
+def area_geometry(geom: dict[str, Any], i: int, where: str) -> Any:
+    """The shapely geometry of a GeoJSON (multi)polygon, checked: finite coordinates, valid rings.
+
+    Raises:
+        InputError: malformed coordinates, or an invalid geometry (with shapely's reason and how to repair it).
+    """
     shapely = require("shapely", "interop", "GeoJSON regions")
     from shapely.validation import explain_validity
 
-    geom = feature.get("geometry") if isinstance(feature, dict) else None
-    if not isinstance(geom, dict) or not isinstance(geom.get("type"), str):
-        raise InputError(where, f"feature {i + 1}: no geometry")
-    if geom["type"] not in _AREAS:
-        return None
+    geom = {**geom, "coordinates": _closed(geom.get("coordinates"), 1 if geom.get("type") == "Polygon" else 2)}
     try:
         shape = shapely.geometry.shape(geom)
     except (ValueError, TypeError, AttributeError, IndexError) as exc:
@@ -70,6 +80,16 @@ def _region(feature: Any, i: int, where: str) -> Region | None:
     if not shape.is_valid:
         raise InputError(where, f"feature {i + 1}: invalid {geom['type']} ({explain_validity(shape)}); repair it "
                                 "(QuPath: Objects > Annotations > Fix geometry) and export again")
+    return shape
+
+
+def _region(feature: Any, i: int, where: str) -> Region | None:
+    geom = feature.get("geometry") if isinstance(feature, dict) else None
+    if not isinstance(geom, dict) or not isinstance(geom.get("type"), str):
+        raise InputError(where, f"feature {i + 1}: no geometry")
+    if geom["type"] not in _AREAS:
+        return None
+    shape = area_geometry(geom, i, where)
     props = feature.get("properties") or {}
     cls = props.get("classification") if isinstance(props, dict) else None
     cls_name = cls.get("name") if isinstance(cls, dict) else None
