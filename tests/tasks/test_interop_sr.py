@@ -104,3 +104,18 @@ def test_free_text_classes_are_refused_and_nothing_is_written(case, tmp_path):
     assert_clean_error(run_cli("zeroshot", slide, "--model", model, "--classes", f"{RCC},odd blue cells",
                                "--dicom-sr", out), "no code", "odd blue cells")
     assert not out.exists() and not list(tmp_path.iterdir())
+
+
+def test_ct_report_and_abstention_are_coded():
+    from medvl.tasks.interop.sr import ModelInfo, build_zeroshot_sr
+
+    result = {"prediction": None, "name": None, "probability": 0.4, "abstained": True, "backed_off": False,
+              "top": [{"id": "DOID:4450", "name": "renal cell carcinoma", "probability": 0.4},
+                      {"id": "DOID:2154", "name": "nephroblastoma", "probability": 0.35}]}
+    sr, summary = build_zeroshot_sr(result, default_graph(), ModelInfo("ct-model", "1"), "ct-case", "CT")
+    items = _items(sr)
+    procedure = next(i for i in items if i.ConceptNameCodeSequence[0].CodeValue == "121058")  # Procedure reported
+    assert procedure.ConceptCodeSequence[0].CodeValue == "77477000"  # computed tomography
+    impression = next(i for i in items if i.ConceptNameCodeSequence[0].CodeValue == "121073")
+    assert impression.ConceptCodeSequence[0].CodeValue == "373068000"  # undetermined: the model abstained
+    assert summary["abstained"] and summary["private_codes"] == 0
