@@ -165,6 +165,7 @@ def preprocess(
     allow_irregular: IrregularOpt = False,
     skip_errors: SkipOpt = False,
     workspace: WorkspaceOpt = None,
+    dicom_seg: Annotated[Path | None, typer.Option("--dicom-seg", help="Also write the region the model sees (the chain's crop) as a DICOM SEG of the source series into this folder.")] = None,  # noqa: E501
 ) -> Result:
     """Preprocess CT volumes with the one medvl chain into the cache (RAS, spacing, HU window, crops, size)."""
     from medvl.batch import exit_code
@@ -177,6 +178,8 @@ def preprocess(
     for res in iter_preprocess(cases, cfg, store, skip_errors=skip_errors, allow_non_ct=allow_non_ct,
                                allow_irregular=allow_irregular):
         rec = res.record()
+        if dicom_seg is not None and rec["status"] != "error":
+            rec.update(_write_seg(dicom_seg, res, cfg, skip_errors))
         if _is_manifest(path):
             emit_line(rec)
         records.append(rec)
@@ -188,6 +191,19 @@ def preprocess(
         for r in records
     )
     return Result(data, text, exit_code=exit_code(records))
+
+
+def _write_seg(out: Path, res, cfg, skip_errors: bool) -> dict:
+    from medvl.errors import MedvlError
+    from medvl.tasks.interop.ctseg import write_ct_seg
+
+    case = res.case
+    try:
+        return write_ct_seg(out, case.path, cfg, case.labels, case.series)
+    except MedvlError as exc:
+        if not skip_errors:
+            raise
+        return {"status": "error", "error": str(exc)}
 
 
 @command(app, "embed")

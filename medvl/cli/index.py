@@ -54,12 +54,18 @@ def search(
     nprobe: Annotated[Optional[int], typer.Option(help="IVF cells visited (more = better recall, slower).")] = None,  # noqa: UP045, E501
     random_weights: RandomWeightsOpt = False,
     trust_provenance: TrustProvenanceOpt = False,
+    modality: Annotated[Optional[str], typer.Option("--modality", help="Search cases of this modality (slide, CT, ultrasound, ...); a query file's own kind is used otherwise.")] = None,  # noqa: UP045, E501
+    mix_modalities: Annotated[bool, typer.Option("--mix-modalities", help="Return neighbours of every modality, stain, organ and magnification.")] = False,  # noqa: E501
 ) -> Result:
-    """Nearest neighbours of text, image or case queries; JSON lists hits with scores and metadata."""
+    """Nearest neighbours of text, image or case queries; JSON lists hits with scores and metadata.
+
+    Hits are cases of the query's kind (modality and, where known, stain, organ, magnification); a query of a
+    modality the index does not hold is refused unless --mix-modalities."""
     from medvl.tasks.retrieval.build import search_index
 
     results = search_index(index, texts=text or [], files=query or [], model=model, k=k, nprobe=nprobe,
-                           random_weights=random_weights, trust_provenance=trust_provenance)
+                           random_weights=random_weights, trust_provenance=trust_provenance, modality=modality,
+                           mix=mix_modalities)
     lines = []
     for res in results:
         lines.append(res["query"])

@@ -1,4 +1,7 @@
-"""``medvl slide info|tile|extract|heatmap``: whole-slide images, one slide or a cohort manifest."""
+"""``medvl slide info|tile|extract|heatmap``: whole-slide images, one slide or a cohort manifest.
+
+``qupath`` and ``evaluate`` (the QuPath round trip) live in :mod:`medvl.cli.slide_regions`.
+"""
 
 from pathlib import Path
 from typing import Annotated, Optional
@@ -7,7 +10,8 @@ import typer
 
 from medvl.cli.common import ConfigFileOpt, RandomWeightsOpt, Result, StrictDomainOpt, command, emit_line
 
-app = typer.Typer(no_args_is_help=True, help="Whole-slide images: info, tile, extract, embed, heatmap.")
+app = typer.Typer(no_args_is_help=True,
+                  help="Whole-slide images: info, tile, extract, embed, heatmap, qupath, evaluate.")
 
 InputArg = Annotated[
     Path, typer.Argument(help="A slide file, a DICOM WSI folder, or a cohort manifest (.csv/.parquet).")
@@ -70,6 +74,11 @@ OptMpp = Annotated[Optional[float], typer.Option("--mpp", help="Tile resolution 
 OptSize = Annotated[Optional[int], typer.Option("--size", help="Tile side in pixels at --mpp [224].")]  # noqa: UP045
 OptOverlap = Annotated[Optional[int], typer.Option("--overlap", help="Tile overlap, pixels at --mpp [0].")]  # noqa: UP045
 OptMinTissue = Annotated[Optional[float], typer.Option("--min-tissue", help="Minimum tissue fraction [0.25].")]  # noqa: UP045
+AnnotationsOpt = Annotated[
+    Optional[Path],  # noqa: UP045 - Typer reads Optional at runtime
+    typer.Option("--annotations", help="GeoJSON regions (QuPath export, level-0 pixels; or a folder of "
+                 "<slide_id>.geojson): keep only the tiles inside their polygons."),
+]
 
 
 def _stream(jobs: list):
@@ -154,13 +163,27 @@ def tile(
     slide_mpp: SlideMppOpt = None,
     skip_errors: SkipOpt = False,
     overwrite: OverwriteOpt = False,
+    annotations: AnnotationsOpt = None,
+    dicom_seg: Annotated[Optional[Path], typer.Option("--dicom-seg", help="Also write the tissue mask as a DICOM SEG (with its source image) into this folder.")] = None,  # noqa: UP045, E501
+    tile_scores: Annotated[Optional[Path], typer.Option("--tile-scores", help="With --dicom-seg: one segment per class of these tile scores (medvl zeroshot --tile-scores; one slide).")] = None,  # noqa: UP045, E501
+    seg_threshold: Annotated[float, typer.Option("--seg-threshold", help="Probability at which a tile joins its class segment.")] = 0.5,  # noqa: E501
 ):
     """Detect tissue (mask PNG + QuPath GeoJSON) and write <out>/<slide_id>.h5 with level-0 tile coords."""
+    from medvl.errors import ConfigError
     from medvl.pathology.pipeline import resolve_slide_jobs, run_cohort, tile_slide
 
     cfg = _settings(config, mpp, size, overlap, min_tissue, _artefacts(artefacts, segmenter, segmenter_arch))
     jobs = resolve_slide_jobs(source, slide_mpp)
-    summary = run_cohort(jobs, lambda j: tile_slide(j, out, cfg.tiles, cfg.tissue, overwrite), out_dir=out,
+    if tile_scores is not None and (dicom_seg is None or len(jobs) > 1):
+        raise ConfigError("--tile-scores goes with --dicom-seg, for one slide")
+    on_grid = None
+    if dicom_seg is not None:
+        from medvl.tasks.interop.seg import SlideSegWriter
+
+        on_grid = SlideSegWriter(dicom_seg, tile_scores, seg_threshold)
+    summary = run_cohort(jobs, lambda j: tile_slide(j, out, cfg.tiles, cfg.tissue, overwrite, on_grid=on_grid,
+                                                    annotations=annotations),
+                         out_dir=out,
                          skip_errors=skip_errors, on_record=_stream(jobs))
     return _summary(summary, "tile")
 
@@ -193,6 +216,7 @@ def extract(
     slide_mpp: SlideMppOpt = None,
     skip_errors: SkipOpt = False,
     overwrite: OverwriteOpt = False,
+    annotations: AnnotationsOpt = None,
 ):
     """Embed every tile with an image tower; adds `features` (N x D) to <out>/<slide_id>.h5 (tiles first if needed).
 
@@ -214,11 +238,12 @@ def extract(
                     batch_size=batch_size, workers=workers, device=device)
     tiles = cfg.tiles if given else None  # no tiling option: an existing tile store's grid is kept
     jobs = resolve_slide_jobs(source, slide_mpp)
-    summary = _run_extract(jobs, out, tiles, cfg.tissue, spec, cfg.extract, devices, overwrite, skip_errors)
+    summary = _run_extract(jobs, out, tiles, cfg.tissue, spec, cfg.extract, devices, overwrite, skip_errors,
+                           annotations)
     return _summary(summary, "extract")
 
 
-def _run_extract(jobs, out, tiles, tissue, spec, config, devices, overwrite, skip_errors) -> dict:
+def _run_extract(jobs, out, tiles, tissue, spec, config, devices, overwrite, skip_errors, annotations=None) -> dict:
     """One process (``run_cohort``), or one per device (``--devices``); the stain fit is saved with the outputs."""
     from medvl.pathology.extract import LazyTileEncoder
     from medvl.pathology.pipeline import extract_slide, run_cohort
@@ -227,13 +252,17 @@ def _run_extract(jobs, out, tiles, tissue, spec, config, devices, overwrite, ski
         from medvl.pathology.stain import StainFit
 
         StainFit.load(spec.stain).save(out / "stain_fit.json")
+    if devices is not None and annotations is not None:
+        from medvl.errors import ConfigError
+
+        raise ConfigError("--annotations runs on one device: leave out --devices")
     if devices is not None:
         from medvl.pathology.shard import extract_sharded, resolve_devices
 
         return extract_sharded(jobs, out, tiles, tissue, spec, config, resolve_devices(devices), overwrite,
                                skip_errors, on_record=_stream(jobs))
     encoder = LazyTileEncoder(spec)
-    return run_cohort(jobs, lambda j: extract_slide(j, out, tiles, tissue, encoder, config, overwrite),
+    return run_cohort(jobs, lambda j: extract_slide(j, out, tiles, tissue, encoder, config, overwrite, annotations),
                       out_dir=out, skip_errors=skip_errors, on_record=_stream(jobs))
 
 
@@ -310,3 +339,6 @@ def stain_fit(
     fit.save(out)
     return Result({"out": str(out), "method": fit.method, "fingerprint": fit.fingerprint(), "params": fit.params},
                   f"{fit.method} stain fit written to {out} (fingerprint {fit.fingerprint()})")
+
+
+from medvl.cli import slide_regions  # noqa: E402,F401 - registers 'slide qupath' and 'slide evaluate' on this app

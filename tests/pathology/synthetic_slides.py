@@ -126,6 +126,7 @@ def write_dicom_wsi(folder: Path, width: int = 512, height: int = 384, tile: int
         origin = Dataset()
         origin.XOffsetInSlideCoordinateSystem, origin.YOffsetInSlideCoordinateSystem = 20, 40
         ds.TotalPixelMatrixOriginSequence = Sequence([origin])
+        ds.ImageOrientationSlide = [0, -1, 0, -1, 0, 0]  # Type 1 in the VL WSI IOD: rows along -y, columns along -x
         op = Dataset()
         op.OpticalPathIdentifier = "1"
         ill = Dataset()
