@@ -1,4 +1,5 @@
-"""Loss registry: a recipe names its losses (``infonce``, ``siglip``, ``filip``, ``knowledge_group``, ``intra``).
+"""Loss registry: a recipe names its losses (``infonce``, ``siglip``, ``filip``, ``knowledge_group``, ``intra``,
+``hard_negative``, ``mlcd``, ``adaptive_pair``, ``token_mask``).
 
 Each registered loss takes a :class:`LossInputs` (the embeddings of one batch and the model's temperature) plus its
 own options, and returns a scalar. Options are checked: an unknown option is a :class:`ConfigError` naming it.
@@ -26,7 +27,8 @@ class LossInputs:
 
     ``groups`` holds each row's semantic group id; ``group_relatives`` is a ``[G, G]`` bool matrix over group ids
     (True = related in the hierarchy: not a negative). ``a2``/``b2`` are second views (intra-modal term);
-    ``tokens_*``/``mask_*`` token embeddings (FILIP).
+    ``tokens_*``/``mask_*`` token embeddings (FILIP). ``labels`` holds each row's concepts as a ``[N, K]`` multi-hot
+    matrix (captions naming several concepts) or ``[N]`` class ids (MLCD).
     """
 
     a: torch.Tensor
@@ -41,6 +43,7 @@ class LossInputs:
     tokens_b: torch.Tensor | None = None
     mask_a: torch.Tensor | None = None
     mask_b: torch.Tensor | None = None
+    labels: torch.Tensor | None = None
 
 
 @dataclass
@@ -152,3 +155,45 @@ def _knowledge_group(inputs: LossInputs, use_hierarchy: bool = True) -> torch.Te
         rel = inputs.group_relatives.to(groups.device)
         exclude = rel[groups][:, groups] & (groups[:, None] != groups[None, :])
     return knowledge_group_loss(a, b, groups, exclude_mask=exclude, logit_scale=inputs.logit_scale)
+
+
+# ------------------------------------------------------------------------------------------------ sharper contrastive
+@register_loss("hard_negative")
+def _hard_negative(inputs: LossInputs, margin: float | None = 0.1, k: int = 8, beta: float = 0.0) -> torch.Tensor:
+    """UniME (medvl.losses.hardneg): false negatives above the positive + ``margin`` removed, ``k`` hardest kept."""
+    from medvl.losses.hardneg import hard_negative_loss
+
+    if k < 0 or beta < 0:
+        raise ConfigError("loss 'hard_negative': k and beta must be >= 0")
+    return hard_negative_loss(inputs.a, inputs.b, inputs.logit_scale, margin=margin, k=k, beta=beta)
+
+
+@register_loss("mlcd")
+def _mlcd(inputs: LossInputs, margin: float = 0.0, detach_centres: bool = False) -> torch.Tensor:
+    """MLCD (medvl.losses.mlcd): every concept a caption names is a positive centre; ``labels`` else ``groups``."""
+    from medvl.losses.mlcd import mlcd_loss
+
+    labels = inputs.labels if inputs.labels is not None else inputs.groups
+    if labels is None:
+        raise ConfigError("loss 'mlcd' needs concept labels ('concepts' field) or groups but the batch has neither")
+    return mlcd_loss(inputs.a, inputs.b, labels, inputs.logit_scale, margin=margin, detach_centres=detach_centres)
+
+
+@register_loss("adaptive_pair")
+def _adaptive_pair(inputs: LossInputs, sharpness: float = 2.0) -> torch.Tensor:
+    """ALIP (medvl.losses.alip): pairs weighted by image-caption (and caption-caption, with ``b2``) agreement."""
+    from medvl.losses.alip import adaptive_pair_loss
+
+    if sharpness < 0:
+        raise ConfigError("loss 'adaptive_pair': sharpness must be >= 0")
+    return adaptive_pair_loss(inputs.a, inputs.b, inputs.logit_scale, b2=inputs.b2, sharpness=sharpness)
+
+
+@register_loss("token_mask", needs=("tokens_b",))
+def _token_mask(inputs: LossInputs, mask_ratio: float = 0.3) -> torch.Tensor:
+    """GA-DMS (medvl.losses.tokenmask): the caption's least attended tokens masked before pooling."""
+    from medvl.losses.tokenmask import token_masked_loss
+
+    if not 0 <= mask_ratio < 1:
+        raise ConfigError("loss 'token_mask': mask_ratio must be in [0, 1)")
+    return token_masked_loss(inputs.a, inputs.tokens_b, inputs.mask_b, inputs.logit_scale, mask_ratio=mask_ratio)

@@ -38,7 +38,7 @@ class ContrastiveObjective(nn.Module):
         self.a, self.b = stage.inputs
         self.mod_a, self.mod_b = _modality(dataset, self.a, model), _modality(dataset, self.b, model)
         self.losses = build_losses(stage.losses)
-        self.tokens = any("tokens_a" in term.needs for term in self.losses)
+        self.tokens = any(need.startswith("tokens_") for term in self.losses for need in term.needs)
         self.group_relatives = getattr(dataset, "group_relatives", None)
         self.cache: dict[str, tuple[dict[str, int], torch.Tensor]] = {}
         self.memo: dict[str, dict[str, torch.Tensor]] = {}
@@ -104,11 +104,12 @@ class ContrastiveObjective(nn.Module):
         for side, field, modality in (("a2", self.a, self.mod_a), ("b2", self.b, self.mod_b)):
             if f"{field}2" in batch and f"{field}2" not in (self.a, self.b):
                 second[side] = self.model.encode(modality, batch[f"{field}2"])
-        groups = batch.get("group")
+        groups, concepts = batch.get("group"), batch.get("concepts")
         inputs = LossInputs(
             a=ea, b=eb, logit_scale=self.model.scale(), logit_bias=self.model.logit_bias,
             groups=groups.to(ea.device) if groups is not None else None, group_relatives=self.group_relatives,
-            tokens_a=ta, tokens_b=tb, mask_a=ma, mask_b=mb, **second,
+            tokens_a=ta, tokens_b=tb, mask_a=ma, mask_b=mb,
+            labels=concepts.to(ea.device) if concepts is not None else None, **second,
         )
         total = torch.zeros((), device=ea.device)
         logs: dict[str, float] = {}
