@@ -19,6 +19,7 @@ GROUPS = {
     "index": ("medvl.cli.index", "Retrieval index: build, search."),
     "survival": ("medvl.cli.survival", "Survival models: fit, predict, evaluate."),
     "models": ("medvl.cli.models", "Published encoders as cards: list, show, check, pack, unpack."),
+    "cohort": ("medvl.cli.cohort", "Cohort manifests: leakage and duplicate check."),
 }
 #: modules whose commands sit at the top level
 TOP_LEVEL = (
