@@ -1,5 +1,5 @@
 """Loss registry: a recipe names its losses (``infonce``, ``siglip``, ``filip``, ``knowledge_group``, ``intra``,
-``hard_negative``, ``mlcd``, ``adaptive_pair``, ``token_mask``).
+``hard_negative``, ``mlcd``, ``adaptive_pair``, ``token_mask``, ``supremix``).
 
 Each registered loss takes a :class:`LossInputs` (the embeddings of one batch and the model's temperature) plus its
 own options, and returns a scalar. Options are checked: an unknown option is a :class:`ConfigError` naming it.
@@ -28,7 +28,8 @@ class LossInputs:
     ``groups`` holds each row's semantic group id; ``group_relatives`` is a ``[G, G]`` bool matrix over group ids
     (True = related in the hierarchy: not a negative). ``a2``/``b2`` are second views (intra-modal term);
     ``tokens_*``/``mask_*`` token embeddings (FILIP). ``labels`` holds each row's concepts as a ``[N, K]`` multi-hot
-    matrix (captions naming several concepts) or ``[N]`` class ids (MLCD).
+    matrix (captions naming several concepts) or ``[N]`` class ids (MLCD). ``targets`` are continuous targets of
+    the rows of ``a`` (e.g. log survival time), ``target_mask`` marks the rows whose target is known (SupReMix).
     """
 
     a: torch.Tensor
@@ -44,6 +45,8 @@ class LossInputs:
     mask_a: torch.Tensor | None = None
     mask_b: torch.Tensor | None = None
     labels: torch.Tensor | None = None
+    targets: torch.Tensor | None = None
+    target_mask: torch.Tensor | None = None
 
 
 @dataclass
@@ -197,3 +200,13 @@ def _token_mask(inputs: LossInputs, mask_ratio: float = 0.3) -> torch.Tensor:
     if not 0 <= mask_ratio < 1:
         raise ConfigError("loss 'token_mask': mask_ratio must be in [0, 1)")
     return token_masked_loss(inputs.a, inputs.tokens_b, inputs.mask_b, inputs.logit_scale, mask_ratio=mask_ratio)
+
+
+@register_loss("supremix", needs=("targets",))
+def _supremix(inputs: LossInputs, delta: float | None = None, mix: float = 0.5) -> torch.Tensor:
+    """SupReMix (medvl.losses.supremix): contrastive regression of ``a`` on ``targets`` with mixed pairs."""
+    from medvl.losses.supremix import supremix_loss
+
+    if not 0.0 <= mix <= 1.0 or (delta is not None and delta < 0):
+        raise ConfigError("loss 'supremix': mix must be in [0, 1] and delta >= 0")
+    return supremix_loss(inputs.a, inputs.targets, inputs.logit_scale, inputs.target_mask, delta=delta, mix=mix)

@@ -222,3 +222,55 @@ def test_new_losses_refuse_bad_options_and_missing_fields():
         build_losses([LossConfig("mlcd")])[0](LossInputs(a=a, b=b, logit_scale=torch.tensor(1.0)))
     with pytest.raises(ConfigError, match="unknown option 'topk'"):
         build_losses([LossConfig("hard_negative", options={"topk": 3})])
+
+
+# ------------------------------------------------------------------------------------------------ SupReMix
+def _supremix_reference(z, y, scale, valid, delta, mix):
+    n = len(y)
+    z = [v / v.norm() for v in z]
+    total, count = 0.0, 0
+    for i in range(n):
+        if not valid[i]:
+            continue
+        others = [j for j in range(n) if j != i and valid[j]]
+        pos = [z[j] for j in others if abs(y[j] - y[i]) <= delta]
+        neg_ids = [j for j in others if abs(y[j] - y[i]) > delta]
+        below = [j for j in others if y[j] < y[i] - delta]
+        above = [j for j in others if y[j] > y[i] + delta]
+        if below and above:
+            j, k = max(below, key=lambda t: y[t]), min(above, key=lambda t: y[t])
+            lam = (y[k] - y[i]) / (y[k] - y[j])
+            m = lam * z[j] + (1 - lam) * z[k]
+            pos.append(m / m.norm())
+        if not pos or not neg_ids:
+            continue
+        negs = [z[j] for j in neg_ids]
+        negs += [(mix * z[i] + (1 - mix) * z[j]) / (mix * z[i] + (1 - mix) * z[j]).norm() for j in neg_ids]
+        s_neg = [scale * float(v @ z[i]) for v in negs]
+        terms = [-(scale * float(p @ z[i]) - _lse([scale * float(p @ z[i]), *s_neg])) for p in pos]
+        total += sum(terms) / len(terms)
+        count += 1
+    return total / count
+
+
+def test_supremix_matches_reference():
+    from medvl.losses.supremix import supremix_loss
+
+    g = torch.Generator().manual_seed(4)
+    z = torch.randn(9, 5, generator=g)
+    y = torch.tensor([1.0, 1.1, 2.0, 3.5, 3.6, 5.0, 7.0, 7.05, 9.0])
+    valid = torch.tensor([True] * 7 + [False, True])  # row 7 is censored
+    got = supremix_loss(z, y, 5.0, valid, delta=0.2, mix=0.6)
+    assert got.item() == pytest.approx(_supremix_reference(z, y.tolist(), 5.0, valid.tolist(), 0.2, 0.6), rel=1e-5)
+
+
+def test_supremix_prefers_embeddings_ordered_like_the_targets():
+    from medvl.losses.supremix import supremix_loss
+
+    y = torch.linspace(0, 10, 12)
+    ordered = torch.stack([torch.cos(y / 8), torch.sin(y / 8)], dim=1)  # angle grows with the target
+    shuffled = ordered[torch.randperm(12, generator=torch.Generator().manual_seed(0))]
+    assert supremix_loss(ordered, y, 10.0, delta=1.0) < supremix_loss(shuffled, y, 10.0, delta=1.0)
+    term = build_losses([LossConfig("supremix", options={"delta": 1.0})])[0]
+    assert term(LossInputs(a=ordered, b=ordered, logit_scale=torch.tensor(10.0), targets=y)).item() == pytest.approx(
+        supremix_loss(ordered, y, 10.0, delta=1.0).item())
