@@ -30,15 +30,22 @@ from medvl.tasks.cohort.hashes import (
 )
 from medvl.tasks.cohort.items import Pool, normalise_text
 
-__all__ = ["DuplicateConfig", "Pair", "picture_pairs", "text_pairs"]
+__all__ = ["RULES", "DuplicateConfig", "Pair", "picture_pairs", "text_pairs"]
+
+
+#: every rule that can declare two items duplicates (pictures, then texts)
+RULES = ("same_file", "same_pixels", "phash", "crop", "dhash", "thumbnail", "embedding", "same_text", "wording",
+         "meaning")
 
 
 @dataclass
 class DuplicateConfig(Config):
-    """Thresholds of the duplicate rules (defaults chosen on the BreastMNIST validation split and IU reports).
+    """Thresholds of the duplicate rules. The picture defaults were chosen on the BreastMNIST validation split
+    (planted edited copies of its images against the training images), the text defaults on IU reports.
 
     Attributes:
-        phash_max: perceptual (DCT) hash bits that may differ, of 64 (the best flip/rotation/crop view counts).
+        phash_max: perceptual (DCT) hash bits that may differ, of 64 (the best flip/rotation counts).
+        crop_phash_max: the same for the best crop of one image against the other (the ``crop`` rule).
         dhash_max: difference hash bits that may differ, of 64 (the best flip/rotation counts).
         thumbnail_min: correlation of 16x16 grey thumbnails for the ``thumbnail`` rule...
         thumbnail_phash_max: ...which also asks the perceptual hashes to be this close.
@@ -50,11 +57,14 @@ class DuplicateConfig(Config):
         crop_scales: also match cropped copies: perceptual hashes of sub-images keeping these fractions of each
             side (empty: no crops)...
         crop_grid: ...at a ``crop_grid x crop_grid`` lattice of positions.
+        rules: the rules that may declare a duplicate (``None``: all; e.g. ``[same_file, same_pixels]`` for exact
+            copies only).
     """
 
     phash_max: int = 8
+    crop_phash_max: int = 6
     dhash_max: int = 6
-    thumbnail_min: float = 0.95
+    thumbnail_min: float = 0.97
     thumbnail_phash_max: int = 16
     embedding_min: float = 0.95
     text_jaccard_min: float = 0.8
@@ -63,11 +73,15 @@ class DuplicateConfig(Config):
     dihedral: bool = True
     crop_scales: list[float] = field(default_factory=lambda: [0.9, 0.85, 0.8])
     crop_grid: int = 4
+    rules: list[str] | None = None
 
     def validate(self) -> None:
+        unknown = sorted(set(self.rules or ()) - set(RULES))
+        if unknown:
+            raise ConfigError(f"DuplicateConfig.rules: unknown rule '{unknown[0]}' (known: {', '.join(RULES)})")
         if any(not 0 < c < 1 for c in self.crop_scales) or self.crop_grid < 1:
             raise ConfigError("DuplicateConfig.crop_scales: fractions in (0, 1); crop_grid >= 1")
-        for name in ("phash_max", "dhash_max", "thumbnail_phash_max"):
+        for name in ("phash_max", "crop_phash_max", "dhash_max", "thumbnail_phash_max"):
             if not 0 <= getattr(self, name) < HASH_BITS:
                 raise ConfigError(f"DuplicateConfig.{name}: must be in [0, {HASH_BITS})")
         for name in ("thumbnail_min", "embedding_min", "text_jaccard_min", "text_cosine_min",
@@ -126,27 +140,33 @@ def _cosine_range(base: np.ndarray, queries: np.ndarray, owners: np.ndarray, thr
 # ------------------------------------------------------------------------------------------------ pictures
 @dataclass
 class _PictureCodes:
-    phash: np.ndarray  # [N, V, 8] packed codes of every flip/rotation and crop (view 0 = as stored)
-    dhash: np.ndarray  # [N, 8, 8] of every flip/rotation
-    thumbs: np.ndarray  # [N, 8, 256] of every flip/rotation
+    phash: np.ndarray  # [N, V, 8] packed codes of every flip/rotation (view 0 = as stored)
+    crops: np.ndarray | None  # [N, V * C, 8] of every crop of every flip/rotation
+    dhash: np.ndarray  # [N, V, 8]
+    thumbs: np.ndarray  # [N, V, 256]
 
 
 def _picture_codes(pool: Pool, cfg: DuplicateConfig) -> _PictureCodes:
-    ph, dh, th = [], [], []
+    ph, cr, dh, th = [], [], [], []
     for pic in pool.payloads:
         views = dihedral(pic.view) if cfg.dihedral else [pic.view]
         if cfg.crop_scales:
-            ph.append(np.concatenate([phash_crops(v, tuple(cfg.crop_scales), cfg.crop_grid) for v in views]))
+            per_view = [phash_crops(v, tuple(cfg.crop_scales), cfg.crop_grid) for v in views]
+            ph.append(np.stack([c[0] for c in per_view]))
+            cr.append(np.concatenate([c[1:] for c in per_view]))
         else:
             ph.append(phash_many(views))
         dh.append(dhash_many(views))
         th.append(thumbnail_many(views))
-    return _PictureCodes(np.asarray(ph, np.uint8), np.asarray(dh, np.uint8), np.asarray(th, np.float32))
+    crops = np.asarray(cr, np.uint8) if cr else None
+    return _PictureCodes(np.asarray(ph, np.uint8), crops, np.asarray(dh, np.uint8), np.asarray(th, np.float32))
 
 
-def _closest(codes: np.ndarray, i: int, j: int) -> int:
-    """Fewest differing bits between any view of one item and the other as stored (both ways)."""
-    return int(min(hamming(codes[i], codes[j, 0]).min(), hamming(codes[j], codes[i, 0]).min()))
+def _closest(codes: np.ndarray, i: int, j: int, base: np.ndarray | None = None) -> int:
+    """Fewest differing bits between any view of one item and the other as stored (``base``: the stored codes when
+    ``codes`` holds other views, e.g. crops), both ways."""
+    base = codes if base is None else base
+    return int(min(hamming(codes[i], base[j, 0]).min(), hamming(codes[j], base[i, 0]).min()))
 
 
 def _picture_evidence(pool: Pool, codes: _PictureCodes, emb: np.ndarray | None, i: int, j: int) -> dict[str, Any]:
@@ -160,6 +180,8 @@ def _picture_evidence(pool: Pool, codes: _PictureCodes, emb: np.ndarray | None, 
         "dhash": _closest(codes.dhash, i, j),
         "thumbnail": round(thumb, 4),
     }
+    if codes.crops is not None:
+        ev["phash_crop"] = _closest(codes.crops, i, j, codes.phash)
     if emb is not None:
         ev["embedding"] = round(float(emb[i] @ emb[j]), 4)
     return ev
@@ -170,11 +192,16 @@ def _picture_rules(ev: dict[str, Any], cfg: DuplicateConfig) -> list[str]:
         "same_file": ev["same_file"],
         "same_pixels": ev["same_pixels"],
         "phash": ev["phash"] <= cfg.phash_max,
+        "crop": ev.get("phash_crop", HASH_BITS) <= cfg.crop_phash_max,
         "dhash": ev["dhash"] <= cfg.dhash_max,
         "thumbnail": ev["thumbnail"] >= cfg.thumbnail_min and ev["phash"] <= cfg.thumbnail_phash_max,
         "embedding": ev.get("embedding", -1.0) >= cfg.embedding_min,
     }
-    return [name for name, ok in checks.items() if ok]
+    return _enabled(checks, cfg)
+
+
+def _enabled(checks: dict[str, bool], cfg: DuplicateConfig) -> list[str]:
+    return [name for name, ok in checks.items() if ok and (cfg.rules is None or name in cfg.rules)]
 
 
 def picture_pairs(pool: Pool, cfg: DuplicateConfig, embeddings: np.ndarray | None = None) -> list[Pair]:
@@ -183,11 +210,15 @@ def picture_pairs(pool: Pool, cfg: DuplicateConfig, embeddings: np.ndarray | Non
     if n < 2:
         return []
     codes = _picture_codes(pool, cfg)
-    n_crops, n_views = codes.phash.shape[1], codes.dhash.shape[1]
-    cands = _hash_groups(p.file_hash for p in pool.payloads) | _hash_groups(p.pixels for p in pool.payloads)
-    cands |= _binary_range(codes.phash[:, 0], codes.phash.reshape(n * n_crops, -1), np.repeat(np.arange(n), n_crops),
-                           cfg.phash_max)
+    n_views = codes.phash.shape[1]
     owners = np.repeat(np.arange(n), n_views)
+    cands = _hash_groups(p.file_hash for p in pool.payloads) | _hash_groups(p.pixels for p in pool.payloads)
+    cands |= _binary_range(codes.phash[:, 0], codes.phash.reshape(n * n_views, -1), owners,
+                           max(cfg.phash_max, cfg.thumbnail_phash_max))
+    if codes.crops is not None:
+        n_crops = codes.crops.shape[1]
+        cands |= _binary_range(codes.phash[:, 0], codes.crops.reshape(n * n_crops, -1),
+                               np.repeat(np.arange(n), n_crops), cfg.crop_phash_max)
     cands |= _binary_range(codes.dhash[:, 0], codes.dhash.reshape(n * n_views, -1), owners, cfg.dhash_max)
     cands |= _cosine_range(codes.thumbs[:, 0], codes.thumbs.reshape(n * n_views, -1), owners, cfg.thumbnail_min)
     if embeddings is not None:
@@ -252,7 +283,7 @@ def text_pairs(pool: Pool, cfg: DuplicateConfig, embeddings: np.ndarray | None =
             "wording": ev["jaccard"] >= cfg.text_jaccard_min,
             "meaning": ev.get("cosine", -1.0) >= cfg.text_cosine_min and ev["jaccard"] >= cfg.text_cosine_jaccard_min,
         }
-        rules = [name for name, ok in checks.items() if ok]
+        rules = _enabled(checks, cfg)
         if rules:
             pairs.append(Pair(i, j, ev, rules))
     return pairs
