@@ -1,4 +1,7 @@
-"""``objective: bag_survival``: a Cox risk head on a bag tower (ABMIL = ``bag-attention``, or ``bag-transformer``).
+"""``objective: bag_survival``: Cox risk from a bag tower (``bag-abmil`` / ``bag-attention``, or ``bag-transformer``).
+
+The model's projection of the bag modality is the risk score: a model with ``embed_dim: 1`` and a ``linear`` (a Cox
+model of the bag embedding) or ``mlp`` projection, so the saved checkpoint is the whole survival model.
 
 The Cox partial likelihood compares each event with the cases still at risk, so a loss over one bag is zero and
 small batches carry almost no signal (torchsurv #35, Patch-GCN #19, Patho-Bench #24). Three remedies, combinable:
@@ -29,7 +32,7 @@ from medvl.losses.distributed import all_gather_no_grad, all_gather_with_grad
 from medvl.train.config import StageConfig
 from medvl.train.lvmae import bag_tower
 
-__all__ = ["BagSurvivalObjective", "BagSurvivalOptions", "RiskHead"]
+__all__ = ["BagSurvivalObjective", "BagSurvivalOptions", "RiskBank", "bag_risk"]
 
 
 @dataclass
@@ -55,21 +58,17 @@ class BagSurvivalOptions(Config):
             raise ConfigError("BagSurvivalOptions: memory and supremix must be >= 0")
 
 
-class RiskHead(nn.Module):
-    """A linear risk score on the bag embedding and a ring buffer of recent (risk, time, event)."""
+class RiskBank(nn.Module):
+    """A ring buffer of recent (risk, time, event), kept in buffers (saved with the trainer state)."""
 
-    def __init__(self, width: int, memory: int):
+    def __init__(self, memory: int):
         super().__init__()
-        self.linear = nn.Linear(width, 1, bias=False)  # a Cox model has no intercept
         self.memory = memory
         self.register_buffer("bank_risk", torch.zeros(memory))
         self.register_buffer("bank_time", torch.zeros(memory))
         self.register_buffer("bank_event", torch.zeros(memory, dtype=torch.bool))
         self.register_buffer("bank_size", torch.zeros((), dtype=torch.long))
         self.register_buffer("bank_next", torch.zeros((), dtype=torch.long))
-
-    def forward(self, emb: torch.Tensor) -> torch.Tensor:
-        return self.linear(emb).squeeze(-1)
 
     def bank(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         n = int(self.bank_size)
@@ -82,6 +81,11 @@ class RiskHead(nn.Module):
             self.bank_risk[k], self.bank_time[k], self.bank_event[k] = r, t, e
             self.bank_next.fill_((k + 1) % self.memory)
             self.bank_size.fill_(min(int(self.bank_size) + 1, self.memory))
+
+
+def bag_risk(model: nn.Module, bag: dict[str, torch.Tensor], modality: str = "bag") -> torch.Tensor:
+    """Risk scores ``[B]`` of a batch of bags from a bag-survival model (higher = earlier event)."""
+    return model.project(modality, model.towers[modality].encode(bag), normalize=False).squeeze(-1)
 
 
 class BagSurvivalObjective(nn.Module):
@@ -98,13 +102,14 @@ class BagSurvivalObjective(nn.Module):
                               "'event' columns)")
         self.model, self.stage, self.field = model, stage, stage.inputs[0]
         self.opts = BagSurvivalOptions.from_dict(stage.objective_options)
-        self.modality, tower = bag_tower(model, dataset, self.field, "bag_survival")
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            self.head = RiskHead(tower.embed_dim, self.opts.memory)
+        self.modality, _ = bag_tower(model, dataset, self.field, "bag_survival")
+        if model.embed_dim != 1:
+            raise ConfigError(f"objective 'bag_survival': the model's projection is the risk score, so it needs "
+                              f"embed_dim 1 (got {model.embed_dim})")
+        self.head = RiskBank(self.opts.memory)
 
     def used_prefixes(self) -> list[str]:
-        return [f"model.towers.{self.modality}.", "head."]
+        return [f"model.towers.{self.modality}.", f"model.projections.{self.modality}.", "head."]
 
     def encode(self, bag: dict[str, torch.Tensor]) -> torch.Tensor:
         """Bag embeddings ``[B, width]`` (one bag at a time with ``one_by_one``)."""
@@ -117,12 +122,9 @@ class BagSurvivalObjective(nn.Module):
             parts.append(tower.encode({k: v[b:b + 1, :n] for k, v in bag.items()}))
         return torch.cat(parts)
 
-    def risks(self, bag: dict[str, torch.Tensor]) -> torch.Tensor:
-        return self.head(self.encode(bag))
-
     def forward(self, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
         emb = self.encode(batch[self.field])
-        risk = self.head(emb).float()
+        risk = self.model.project(self.modality, emb, normalize=False).squeeze(-1).float()
         time, event = batch["time"].to(risk.device).float(), batch["event"].to(risk.device).bool()
         all_risk, all_time = all_gather_with_grad(risk), all_gather_no_grad(time)
         all_event = all_gather_no_grad(event)
