@@ -1,4 +1,5 @@
-"""``medvl survival fit|predict|evaluate``: Cox and deep-Cox models on a CSV/Parquet table."""
+"""``medvl survival fit|predict|evaluate``: Cox and deep-Cox models on a CSV/Parquet table; bag-Cox models on tile
+features (``fit --bags``)."""
 
 from pathlib import Path
 from typing import Annotated, Optional
@@ -42,6 +43,28 @@ def _fmt_metrics(metrics: dict) -> str:
     return ", ".join(f"{k} {v:.3f}" for k, v in metrics.items() if isinstance(v, float))
 
 
+BagsOpt = Annotated[
+    Optional[Path],  # noqa: UP045
+    typer.Option("--bags", help="Folder of <id>.h5 tile (or slice) features: train a bag-Cox model (ABMIL or bag "
+                                "transformer) instead of a table model; ids in --id (slide_id or case_id)."),
+]
+
+
+def _fit_bags(bags: Path, table: Path, time: str, event: str, event_is_censoring: bool, id_column: str | None,
+              seed: int, out: Path, bag: dict) -> Result:
+    from medvl.train.survival_bags import BagSurvivalSpec, fit_bags
+
+    spec = BagSurvivalSpec(features=bags, table=table, time=time, event=event, event_is_censoring=event_is_censoring,
+                           id_column=id_column, seed=seed, **bag)
+    rec = fit_bags(spec, out)
+    lines = [f"bag-Cox ({spec.head}): {rec['n_train']} training bags, {rec['train_events']} events; training "
+             f"Harrell C {rec['train_harrell_c']:.3f}"]
+    if "test" in rec:
+        lines.append(f"held out ({rec['n_test']} bags): {_fmt_metrics(rec['test'])}; log-rank p {rec['logrank_p']:.3g}")
+    lines.append(f"model saved to {rec['model']}")
+    return Result(rec, "\n".join(lines))
+
+
 @command(app, "fit")
 def fit(
     table: TableOpt,
@@ -59,15 +82,35 @@ def fit(
     cv: CvOpt = None,
     seed: SeedOpt = 0,
     out: Annotated[Optional[Path], typer.Option("--out", help="Model folder (default: <workspace>/models/survival).")] = None,  # noqa: UP045, E501
+    bags: BagsOpt = None,
+    head: Annotated[str, typer.Option(help="Bags: abmil, attention or transformer.")] = "abmil",
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Bags: bags per Cox loss (accumulation).")] = 32,
+    memory: Annotated[int, typer.Option(help="Bags: recent risks kept in the risk bank (0: none).")] = 0,
+    sampler: Annotated[str, typer.Option(help="Bags: shuffled or event-balanced batches.")] = "shuffled",
+    steps: Annotated[int, typer.Option(help="Bags: optimizer steps.")] = 200,
+    lr: Annotated[float, typer.Option(help="Bags: learning rate.")] = 1e-3,
+    max_items: Annotated[int, typer.Option("--max-items", help="Bags: tiles drawn per bag per step.")] = 512,
+    supremix: Annotated[float, typer.Option(help="Bags: weight of the SupReMix contrastive term (0: off).")] = 0.0,
+    split_column: Annotated[str, typer.Option("--split-column", help="Bags: column of the held-out split.")] = "split",
+    test_split: Annotated[Optional[str], typer.Option("--test-split", help="Bags: value of --split-column held out "  # noqa: UP045
+                                                      "for evaluation.")] = None,
     workspace: WorkspaceOpt = None,
 ) -> Result:
-    """Fit a survival model on the whole table (and cross-validate with --cv); saves the model folder."""
+    """Fit a survival model on the whole table (and cross-validate with --cv); saves the model folder. With --bags,
+    a bag-Cox model on tile features, evaluated on the --test-split rows (Harrell and Uno C, AUC, IBS, KM)."""
+    from medvl.errors import ConfigError
     from medvl.tasks.survival.run import fit_table
     from medvl.workspace import Workspace
 
+    out = out or Workspace.resolve(workspace).models / "survival"
+    if bags is not None:
+        if covariates or embeddings is not None or cv:
+            raise ConfigError("--bags trains on the bags alone: drop --covariates, --embeddings and --cv")
+        return _fit_bags(bags, table, time, event, event_is_censoring, id_column, seed, out, {
+            "head": head, "batch_size": batch_size, "memory": memory, "sampler": sampler, "steps": steps, "lr": lr,
+            "max_items": max_items, "supremix": supremix, "split_column": split_column, "test_split": test_split})
     spec = _spec(table, time, event, covariates, event_is_censoring, embeddings, id_column)
     cfg = _config(method, penalizer, pca, ties, epochs, seed)
-    out = out or Workspace.resolve(workspace).models / "survival"
     rec = fit_table(spec, cfg, out=out, cv=cv, seed=seed)
     lines = [f"{method}: {rec['n']} cases, {rec['events']} events; training Harrell C {rec['train_harrell_c']:.3f}"]
     for name, coef in (rec["coefficients"] or {}).items():

@@ -22,26 +22,11 @@ import torch
 from medvl.config import Config
 from medvl.errors import ConfigError, InputError
 from medvl.log import get_logger
-from medvl.train.data import register_dataset
+from medvl.train.data import pad_bags, register_dataset
 
 __all__ = ["BagFolder", "BagFolderOptions", "BreastMNISTBagOptions", "BreastMNISTBags", "pad_bags"]
 
 log = get_logger(__name__)
-
-
-def pad_bags(bags: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
-    """A batch of bags of different lengths: ``features [B, N, D]``, ``coords [B, N, P]``, ``mask [B, N]``."""
-    n = max(int(b["features"].shape[0]) for b in bags)
-    out: dict[str, torch.Tensor] = {}
-    for key in bags[0]:
-        first = bags[0][key]
-        padded = first.new_zeros((len(bags), n, *first.shape[1:]))
-        for i, b in enumerate(bags):
-            padded[i, : len(b[key])] = b[key]
-        out[key] = padded
-    lengths = torch.tensor([len(b["features"]) for b in bags])
-    out["mask"] = torch.arange(n)[None, :] < lengths[:, None]
-    return out
 
 
 def _subsample(n: int, max_items: int | None, rng: torch.Generator) -> torch.Tensor | None:
@@ -61,7 +46,7 @@ class BagFolderOptions(Config):
         id_column: the table column naming the file stem (default ``slide_id`` when present, else ``case_id``).
         time / event: survival columns (``event_is_censoring``: the column holds 1 for censored rows).
         label: a class label column.
-        split / split_column: keep only rows of this split.
+        split / split_column: keep only rows of this split (``exclude_split``: every other row).
         max_items: draw at most this many items of a bag per sample.
         pos_dim: coordinates used: 2 (tile x, y), 1 (the first: slice index) or 0 (none).
     """
@@ -74,6 +59,7 @@ class BagFolderOptions(Config):
     event_is_censoring: bool = False
     label: str | None = None
     split: str | None = None
+    exclude_split: str | None = None
     split_column: str = "split"
     max_items: int | None = 512
     pos_dim: Literal[0, 1, 2] = 2
@@ -103,13 +89,17 @@ def _rows(opts: BagFolderOptions, files: dict[str, Path]):
     df = read_table(opts.table)
     id_col = opts.id_column or ("slide_id" if "slide_id" in df.columns else "case_id")
     needed = [c for c in (id_col, opts.time, opts.event, opts.label) if c]
-    if opts.split is not None:
+    if opts.split is not None or opts.exclude_split is not None:
         needed.append(opts.split_column)
     missing = [c for c in needed if c not in df.columns]
     if missing:
         raise InputError(opts.table, f"missing column(s) {', '.join(missing)}")
     if opts.split is not None:
         df = df[df[opts.split_column].astype(str) == opts.split]
+    if opts.exclude_split is not None:
+        df = df[df[opts.split_column].astype(str) != opts.exclude_split]
+    if df.empty:
+        raise InputError(opts.table, f"no rows left after the split filter on column '{opts.split_column}'")
     df = df.drop_duplicates(subset=[id_col]).reset_index(drop=True)
     ids = df[id_col].astype(str).tolist()
     absent = [i for i in ids if i not in files]

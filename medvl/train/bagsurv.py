@@ -31,6 +31,7 @@ from medvl.losses.cox import cox_nll
 from medvl.losses.distributed import all_gather_no_grad, all_gather_with_grad
 from medvl.train.config import StageConfig
 from medvl.train.lvmae import bag_tower
+from medvl.train.objectives import register_objective
 
 __all__ = ["BagSurvivalObjective", "BagSurvivalOptions", "RiskBank", "bag_risk"]
 
@@ -88,6 +89,7 @@ def bag_risk(model: nn.Module, bag: dict[str, torch.Tensor], modality: str = "ba
     return model.project(modality, model.towers[modality].encode(bag), normalize=False).squeeze(-1)
 
 
+@register_objective("bag_survival")
 class BagSurvivalObjective(nn.Module):
     """Cox partial likelihood of bag risks, accumulated over a step's bags and optionally a risk bank."""
 

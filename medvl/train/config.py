@@ -25,14 +25,17 @@ class DataConfig(Config):
     Attributes:
         dataset: a registered dataset (``breastmnist``, ``graph-groups``).
         options: the dataset's own options.
-        sampler: ``shuffled`` pairs or ``group-balanced`` (G groups x K instances, KEEP).
+        sampler: ``shuffled`` pairs, ``group-balanced`` (G groups x K instances, KEEP) or ``event-balanced``
+            (survival batches with a fixed share of events).
+        sampler_options: the sampler's own options (``event_fraction`` of ``event-balanced``).
         batch_size: the global batch (over all processes) of one forward pass.
         groups_per_batch: G of the group-balanced sampler (K = batch_size / G).
     """
 
     dataset: str
     options: dict[str, Any] = field(default_factory=dict)
-    sampler: Literal["shuffled", "group-balanced"] = "shuffled"
+    sampler: Literal["shuffled", "group-balanced", "event-balanced"] = "shuffled"
+    sampler_options: dict[str, Any] = field(default_factory=dict)
     batch_size: int = 32
     groups_per_batch: int = 0
 
@@ -57,7 +60,10 @@ class StageConfig(Config):
 
     Attributes:
         name: a label for logs and checkpoints.
-        objective: ``contrastive`` (two inputs aligned by ``losses``) or ``supervised`` (a head on one tower).
+        objective: a registered objective (``medvl.train.objectives``): ``contrastive`` (two inputs aligned by
+            ``losses``), ``supervised`` (a head on one tower), ``masked_embedding`` (LV-MAE over bags) or
+            ``bag_survival`` (Cox risk of bags).
+        objective_options: the objective's own typed options (e.g. the mask of ``masked_embedding``).
         inputs: dataset fields fed to the model: ``[a, b]`` for contrastive, ``[x]`` for supervised.
         losses: terms of the contrastive objective.
         data: this stage's data (default: the run's ``data``).
@@ -67,7 +73,8 @@ class StageConfig(Config):
     """
 
     name: str = "align"
-    objective: Literal["contrastive", "supervised"] = "contrastive"
+    objective: str = "contrastive"
+    objective_options: dict[str, Any] = field(default_factory=dict)
     inputs: list[str] = field(default_factory=lambda: ["image", "text"])
     losses: list[LossConfig] = field(default_factory=lambda: [LossConfig("infonce")])
     data: DataConfig | None = None
@@ -84,8 +91,8 @@ class StageConfig(Config):
     multilabel: bool = False
 
     def validate(self) -> None:
-        want = 2 if self.objective == "contrastive" else 1
-        if len(self.inputs) != want:
+        want = {"contrastive": 2, "supervised": 1}.get(self.objective)
+        if want is not None and len(self.inputs) != want:
             raise ConfigError(f"StageConfig.inputs: the {self.objective} objective takes {want} input(s)")
         if self.steps <= 0 or self.grad_accum <= 0:
             raise ConfigError("StageConfig.steps and grad_accum must be positive")

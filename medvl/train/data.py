@@ -31,12 +31,13 @@ __all__ = [
     "build_dataset",
     "class_captions",
     "collate",
+    "pad_bags",
     "list_datasets",
     "register_dataset",
 ]
 
 #: name -> (typed options class, dataset class)
-DATASETS: Registry[tuple[type[Config], Callable[..., Any]]] = Registry("dataset")
+DATASETS: Registry[tuple[type[Config], Callable[..., Any]]] = Registry("dataset", builtins=("medvl.train.bags",))
 
 
 def register_dataset(name: str, options: type[Config]):
@@ -62,12 +63,30 @@ def build_dataset(name: str, options: dict[str, Any]) -> Any:
     return cls(opts)
 
 
+def pad_bags(bags: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """Bags of different lengths (mappings of ``[n, ...]`` tensors, with ``features``) padded to the longest, plus
+    ``mask [B, N]`` (True = a real item)."""
+    n = max(int(b["features"].shape[0]) for b in bags)
+    out: dict[str, torch.Tensor] = {}
+    for key in bags[0]:
+        first = bags[0][key]
+        padded = first.new_zeros((len(bags), n, *first.shape[1:]))
+        for i, b in enumerate(bags):
+            padded[i, : len(b[key])] = b[key]
+        out[key] = padded
+    lengths = torch.tensor([len(b["features"]) for b in bags])
+    out["mask"] = torch.arange(n)[None, :] < lengths[:, None]
+    return out
+
+
 def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
-    """Stack tensors, keep strings as lists, turn ints into a LongTensor."""
+    """Stack tensors, pad bags (mappings with ``features``), keep strings as lists, turn ints into a LongTensor."""
     out: dict[str, Any] = {}
     for key in items[0]:
         values = [it[key] for it in items]
-        if isinstance(values[0], torch.Tensor):
+        if isinstance(values[0], dict) and "features" in values[0]:
+            out[key] = pad_bags(values)
+        elif isinstance(values[0], torch.Tensor):
             out[key] = torch.stack(values)
         elif isinstance(values[0], (bool, int, np.integer)):
             out[key] = torch.tensor([int(v) for v in values], dtype=torch.long)

@@ -127,7 +127,15 @@ def build_optimizer(objective: nn.Module, stage: StageConfig) -> torch.optim.Opt
 
 
 def _move(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
-    return {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+    """Tensors (also inside a mapping, e.g. a padded bag) to ``device``."""
+    out: dict[str, Any] = {}
+    for k, v in batch.items():
+        if isinstance(v, torch.Tensor):
+            v = v.to(device, non_blocking=True)
+        elif isinstance(v, dict):
+            v = _move(v, device)
+        out[k] = v
+    return out
 
 
 # ------------------------------------------------------------------------------------------------ metrics
@@ -180,7 +188,7 @@ class StageRunner:
         if data_cfg.batch_size % trainer.dist.world:
             raise ConfigError(f"batch_size {data_cfg.batch_size} is not divisible by {trainer.dist.world} processes")
         self.sampler = build_sampler(data_cfg.sampler, self.dataset, data_cfg.batch_size,
-                                     data_cfg.groups_per_batch, trainer.config.seed + index)
+                                     data_cfg.groups_per_batch, trainer.config.seed + index, data_cfg.sampler_options)
         from medvl.train.objectives import build_objective
 
         self.objective = build_objective(trainer.model, self.stage, self.dataset, trainer.config.seed + index)

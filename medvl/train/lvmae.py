@@ -23,6 +23,7 @@ from medvl.config import Config
 from medvl.errors import ConfigError
 from medvl.models.lvmae import MaskConfig, MaskedBagDecoder, mask_bag, masked_reconstruction_loss, visible_items
 from medvl.train.config import StageConfig
+from medvl.train.objectives import register_objective
 
 __all__ = ["MaskedEmbeddingObjective", "MaskedEmbeddingOptions", "bag_tower"]
 
@@ -40,15 +41,13 @@ class MaskedEmbeddingOptions(Config):
 
 def bag_tower(model: nn.Module, dataset: Any, field_name: str, objective: str) -> tuple[str, nn.Module]:
     """The modality and tower behind a bag field of the dataset (a clear error otherwise)."""
-    from medvl.models.bag import BagTower
-
     modality = getattr(dataset, "fields", {}).get(field_name)
     if modality is None:
         raise ConfigError(f"objective '{objective}': '{field_name}' is not a field of the dataset")
     tower = model.towers[modality] if modality in model.towers else None
-    if not isinstance(tower, BagTower):
+    if getattr(tower, "modality", None) != "bag":
         raise ConfigError(f"objective '{objective}': input '{field_name}' needs a bag tower (bag-transformer, "
-                          f"bag-attention); the model has {', '.join(model.modalities)}")
+                          f"bag-attention, bag-abmil); the model has {', '.join(model.modalities)}")
     dim = getattr(dataset, "dim", None)
     if dim is not None and dim != tower.cfg.in_dim:
         raise ConfigError(f"objective '{objective}': the bags are {dim}-d but the bag tower takes "
@@ -66,6 +65,7 @@ def draw_masks(coords: torch.Tensor | None, real: torch.Tensor, cfg: MaskConfig)
     return out
 
 
+@register_objective("masked_embedding")
 class MaskedEmbeddingObjective(nn.Module):
     """LV-MAE over one bag field (see the module docstring)."""
 
@@ -78,7 +78,7 @@ class MaskedEmbeddingObjective(nn.Module):
         self.model, self.stage, self.field = model, stage, stage.inputs[0]
         self.opts = MaskedEmbeddingOptions.from_dict(stage.objective_options)
         self.modality, tower = bag_tower(model, dataset, self.field, "masked_embedding")
-        if tower.cfg.pooler != "transformer":
+        if getattr(tower.cfg, "pooler", None) != "transformer":
             raise ConfigError("objective 'masked_embedding': the bag tower must be a bag-transformer (its class token "
                               "is the slide embedding)")
         with torch.random.fork_rng(devices=[]):  # the decoder's init must not move the run's RNG stream

@@ -14,9 +14,18 @@ from torch import nn
 
 from medvl.errors import ConfigError
 from medvl.losses.registry import LossInputs, build_losses
+from medvl.registry import Registry
 from medvl.train.config import StageConfig
 
-__all__ = ["ContrastiveObjective", "SupervisedObjective", "build_objective"]
+__all__ = ["OBJECTIVES", "ContrastiveObjective", "SupervisedObjective", "build_objective", "register_objective"]
+
+#: name -> objective class ``cls(model, stage, dataset, seed)``; the bag objectives register on first use
+OBJECTIVES: Registry[type[nn.Module]] = Registry("objective", builtins=("medvl.train.lvmae", "medvl.train.bagsurv"))
+
+
+def register_objective(name: str):
+    """Register an objective class (``forward(batch) -> (loss, logs)``, ``used_prefixes()``) under ``name``."""
+    return OBJECTIVES.register(name)
 
 
 def _modality(dataset: Any, field: str, model: Any) -> str:
@@ -29,10 +38,11 @@ def _modality(dataset: Any, field: str, model: Any) -> str:
     return modality
 
 
+@register_objective("contrastive")
 class ContrastiveObjective(nn.Module):
     """Two inputs in the joint space, the configured loss terms summed with their weights."""
 
-    def __init__(self, model: nn.Module, stage: StageConfig, dataset: Any):
+    def __init__(self, model: nn.Module, stage: StageConfig, dataset: Any, seed: int = 0):
         super().__init__()
         self.model = model
         self.a, self.b = stage.inputs
@@ -121,6 +131,7 @@ class ContrastiveObjective(nn.Module):
         return total, logs
 
 
+@register_objective("supervised")
 class SupervisedObjective(nn.Module):
     """A linear head on one tower's raw features, trained on the dataset's labels (stage 1 of two-stage)."""
 
@@ -150,6 +161,5 @@ class SupervisedObjective(nn.Module):
 
 
 def build_objective(model: nn.Module, stage: StageConfig, dataset: Any, seed: int) -> nn.Module:
-    if stage.objective == "supervised":
-        return SupervisedObjective(model, stage, dataset, seed)
-    return ContrastiveObjective(model, stage, dataset)
+    """The stage's registered objective over ``model`` and ``dataset``."""
+    return OBJECTIVES.get(stage.objective)(model, stage, dataset, seed)

@@ -82,7 +82,17 @@ class GroupBalancedSampler:
         return result
 
 
-def build_sampler(kind: str, dataset, batch_size: int, groups_per_batch: int, seed: int):
+def build_sampler(kind: str, dataset, batch_size: int, groups_per_batch: int, seed: int,
+                  options: dict | None = None):
+    if kind == "event-balanced":
+        from medvl.train.survival_sampler import EventBalancedSampler
+
+        if getattr(dataset, "event", None) is None:
+            raise ConfigError("sampler 'event-balanced' needs a dataset with survival events")
+        unknown = sorted(set(options or {}) - {"event_fraction"})
+        if unknown:
+            raise ConfigError(f"sampler 'event-balanced': unknown option '{unknown[0]}' (known: event_fraction)")
+        return EventBalancedSampler(list(dataset.event), batch_size, seed, **(options or {}))
     if kind == "group-balanced":
         if not hasattr(dataset, "group_ids"):
             raise ConfigError("sampler 'group-balanced' needs a dataset with knowledge groups")
