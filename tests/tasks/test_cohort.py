@@ -190,3 +190,17 @@ def test_cli_check_hides_ids_writes_the_report_and_refuses_small_manifests(tmp_p
               "--out", tmp_path / "rep2.json")
     assert_clean_error(res, "too small for the requested split check", "no rows in val")
     assert not (tmp_path / "rep2.json").exists()
+
+
+def test_train_check_hook_runs_the_leakage_check_on_recipe_manifests(tmp_path, images):
+    from medvl.train.checks import leakage_report, manifests_of
+    from medvl.train.config import TrainConfig
+
+    planted = {"jpeg.jpg": (_jpeg(images["test"][1]), "train", "p-jpeg")}
+    path = _manifest(tmp_path, {"train": images["train"][:4], "test": images["test"][:3]}, planted)
+    cfg = TrainConfig.from_dict({"stages": [{"name": "a", "data": {"dataset": "breastmnist", "options": {}}},
+                                            {"name": "b", "data": {"dataset": "breastmnist", "options": {}}}]})
+    assert manifests_of(cfg) == [] and leakage_report(cfg) == []
+    cfg.stages[0].data.options["manifest"] = str(path)  # a dataset that reads a cohort manifest
+    (record,) = leakage_report(cfg, LeakageConfig(text_encoder=None))
+    assert record["manifest_path"] == str(path) and record["leakage"]["leaks"]
