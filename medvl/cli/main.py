@@ -14,7 +14,7 @@ from medvl import __version__
 #: group name -> (module, help)
 GROUPS = {
     "ontology": ("medvl.cli.ontology", "Disease knowledge graph: build, search, show, groups, prompts, train-text."),
-    "slide": ("medvl.cli.slide", "Whole-slide images: info, tile, extract, heatmap."),
+    "slide": ("medvl.cli.slide", "Whole-slide images: info, tile, extract, heatmap, embed."),
     "ct": ("medvl.cli.ct", "CT volumes: info, preprocess, embed, slices."),
     "index": ("medvl.cli.index", "Retrieval index: build, search."),
     "survival": ("medvl.cli.survival", "Survival models: fit, predict, evaluate."),

@@ -1,4 +1,4 @@
-"""``medvl slide info|tile|extract|heatmap``: whole-slide images, one slide or a cohort manifest."""
+"""``medvl slide info|tile|extract|heatmap|embed``: whole-slide images, one slide or a cohort manifest."""
 
 from pathlib import Path
 from typing import Annotated, Optional
@@ -152,3 +152,23 @@ def heatmap(
     summary = run_cohort(jobs, lambda j: heatmap_slide(j, features, out, scores, scores_key, max_px), out_dir=out,
                          skip_errors=skip_errors, on_record=_stream(jobs))
     return _summary(summary, "heatmap")
+
+
+@command(app, "embed")
+def embed(
+    features: Annotated[Path, typer.Argument(help="A feature .h5 (medvl slide extract, CLAM, TRIDENT) or a folder of "
+                                             "them.")],
+    encoder: Annotated[str, typer.Option("--encoder", help="Slide encoder: a medvl checkpoint with a bag tower "
+                                         "(e.g. the model of an LV-MAE run).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Embeddings file (.npz, .parquet, .csv, .h5): one row "
+                                      "per slide.")] = Path("slide_embeddings.npz"),
+    device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda, cuda:N.")] = "auto",
+):
+    """One label-free embedding per slide from its tile features (a trained bag tower over all its tiles)."""
+    from medvl.pathology.slide_embed import embed_slides
+    from medvl.pathology.slide_encoders import SlideEncoderSpec
+
+    summary = embed_slides(features, SlideEncoderSpec(name=encoder, device=device), out)
+    for warning in summary["warnings"]:
+        echo(f"warning: {warning}")
+    return Result(summary, f"{summary['slides']} slide embedding(s), {summary['dim']}-d, written to {out}")
