@@ -9,7 +9,7 @@ SUDO := $(shell [ "$$(id -u)" = "0" ] || echo sudo)
 ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: install system-deps demo test test-all wheel-check fuzz bench lint app clean
+.PHONY: install system-deps demo test test-all wheel-check fuzz bench lint app viewer-assets clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -50,6 +50,12 @@ fuzz: install
 bench: install
 	@set -e; for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b; done
 	$(PY) benchmarks/summarize.py
+
+# the slide viewer's frontend (OpenSeadragon + medvl's overlay code, bundled by esbuild); the built bundle is committed,
+# so only a change to its sources or to package.json needs this (Node 18+ and the npm registry)
+VIEWER_FRONTEND := medvl/apps/components/deepzoom
+viewer-assets:
+	cd $(VIEWER_FRONTEND) && npm ci --no-audit --no-fund && npm run build
 
 lint: install
 	$(VENV)/bin/ruff check .

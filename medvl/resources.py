@@ -37,7 +37,7 @@ BUNDLED = {
 
 #: folders of the package that hold shipped files (not Python modules), relative to the package folder; every file
 #: git tracks under them must be in the wheel (tests/test_packaging.py checks a built wheel)
-SHIPPED = ("data", "ontology", "configs", "apps/streamlit")
+SHIPPED = ("data", "ontology", "configs", "apps/streamlit", "apps/components/deepzoom/build")
 
 
 def package_dir() -> Path:

@@ -76,6 +76,14 @@ class Catalog:
     def features_for(self, slide: Path) -> Path | None:
         return self.features.get(_stem(slide))
 
+    def annotations_for(self, slide: Path) -> list[Path]:
+        """GeoJSON annotations of a slide: ``annotations/<slide>*.geojson`` and the tissue outline that
+        ``medvl slide tile`` writes beside the features (``features/<slide>_tissue.geojson``)."""
+        stem = _stem(slide)
+        found = [p for folder in ("annotations", "features") for p in _files(self.root / folder, (".geojson",))
+                 if _stem(p) == stem or p.name.startswith(stem + "_")]
+        return sorted(found)
+
     def labels_for(self, ct: Path) -> Path | None:
         """The label map named after the CT (``x.nii.gz`` -> ``x_labels.nii.gz``, ``x_seg.nii.gz``, ...)."""
         stem = _stem(ct)

@@ -21,6 +21,10 @@ MIN_SUBDIRS = 2
 SEARCH_DEPTH = 2
 
 
+class OutsideRootsError(InputError):
+    """A path that is not inside any allowed root (the tile endpoint answers it with 403)."""
+
+
 def app_roots(env: Mapping[str, str] | None = None) -> list[Path]:
     """The allowed roots: ``MEDVL_APP_ROOTS``, else the folder of ``MEDVL_WORKSPACE``; resolved, existing, unique."""
     env = os.environ if env is None else env
@@ -74,6 +78,33 @@ def resolve_in_roots(candidate: str | Path, roots: Sequence[Path]) -> Path:
                 raise InputError(text, "no such workspace folder")
             return resolved
     raise InputError(text, "outside the allowed workspace roots")
+
+
+def resolve_file_in_roots(candidate: str | Path, roots: Sequence[Path]) -> Path:
+    """Resolve a file path (a slide, a DICOM folder) the same way, refusing anything outside the allowed roots.
+
+    The error messages do not repeat the path (the tile endpoint sends them to the browser).
+
+    Raises:
+        OutsideRootsError: no roots, ``..`` in the path, or outside every root.
+        InputError: nothing at that path.
+    """
+    text = str(candidate).strip()
+    if not roots:
+        raise OutsideRootsError(None, "no workspace roots are configured (set MEDVL_APP_ROOTS)")
+    if not text:
+        raise InputError(None, "no path given")
+    path = Path(text).expanduser()
+    if ".." in path.parts:
+        raise OutsideRootsError(None, "'..' is not allowed in a path")
+    options = [path] if path.is_absolute() else [root / path for root in roots]
+    for option in options:
+        resolved = option.resolve()
+        if inside(resolved, roots):
+            if not resolved.exists():
+                raise InputError(None, "no such file inside the workspace roots")
+            return resolved
+    raise OutsideRootsError(None, "outside the allowed workspace roots")
 
 
 def find_workspaces(roots: Sequence[Path], depth: int = SEARCH_DEPTH, limit: int = 200) -> list[Path]:

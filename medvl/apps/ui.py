@@ -19,6 +19,7 @@ from medvl.errors import InputError, MedvlError
 
 NOTICE = "Research software. The demo models are not for clinical use."
 WS_KEY = "medvl_workspace"
+TOKEN_KEY = "medvl_tile_token"
 
 
 def page(title: str, icon: str = "🔬") -> None:
@@ -101,10 +102,10 @@ def load_graph(path: str | None):
 
 
 @st.cache_resource(show_spinner=False, max_entries=16)
-def open_slide(path: str):
+def open_slide(path: str, mpp: float | None = None):
     from medvl.io.slide import open_slide as _open
 
-    return _open(path)
+    return _open(path, mpp=mpp)
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
@@ -121,11 +122,46 @@ def tissue_mask(path: str) -> np.ndarray:
 
 
 @st.cache_resource(show_spinner="Embedding the slide's tiles…", max_entries=16)
-def slide_tiles(path: str, model_dir: str, features: str | None, cache_dir: str | None = None):
+def slide_tiles(path: str, model_dir: str, features: str | None, cache_dir: str | None = None,
+                mpp: float | None = None):
     from medvl.apps.slideview import slide_tiles as _tiles
 
-    return _tiles(open_slide(path), load_space(model_dir), Path(features) if features else None,
+    return _tiles(open_slide(path, mpp), load_space(model_dir), Path(features) if features else None,
                   Path(cache_dir) if cache_dir else None)
+
+
+@st.cache_resource(show_spinner=False)
+def _local_tile_server():
+    """A tile endpoint inside this Streamlit process, for a server not started by ``medvl app`` (which runs its
+    own beside Streamlit and announces it in the environment)."""
+    from medvl.apps.tileserver import TileServer
+
+    return TileServer().start()
+
+
+def tile_endpoint() -> tuple[str, str]:
+    """``(endpoint URL, this session's token)`` for the deep-zoom viewer; the token is renewed before it expires."""
+    import time
+
+    from medvl.apps.tileserver import endpoint_from_env
+
+    found = endpoint_from_env()
+    if found is None:
+        server = _local_tile_server()
+        found = (server.url, server.tokens)
+    url, tokens = found
+    token = st.session_state.get(TOKEN_KEY)
+    if token is None or tokens.expiry(token) - time.time() < 3600:
+        token = st.session_state[TOKEN_KEY] = tokens.issue()
+    return url, token
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def tissue_overlay(path: str) -> str:
+    """The tissue mask as the PNG data URL the viewer stretches over the slide."""
+    from medvl.apps.viewerdata import tissue_png
+
+    return tissue_png(tissue_mask(path))
 
 
 @st.cache_resource(show_spinner="Preparing the disease classes…", max_entries=32)
@@ -148,6 +184,15 @@ def view_volume(path: str, labels: str | None):
     from medvl.apps.ctview import load_view_volume
 
     return load_view_volume(path, labels)
+
+
+@st.cache_resource(show_spinner="Locating the model's input…", max_entries=16)
+def ct_model_input(path: str, labels: str | None, cache_folder: str):
+    from medvl.apps.ctcrop import find_preprocessings, model_input
+
+    folder = Path(cache_folder)
+    config = next(cfg for f, cfg in find_preprocessings(folder.parent) if f == folder)
+    return model_input(Path(path), Path(labels) if labels else None, folder, config, view_volume(path, labels).affine)
 
 
 @st.cache_resource(show_spinner="Fitting the survival model…", max_entries=8)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from medvl.atomic import atomic_write_bytes
@@ -29,9 +29,10 @@ def upload_limit_mb() -> float:
     return value if value > 0 else DEFAULT_LIMIT_MB
 
 
-def upload_dir() -> Path:
+def upload_dir(env: Mapping[str, str] | None = None) -> Path:
     """Where uploads are kept (``MEDVL_APP_UPLOAD_DIR`` or a ``medvl-uploads`` folder in the temp dir)."""
-    return Path(os.environ.get(UPLOAD_DIR_ENV) or Path(tempfile.gettempdir()) / "medvl-uploads")
+    env = os.environ if env is None else env
+    return Path(env.get(UPLOAD_DIR_ENV) or Path(tempfile.gettempdir()) / "medvl-uploads")
 
 
 def full_suffix(name: str) -> str:

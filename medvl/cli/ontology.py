@@ -15,10 +15,15 @@ GraphOpt = Annotated[
 ]
 
 
-def _graph(path: Optional[Path]):  # noqa: UP045
-    from medvl.knowledge import DiseaseGraph, default_graph
+def _index(path: Optional[Path]):  # noqa: UP045
+    """The on-disk index of ``--graph`` or of the bundled graph: look-ups without reading the graph into memory."""
+    from medvl.knowledge.build import cached_index, index_for_file
 
-    return DiseaseGraph.load(path) if path else default_graph()
+    return index_for_file(path) if path else cached_index()
+
+
+def _graph(path: Optional[Path]):  # noqa: UP045
+    return _index(path).graph()
 
 
 @command(app, "build")
@@ -37,7 +42,7 @@ def build(
     """Build the graph from the ontology sources and write graph.json.gz plus build_summary.json."""
     from medvl.atomic import atomic_write_json
     from medvl.knowledge import BuildConfig, build_graph
-    from medvl.knowledge.build import DEFAULT_SOURCES, store_cached_graph
+    from medvl.knowledge.build import DEFAULT_SOURCES, file_fingerprint, graph_fingerprint, store_index
     from medvl.workspace import Workspace
 
     config = BuildConfig(sources=list(source) if source else list(DEFAULT_SOURCES), icd_extensions=icd_extensions,
@@ -46,8 +51,9 @@ def build(
     folder = out or Workspace.resolve(workspace, create=True).graph
     path = graph.save(Path(folder) / "graph.json.gz")
     atomic_write_json(Path(folder) / "build_summary.json", graph.summary)
-    store_cached_graph(graph, config)
-    data = {"graph": str(path), **graph.summary}
+    index = store_index(graph, graph_fingerprint(config))  # later look-ups of this config answer from it
+    store_index(graph, file_fingerprint(path))  # and those with --graph on the file just written
+    data = {"graph": str(path), "index": str(index.path), **graph.summary}
     s = graph.summary
     lines = [f"built {s['concepts']} concepts, {s['is_a_edges']} is-a edges in {s['build_seconds']} s -> {path}"]
     lines += [f"  {name}: {n} concepts" for name, n in s["by_source"].items()]
@@ -65,7 +71,7 @@ def search(
     graph: GraphOpt = None,
 ) -> Result:
     """Find concepts by name or synonym: exact (case/plural-insensitive) matches first, then fuzzy ones."""
-    hits = [h.to_dict() for h in _graph(graph).search(text, k=k)]
+    hits = [h.to_dict() for h in _index(graph).search(text, k=k)]
     lines = [f"{h['score']:6.1f}  {h['id']:<22} {h['name']}" + (f"  (matched '{h['matched']}', {h['match']})"
              if h["matched"] != h["name"] or h["match"] != "exact" else "") for h in hits]
     return Result({"query": text, "hits": hits}, "\n".join(lines) or "no match")
@@ -77,14 +83,16 @@ def show(
     graph: GraphOpt = None,
 ) -> Result:
     """Name, synonyms, definition, parents, ancestors, children, cross-references and linked concepts."""
-    g = _graph(graph)
+    g = _index(graph)
     c = g.concept(concept_id)
+    parents, ancestors, children = c.parents, g.ancestors(c.id), g.children(c.id)
+    names = g.names([*parents, *ancestors, *children, *c.links])
 
     def named(ids: list[str]) -> list[dict]:
-        return [{"id": i, "name": g.concept(i).name} for i in ids]
+        return [{"id": i, "name": names[i]} for i in ids]
 
-    data = {**c.to_dict(), "parents": named(c.parents), "ancestors": named(g.ancestors(c.id)),
-            "children": named(g.children(c.id)), "links": named(c.links)}
+    data = {**c.to_dict(), "parents": named(parents), "ancestors": named(ancestors), "children": named(children),
+            "links": named(c.links)}
     lines = [f"{c.id}  {c.name}  [{c.source}]"]
     if c.synonyms:
         lines.append("synonyms:    " + "; ".join(f"{s.text} ({s.scope})" for s in c.synonyms))
@@ -129,23 +137,60 @@ def prompts(
     graph: GraphOpt = None,
 ) -> Result:
     """Zero-shot prompt sets: names and synonyms through the templates, deduplicated."""
-    result = _graph(graph).prompts(ids, templates, scopes=tuple(scope or ["EXACT"]))
+    result = _index(graph).prompts(ids, templates, scopes=tuple(scope or ["EXACT"]))
     lines = [f"{cid} ({len(p)} prompts)\n  " + "\n  ".join(p) for cid, p in result.items()]
     return Result(result, "\n".join(lines))
 
 
 @command(app, "tag")
 def tag(
-    text: Annotated[str, typer.Argument(help="Free text (a caption or report sentence).")],
+    text: Annotated[Optional[str], typer.Argument(help="A caption or report sentence; '-' reads texts from stdin.")  # noqa: UP045
+                    ] = None,
+    source: Annotated[Optional[Path], typer.Option(  # noqa: UP045
+        "--input", "-i", help="Texts to tag: one per line, or a .csv/.tsv/.jsonl file (see --column); '-' for stdin.",
+    )] = None,
+    column: Annotated[str, typer.Option(help="Column (CSV/TSV) or key (JSONL) holding the texts.")] = "text",
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="JSONL output file (default: stdout).")  # noqa: UP045
+                   ] = None,
+    keep_text: Annotated[bool, typer.Option(help="Copy each input text into its record (off: reports may hold "
+                                                 "identifiers).")] = False,
+    candidates: Annotated[bool, typer.Option(help="List every candidate concept of a mention.")] = False,
     graph: GraphOpt = None,
-) -> Result:
-    """Find disease concept mentions in a text (longest match over names and synonyms)."""
-    from medvl.knowledge.tagger import ConceptTagger
+) -> Optional[Result]:  # noqa: UP045
+    """Find disease concept mentions (longest match over names and synonyms), with negation and grade /
+    differentiation qualifiers. One text, or many from a file or stdin written as JSONL (one record per text)."""
+    from medvl.errors import InputError
+    from medvl.knowledge.tagging import RecordMaker, TagConfig
 
-    g = _graph(graph)
-    mentions = [m.to_dict() | {"name": g.concept(m.concept_id).name} for m in ConceptTagger.from_graph(g).find(text)]
-    lines = [f"{m['start']:>4}-{m['end']:<4} {m['text']!r} -> {m['id']} {m['name']}" for m in mentions]
-    return Result({"text": text, "mentions": mentions}, "\n".join(lines) or "no concept found")
+    if (text is None) == (source is None):
+        raise InputError(None, "give one text, or --input FILE ('-' for stdin), not both")
+    index = _index(graph)
+    make = RecordMaker(index.tagger(), index.name, TagConfig(column=column, keep_text=keep_text,
+                                                               with_candidates=candidates))
+    if source is None and text != "-":
+        record = {"text": text, **make(None, text)}
+        lines = [f"{m['start']:>4}-{m['end']:<4} {m['text']!r} -> {m['id']} {m['name']}"
+                 + (" [negated]" if m["negated"] else "")
+                 + "".join(f" {k}={v}" for k, v in m["qualifiers"].items()) for m in record["mentions"]]
+        return Result(record, "\n".join(lines) or "no concept found")
+    return _tag_many(str(source) if source is not None else "-", make, out)
+
+
+def _tag_many(source: str, make, out: Optional[Path]) -> Optional[Result]:  # noqa: UP045
+    import sys
+
+    from medvl.knowledge.tagging import read_texts, stdin_text, tag_to_jsonl
+
+    texts = read_texts(source, make.config.column, stdin=stdin_text() if source == "-" else None)
+    stats = tag_to_jsonl(texts, make, out if out is not None else sys.stdout)
+    summary = (f"tagged {stats['texts']} texts ({stats['with_concept']} with a concept, {stats['mentions']} mentions, "
+               f"{stats['negated']} negated) in {stats['seconds']} s ({stats['texts_per_s']} texts/s)")
+    if out is None:  # stdout carries the records; the summary goes to stderr
+        from medvl.cli.common import echo
+
+        echo(summary)
+        return None
+    return Result({"out": str(out), **stats}, f"{summary} -> {out}")
 
 
 @command(app, "train-text")

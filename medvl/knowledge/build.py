@@ -6,14 +6,12 @@ Sources are named in a table (``SOURCES``): the bundled Disease Ontology subsets
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass as plain_dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from medvl.config import Config, dataclass, field
 from medvl.errors import ConfigError, InputError
@@ -21,6 +19,9 @@ from medvl.knowledge.concept import Concept, Synonym
 from medvl.knowledge.graph import FORMAT_VERSION, DiseaseGraph
 from medvl.log import get_logger
 from medvl.resources import bundled, ontology_dir, source_checkout
+
+if TYPE_CHECKING:
+    from medvl.knowledge.store import GraphIndex
 
 log = get_logger(__name__)
 
@@ -251,31 +252,14 @@ def build_graph(config: BuildConfig | None = None, *, sources: list[str] | None 
 
 # ---------------------------------------------------------------------- cache
 _MEMORY: dict[str, DiseaseGraph] = {}
-
-
-def cache_key(config: BuildConfig) -> str:
-    """Changes when the config, the source files, the ICD package version or the graph format change."""
-    from medvl import __version__
-
-    parts: list[Any] = [FORMAT_VERSION, BUILD_REVISION, __version__, config.to_dict()]
-    for source in config.sources:
-        reader, path = resolve_source(source)
-        if path is not None:
-            stat = path.stat()
-            parts.append([str(path), stat.st_size, stat.st_mtime_ns])
-        elif reader == "icd10cm":
-            from importlib.metadata import PackageNotFoundError, version
-
-            try:
-                parts.append(version("simple-icd-10-cm"))
-            except PackageNotFoundError:
-                parts.append("icd-unknown")
-    return hashlib.sha1(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
+#: modules whose code shapes the graph or its index: their source files are part of the fingerprint
+CODE_MODULES = ("build", "concept", "graph", "obo", "oncotree", "icd10cm", "text", "search", "fuzzy", "postings",
+                "arrayfile", "tagger", "negation", "store")
 
 
 def cache_dirs() -> list[Path]:
-    """Where cached graphs go, in order of preference: ``$MEDVL_GRAPH_CACHE``; ``built/`` beside the ontology sources
-    in a source checkout (an installed package's folder is left as installed); the user cache."""
+    """Where cached graph indexes go, in order of preference: ``$MEDVL_GRAPH_CACHE``; ``built/`` beside the ontology
+    sources in a source checkout (an installed package's folder is left as installed); the user cache."""
     dirs = []
     if os.environ.get("MEDVL_GRAPH_CACHE"):
         dirs.append(Path(os.environ["MEDVL_GRAPH_CACHE"]))
@@ -287,43 +271,165 @@ def cache_dirs() -> list[Path]:
     return dirs
 
 
+def _memo():
+    from medvl.knowledge.fingerprint import MEMO_NAME, DigestMemo
+
+    for folder in cache_dirs():
+        if folder.is_dir() and os.access(folder, os.W_OK):
+            return DigestMemo(folder / MEMO_NAME)
+    return DigestMemo(None)
+
+
+def _code_parts(memo) -> list[Any]:
+    from medvl import __version__
+    from medvl.knowledge.store import INDEX_VERSION
+
+    here = Path(__file__).resolve().parent
+    return [FORMAT_VERSION, INDEX_VERSION, BUILD_REVISION, __version__,
+            [[name, memo.digest(here / f"{name}.py")] for name in CODE_MODULES]]
+
+
+def graph_fingerprint(config: BuildConfig) -> str:
+    """Content fingerprint of the graph ``config`` builds: the build config, the SHA-256 of every source file (and of
+    the ICD-10-CM package files), and the code that reads them and builds the index. Any change gives a new index."""
+    from medvl.knowledge.fingerprint import combine, package_files
+
+    memo = _memo()
+    parts = [*_code_parts(memo), config.to_dict()]
+    for source in config.sources:
+        reader, path = resolve_source(source)
+        if path is not None:
+            parts.append([source, memo.digest(path)])
+        elif reader == "icd10cm":
+            root, files = package_files("simple_icd_10_cm")
+            parts.append([source, [[str(f.relative_to(root)), memo.digest(f)] for f in files] or "missing"])
+    memo.save()
+    return combine(parts)
+
+
+def file_fingerprint(path: Path) -> str:
+    """Fingerprint of the index of a graph file written by :meth:`DiseaseGraph.save` (its bytes and the code)."""
+    from medvl.knowledge.fingerprint import combine
+
+    memo = _memo()
+    parts = ["file", *_code_parts(memo), memo.digest(path)]
+    memo.save()
+    return combine(parts)
+
+
+def _index_name(fingerprint: str) -> str:
+    return f"graph-{fingerprint}.sqlite"
+
+
+def find_index(fingerprint: str) -> GraphIndex | None:
+    """The cached index with this fingerprint, if one exists (a damaged one is skipped with a warning)."""
+    from medvl.knowledge.store import GraphIndex
+
+    for folder in cache_dirs():
+        path = folder / _index_name(fingerprint)
+        if path.is_file():
+            try:
+                index = GraphIndex.open(path)
+            except InputError as exc:
+                log.warning("ignoring cached graph index: %s", exc)
+                continue
+            if index.fingerprint == fingerprint:
+                return index
+            index.close()
+    return None
+
+
+def store_index(graph: DiseaseGraph, fingerprint: str) -> GraphIndex:
+    """Write the index of ``graph`` to the first writable cache folder and open it (in memory when none is).
+
+    Indexes in that folder written by other code (they can never match a fingerprint again) are removed.
+    """
+    from medvl.knowledge.fingerprint import combine
+    from medvl.knowledge.store import GraphIndex, memory_index, write_index
+
+    code = combine(_code_parts(_memo()))
+    for folder in cache_dirs():
+        try:
+            index = GraphIndex.open(write_index(graph, folder / _index_name(fingerprint), fingerprint, code=code))
+        except OSError as exc:
+            log.info("cannot cache the graph index in %s (%s)", folder, exc)
+            continue
+        _remove_stale(folder, index.path, code)
+        return index
+    log.warning("no writable graph cache folder (set MEDVL_GRAPH_CACHE); the index is rebuilt in every process")
+    return memory_index(graph, fingerprint)
+
+
+#: an index of other code is removed only when it has not been written for this long (two versions sharing a cache
+#: folder do not delete each other's fresh indexes)
+STALE_AFTER_S = 3600.0
+
+
+def _remove_stale(folder: Path, keep: Path, code: str) -> None:
+    from medvl.knowledge.store import GraphIndex
+
+    now = time.time()
+    for path in folder.glob("graph-*.sqlite"):
+        if path == keep or now - path.stat().st_mtime < STALE_AFTER_S:
+            continue
+        try:
+            index = GraphIndex.open(path)
+            stale = index.meta.get("code") != code
+            index.close()
+        except InputError:
+            stale = True
+        if stale:
+            path.unlink(missing_ok=True)
+            path.with_suffix(".arrays").unlink(missing_ok=True)
+    for orphan in folder.glob("graph-*.arrays"):  # arrays whose index was never written (an interrupted build)
+        if not orphan.with_suffix(".sqlite").exists() and now - orphan.stat().st_mtime >= STALE_AFTER_S:
+            orphan.unlink(missing_ok=True)
+    for legacy in folder.glob("graph-*.json.gz"):  # caches of the gzipped-JSON format, no longer read
+        legacy.unlink(missing_ok=True)
+
+
 def cached_graph(config: BuildConfig | None = None, rebuild: bool = False) -> DiseaseGraph:
-    """Load the graph for ``config`` from memory or a cache file, building (and caching) it when absent."""
+    """The graph for ``config``: from memory, from its cached index (same fingerprint), or built and then cached.
+
+    The graph's :meth:`~DiseaseGraph.search` answers from the index.
+    """
     config = config or BuildConfig()
-    key = cache_key(config)
-    if not rebuild and key in _MEMORY:
-        return _MEMORY[key]
-    name = f"graph-{key}.json.gz"
-    graph = None
-    if not rebuild:
-        for folder in cache_dirs():
-            if (folder / name).is_file():
-                try:
-                    graph = DiseaseGraph.load(folder / name)
-                    break
-                except InputError as exc:  # a damaged cache is rebuilt, not fatal
-                    log.warning("ignoring cached graph: %s", exc)
-    if graph is None:
+    fingerprint = graph_fingerprint(config)
+    if not rebuild and fingerprint in _MEMORY:
+        return _MEMORY[fingerprint]
+    index = None if rebuild else find_index(fingerprint)
+    if index is not None:
+        try:
+            graph = index.graph()
+        except InputError as exc:  # a damaged cache is rebuilt, not fatal
+            log.warning("ignoring cached graph index: %s", exc)
+            index = None
+    if index is None:
         graph = build_graph(config)
-        _write_cache(graph, name)
-    _MEMORY[key] = graph
+        graph.attach_index(store_index(graph, fingerprint))
+    _MEMORY[fingerprint] = graph
     return graph
 
 
-def store_cached_graph(graph: DiseaseGraph, config: BuildConfig) -> None:
-    """Make ``graph`` (just built from ``config``) the cached graph of that config: written to the cache file, and the
-    in-memory copies dropped so the next :func:`cached_graph` reads the new one."""
-    _write_cache(graph, f"graph-{cache_key(config)}.json.gz")
-    _MEMORY.clear()
+def cached_index(config: BuildConfig | None = None) -> GraphIndex:
+    """The on-disk index for ``config`` without reading the graph into memory (built and cached when absent)."""
+    config = config or BuildConfig()
+    fingerprint = graph_fingerprint(config)
+    if fingerprint in _MEMORY and _MEMORY[fingerprint].index is not None:
+        return _MEMORY[fingerprint].index
+    index = find_index(fingerprint)
+    if index is None:
+        index = cached_graph(config).index
+    return index
 
 
-def _write_cache(graph: DiseaseGraph, name: str) -> None:
-    for folder in cache_dirs():
-        try:
-            graph.save(folder / name)
-            return
-        except OSError as exc:
-            log.info("cannot cache the graph in %s (%s)", folder, exc)
+def index_for_file(path: str | Path) -> GraphIndex:
+    """The index of a graph file from ``medvl ontology build`` (keyed by the file's bytes; built on first use)."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(path, "graph file not found (build one with: medvl ontology build --out DIR)")
+    fingerprint = file_fingerprint(path)
+    return find_index(fingerprint) or store_index(DiseaseGraph.load(path), fingerprint)
 
 
 def default_graph() -> DiseaseGraph:

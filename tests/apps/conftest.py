@@ -151,3 +151,63 @@ def survival_app(survival_workspace, tmp_path_factory):
     app = serve_app(survival_workspace, tmp_path_factory.mktemp("survlogs"))
     yield app
     app.stop()
+
+
+#: level-0 boxes (x0, y0, x1, y1) of the black fiducial squares drawn on the viewer test slide
+FIDUCIALS = [(x, y, x + 48, y + 48) for y in range(232, 1400, 256) for x in range(360, 1800, 256)]
+
+
+def write_fiducial_slide(path: Path, width: int = 2048, height: int = 1536) -> Path:
+    """A 3-level tiled pyramidal TIFF (mpp 0.5): H&E-like tissue with black squares at :data:`FIDUCIALS`."""
+    from tests.pathology.synthetic_slides import he_scene, write_pyramid_tiff
+
+    img = he_scene(width, height, seed=5)
+    for x0, y0, x1, y1 in FIDUCIALS:
+        img[y0:y1, x0:x1] = 0
+    return write_pyramid_tiff(path, width, height, mpp=0.5, levels=3, tile=256, image=img)
+
+
+def write_slide_without_mpp(path: Path, width: int = 1200, height: int = 900) -> Path:
+    """A tiled pyramidal TIFF with no resolution tags (a scanner export that lost its pixel size)."""
+    import tifffile
+
+    from tests.pathology.synthetic_slides import he_scene
+
+    with tifffile.TiffWriter(path) as tw:
+        img = he_scene(width, height, seed=6)
+        for level in range(2):
+            tw.write(img, tile=(256, 256), photometric="rgb", compression="zlib", subfiletype=0 if level == 0 else 1)
+            img = img[::2, ::2].copy()
+    return path
+
+
+@pytest.fixture(scope="session")
+def viewer_workspace(demo_workspace, tmp_path_factory) -> Path:
+    """The demo's models and graph, with a fiducial slide (and its annotations: the fiducial squares), a slide
+    without mpp, and a CT DICOM series missing slices 10, 11 and 20."""
+    import json
+
+    from medvl.resources import bundled
+    from tests.radiology.dicom_series import write_ct_series
+
+    ws = tmp_path_factory.mktemp("viewerws") / "ws"
+    for sub in ("slides", "annotations", "ct"):
+        (ws / sub).mkdir(parents=True)
+    for sub in ("models", "graph"):
+        (ws / sub).symlink_to(demo_workspace / sub, target_is_directory=True)
+    write_fiducial_slide(ws / "slides" / "fiducials.tiff")
+    write_slide_without_mpp(ws / "slides" / "nompp.tiff")
+    boxes = [{"type": "Feature", "properties": {"classification": {"name": "fiducial", "color": [255, 230, 0]}},
+              "geometry": {"type": "Polygon", "coordinates": [[[x0, y0], [x1, y0], [x1, y1], [x0, y1], [x0, y0]]]}}
+             for x0, y0, x1, y1 in FIDUCIALS]
+    (ws / "annotations" / "fiducials.geojson").write_text(json.dumps({"type": "FeatureCollection", "features": boxes}))
+    write_ct_series(ws / "ct" / "gap", bundled("ct_small"), drop=(10, 11, 20))
+    return ws
+
+
+@pytest.fixture(scope="session")
+def viewer_app(viewer_workspace, tmp_path_factory):
+    """A served app on the viewer workspace."""
+    app = serve_app(viewer_workspace, tmp_path_factory.mktemp("viewerlogs"))
+    yield app
+    app.stop()

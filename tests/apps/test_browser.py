@@ -9,7 +9,7 @@ pytestmark = pytest.mark.browser
 
 #: URL path of each page and a text its main element shows once it has rendered
 PAGES = {
-    "Slide_viewer": "Tiles in the region",
+    "Slide_viewer": "Selected tile",
     "CT_viewer": "Sagittal",
     "Zero-shot_diagnosis": "Ontology context",
     "Retrieval": "similarity",

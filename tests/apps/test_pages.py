@@ -3,6 +3,7 @@
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from medvl.apps.catalog import pseudonym
 from tests.apps.conftest import page_path
 
 TIMEOUT = 180
@@ -27,6 +28,9 @@ def test_ct_viewer_slices_window_and_labels(demo_workspace, on_workspace):
     shown = texts(at)
     assert "spacing 3.00 × 3.00 × 3.00 mm" in shown and "label map loaded" in shown
     assert "axial 16/30" in shown and "level 40 HU, width 400 HU" in shown
+    # the demo's CT embeddings were made with a kidney box: it is offered first, read from the workspace cache
+    assert "192×192×96 mm box around kidneys · used for the CT embeddings" in at.sidebar.selectbox(key="ct_crop").value
+    assert "128×128×32 voxels of 1.5 × 1.5 × 3 mm (from the workspace cache)" in shown
     before = at.dataframe[0].value["structure"].tolist()
     at.slider(key="ct_axial").set_value(5).run()
     at.sidebar.selectbox(key="ct_preset").set_value("lung").run()
@@ -39,21 +43,53 @@ def test_ct_viewer_slices_window_and_labels(demo_workspace, on_workspace):
     assert "level 300 HU" in texts(at)
 
 
-def test_slide_viewer_region_heatmap_and_neighbours(demo_workspace, on_workspace):
+def test_slide_viewer_tile_classes_and_neighbours(demo_workspace, on_workspace):
     on_workspace(demo_workspace)
     at = run_page("Slide_viewer")
     shown = texts(at)
-    assert "2220×2967 px" in shown and "CMU-1" not in shown  # the file name is never shown
+    assert "2220×2967 px" in shown and "0.499 µm/px" in shown and "CMU-1" not in shown  # never the file name
     assert "Heatmap: probability of" in shown
-    region_before = next(c.value for c in at.caption if c.value.startswith("Region:"))
-    tiles_before = at.dataframe[0].value["tile"].tolist()
-    at.sidebar.slider(key="slide_x").set_value(65).run()
-    at.sidebar.slider(key="slide_y").set_value(75).run()
+    assert not any(s.key in ("slide_x", "slide_y", "slide_size") for s in at.sidebar.slider)  # no slider view
+    first = at.number_input(key="slide_tile").value
+    assert f"Tile {first}: level-0 x" in shown  # the best tile of the heatmap class is selected at first
+    table = at.dataframe[0].value
+    assert table["probability"].is_monotonic_decreasing and len(table) >= 5
+    assert any("Definition:" in m.value for m in at.markdown)  # ontology context of the top class
+    other = (first + 7) % 55
+    at.number_input(key="slide_tile").set_value(other).run()
     assert not at.exception
-    region_after = next(c.value for c in at.caption if c.value.startswith("Region:"))
-    assert region_after != region_before
-    assert at.dataframe[0].value["tile"].tolist() != tiles_before
-    assert any("Nearest cases" in s.value for s in at.subheader)
+    assert f"Tile {other}: level-0 x" in texts(at)
+    assert not at.dataframe[0].value.equals(table)
+    subheaders = [s.value for s in at.subheader]
+    assert "Most similar tiles on this slide" in subheaders and "Nearest cases to the tile" in subheaders
+
+
+def test_slide_without_mpp_asks_for_it(viewer_workspace, on_workspace):
+    on_workspace(viewer_workspace)
+    at = run_page("Slide_viewer")
+    at.selectbox(key="slide_pick").set_value(next(o for o in at.selectbox(key="slide_pick").options
+                                                 if o == pseudonym(viewer_workspace / "slides" / "nompp.tiff",
+                                                                   "slide"))).run()
+    assert not at.exception
+    assert any("physical pixel size is unknown" in w.value for w in at.warning)
+    assert "unknown µm/px" in texts(at) and any("need the slide's µm per pixel" in i.value for i in at.info)
+    at.number_input(key="slide_mpp").set_value(0.5).run()
+    assert not at.exception
+    shown = texts(at)
+    assert "0.500 µm/px (entered)" in shown and "Heatmap: probability of" in shown and "Tile " in shown
+
+
+def test_ct_viewer_shows_missing_slices_and_the_model_box(viewer_workspace, on_workspace):
+    on_workspace(viewer_workspace)
+    at = run_page("CT_viewer")
+    gap = next(o for o in at.selectbox(key="ct_pick").options if o == pseudonym(viewer_workspace / "ct" / "gap", "ct"))
+    at.selectbox(key="ct_pick").set_value(gap).run()
+    assert not at.exception
+    assert any("missing slices: 3 slice(s)" in w.value and "violet bands" in w.value for w in at.warning)
+    at.slider(key="ct_axial").set_value(10).run()
+    assert "axial 11/30 · missing from the series" in texts(at)
+    at.slider(key="ct_axial").set_value(12).run()
+    assert "axial 13/30" in texts(at) and "axial 13/30 · missing" not in texts(at)
 
 
 def test_zero_shot_ranks_with_ontology_context(demo_workspace, on_workspace):

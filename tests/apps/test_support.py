@@ -1,4 +1,4 @@
-"""App support library: uploads, rendering, CT slicing, slide regions, the workspace catalogue."""
+"""App support library: uploads, rendering, CT slicing, the workspace catalogue, slide tile encodings."""
 
 import nibabel as nib
 import numpy as np
@@ -64,26 +64,6 @@ def test_ct_label_map_must_match(tmp_path, ct_path):
     nib.save(nib.Nifti1Image(np.zeros((3, 3, 3), np.uint8), np.eye(4)), bad)
     with pytest.raises(InputError, match="does not match"):
         ctview.load_view_volume(ct_path, bad)
-
-
-def test_slide_region_geometry(svs_path):
-    with open_slide(svs_path) as slide:
-        w, h = slide.dimensions
-        top_left = slideview.region_at(slide, 0, (0.0, 0.0), 512)
-        assert (top_left.x, top_left.y, top_left.width) == (0, 0, 512)
-        bottom_right = slideview.region_at(slide, 0, (1.0, 1.0), 512)
-        assert bottom_right.box_level0[2] == w and bottom_right.box_level0[3] == h  # kept on the slide
-        coords = np.array([[0, 0], [600, 600], [w - 224, h - 224]])
-        assert slideview.tiles_in_box(coords, 224, top_left.box_level0).tolist() == [0]
-        thumb = slide.thumbnail(256)
-        over = slideview.Overlays(tissue=np.ones((10, 10), bool), coords=coords, scores=np.array([1.0, 0.0, 0.5]),
-                                  patch_size_level0=224, opacity=0.5)
-        img = slideview.render_overview(slide, thumb, over, top_left)
-        assert img.shape == thumb.shape and not np.array_equal(img, thumb)
-        region = slideview.render_region(slide, top_left, over)
-        assert region.shape == (512, 512, 3)
-        with pytest.raises(InputError, match="level 3 does not exist"):
-            slideview.region_at(slide, 3, (0.5, 0.5))
 
 
 def test_catalog_pairs_and_pseudonyms(tmp_path):

@@ -29,25 +29,30 @@ def test_doctor_json(tmp_path):
     report = result.json()
     names = {c["name"] for c in report["checks"]}
     assert {"python", "torch", "openslide library", "dicom JPEG 2000 decoder", "free disk", "workspace"} <= names
-    assert report["ok"] is True
+    assert report["ok"] is True and report["deep"] is False
 
 
-def test_doctor_names_missing_library(tmp_path):
-    # A broken install: a package that fails to import shadows the real faiss.
+def test_doctor_deep_names_missing_library(tmp_path):
+    # A broken install: a package that fails to import shadows the real faiss. Only an import finds it (--deep).
     fake = tmp_path / "shadow" / "faiss"
     fake.mkdir(parents=True)
     (fake / "__init__.py").write_text("raise ImportError('libfaiss.so: cannot open shared object file')\n")
     env = {"PYTHONPATH": os.pathsep.join([str(tmp_path / "shadow"), os.environ.get("PYTHONPATH", "")])}
-    result = run_cli("doctor", "--json", "--workspace", tmp_path / "ws", env=env)
+    result = run_cli("doctor", "--deep", "--json", "--workspace", tmp_path / "ws", env=env)
     assert result.returncode != 0
-    assert result.json()["failed"] == ["faiss"]
-    human = run_cli("doctor", "--workspace", tmp_path / "ws", env=env)
-    assert "missing or failing: faiss" in human.stdout
+    report = result.json()
+    assert report["failed"] == ["faiss"] and report["deep"] is True
+    faiss = next(c for c in report["checks"] if c["name"] == "faiss")
+    assert "libfaiss.so" in faiss["detail"]
+    devices = next(c for c in report["checks"] if c["name"] == "devices")
+    assert devices["status"] == "ok" and "cpu threads" in devices["detail"]
 
 
 def test_doctor_unwritable_workspace_and_low_disk(tmp_path):
     result = run_cli("doctor", "--json", "--workspace", tmp_path / "ws", env={"MEDVL_MIN_FREE_GB": "1e9"})
     assert result.returncode != 0 and "free disk" in result.json()["failed"]
+    human = run_cli("doctor", "--workspace", tmp_path / "ws", env={"MEDVL_MIN_FREE_GB": "1e9"})
+    assert human.returncode == 1 and "missing or failing: free disk" in human.stdout
     if os.geteuid() != 0:  # root can write anywhere
         ro = tmp_path / "ro"
         ro.mkdir(mode=0o500)

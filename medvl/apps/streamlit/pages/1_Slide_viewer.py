@@ -1,15 +1,17 @@
-"""Slide viewer: overview and zoomable region of a whole-slide image, tissue mask and zero-shot heatmap overlays,
-tile scores and nearest cases of the region."""
+"""Slide viewer: a deep-zoom view of a whole-slide image (pan and zoom from the whole slide to full resolution) with
+tissue-mask, zero-shot heatmap, tile-boundary and annotation overlays; a clicked tile's classes and neighbours."""
 
 from pathlib import Path
 
 import numpy as np
 import streamlit as st
 
-from medvl.apps import slideview, ui
+from medvl.apps import annotations, slideview, tilepanel, ui, viewerdata
 from medvl.apps.catalog import pseudonym
+from medvl.apps.components import deepzoom_viewer
 from medvl.apps.uploads import save_upload, upload_limit_mb
 from medvl.errors import MedvlError
+from medvl.io.slide import PLAUSIBLE_MPP
 
 ui.page("Slide viewer", "🔬")
 ws, cat = ui.workspace_or_stop()
@@ -37,104 +39,146 @@ else:
 
 try:
     slide = ui.open_slide(path)
-    thumb = ui.slide_thumbnail(path, 1024)
-    mask = ui.tissue_mask(path)
+    tissue = ui.tissue_overlay(path)
 except MedvlError as exc:
     ui.error(exc)
     st.stop()
 
-mpp = f"{slide.mpp:.3f} µm/px" if slide.mpp else "unknown µm/px"
+# ---------------------------------------------------------------- physical pixel size
+mpp_override = None
+if slide.mpp is None:
+    st.warning(f"This slide's physical pixel size is unknown ({slide.mpp_problem}). Enter the level-0 µm per pixel "
+               "(0.25 for a 40x scan, 0.5 for 20x) for the scale bar, the field of view and the heatmap.", icon="📏")
+    mpp_override = st.number_input("Level-0 µm per pixel", min_value=PLAUSIBLE_MPP[0], max_value=PLAUSIBLE_MPP[1],
+                                   value=None, step=0.01, format="%.4f", key="slide_mpp")
+    if mpp_override is not None:
+        slide = ui.open_slide(path, float(mpp_override))
+mpp = slide.mpp
+mpp_text = f"{mpp:.3f} µm/px" + (" (entered)" if mpp_override else "") if mpp else "unknown µm/px"
+mag = f" · {slide.objective_power:g}x objective" if slide.objective_power else ""
 st.caption(f"{pseudonym(Path(path), 'slide')} · {slide.dimensions[0]}×{slide.dimensions[1]} px · "
-           f"{slide.level_count} level(s) · {mpp} · read with {slide.backend}")
+           f"{slide.level_count} level(s) · {mpp_text}{mag} · read with {slide.backend}")
 
 # ---------------------------------------------------------------- controls
 side = st.sidebar
 model_dir = ui.pick_model(cat, key="slide_model")
-side.subheader("View")
-level = side.selectbox("Pyramid level", list(range(slide.level_count)), key="slide_level",
-                       format_func=lambda i: f"{i} (downsample {slide.level_downsamples[i]:.3g})")
-size = side.select_slider("Region size (px)", [256, 384, 512, 768, 1024], value=512, key="slide_size")
-cx = side.slider("Horizontal position (%)", 0, 100, 50, key="slide_x")
-cy = side.slider("Vertical position (%)", 0, 100, 50, key="slide_y")
 side.subheader("Overlays")
 show_tissue = side.checkbox("Tissue mask", True, key="slide_tissue")
 show_heat = side.checkbox("Zero-shot heatmap", True, key="slide_heat", disabled=model_dir is None)
+show_bounds = side.checkbox("Tile boundaries", False, key="slide_bounds", disabled=model_dir is None)
 opacity = side.slider("Overlay opacity", 0.0, 1.0, 0.45, 0.05, key="slide_opacity")
+ann_files = cat.annotations_for(Path(path)) if source == "from the workspace" else []
+show_ann = side.checkbox("Annotations (GeoJSON)", bool(ann_files), key="slide_ann")
+ann_upload = side.file_uploader("Annotation GeoJSON (level-0 pixels)", type=["geojson", "json"], key="slide_ann_up")
 
-tiles = clf = scores = None
+tiles = clf = proba = None
 heat_class = None
+graph = None
 if model_dir is not None:
     graph = ui.load_graph(ui.graph_path(cat))
     with st.expander("Heatmap classes", expanded=False):
         dset = ui.disease_set(graph, "slide_ds", default_node="breast cancer")
-        abst = None
-    if dset is not None:
+    if mpp is None:
+        st.info("The heatmap and tile classes need the slide's µm per pixel: enter it above.")
+    elif dset is not None:
         try:
-            tiles = ui.slide_tiles(path, model_dir, str(features) if features else None, str(cat.cache_dir))
-            clf = ui.classifier(model_dir, ui.graph_path(cat), dset.ids, dset.free, abst)
+            tiles = ui.slide_tiles(path, model_dir, str(features) if features else None, str(cat.cache_dir),
+                                   mpp_override)
+            clf = ui.classifier(model_dir, ui.graph_path(cat), dset.ids, dset.free, None)
         except MedvlError as exc:
             ui.error(exc)
     if tiles is not None and clf is not None:
         proba = clf.predict_proba(tiles.embeddings)
         from medvl.tasks.zeroshot.slide import slide_zeroshot
 
-        slide_pred = slide_zeroshot(tiles.embeddings, clf, "topk", topk=16)
-        default_cls = int(np.argmax(slide_pred.proba))
+        default_cls = int(np.argmax(slide_zeroshot(tiles.embeddings, clf, "topk", topk=16).proba))
         heat_class = side.selectbox("Heatmap class", list(range(len(clf.class_ids))), index=default_cls,
                                     format_func=lambda i: clf.names[i], key="slide_heat_class")
-        scores = proba[:, heat_class]
 
-region = slideview.region_at(slide, level, (cx / 100, cy / 100), size)
-overlays = slideview.Overlays(
-    tissue=mask, coords=None if tiles is None else tiles.coords, scores=scores,
-    patch_size_level0=0.0 if tiles is None else tiles.patch_size_level0, opacity=opacity,
-    show_tissue=show_tissue, show_heatmap=show_heat and scores is not None,
-    vmin=0.0 if scores is None else float(scores.min()), vmax=1.0 if scores is None else float(scores.max()),
-)
-
-left, right = st.columns([2, 3])
-with left:
-    st.subheader("Overview")
-    st.image(slideview.render_overview(slide, thumb, overlays, region), width="stretch")
-    if scores is not None:
-        st.caption(f"Heatmap: probability of **{clf.names[heat_class]}** per tile, from {scores.min():.2f} (dark) "
-                   f"to {scores.max():.2f} (bright); {tiles.source}.")
-with right:
-    st.subheader("Region")
-    x0, y0, x1, y1 = region.box_level0
-    st.caption(f"Region: level {region.level}, level-0 box x {int(x0)}–{int(x1)}, y {int(y0)}–{int(y1)} "
-               f"({region.width}×{region.height} px at this level)")
+# ---------------------------------------------------------------- overlays
+shapes = []
+if show_ann:
     try:
-        st.image(slideview.render_region(slide, region, overlays), width="stretch")
+        for p in ann_files:
+            shapes += annotations.shapes_for_viewer(annotations.load_geojson(p, "workspace annotations"),
+                                                    slide.dimensions, "workspace annotations")
+        if ann_upload is not None:
+            shapes += annotations.shapes_for_viewer(annotations.load_geojson(ann_upload.getvalue(), "uploaded file"),
+                                                    slide.dimensions, "uploaded annotations")
     except MedvlError as exc:
         ui.error(exc)
+layer = legend = None
+if tiles is not None:
+    scores = proba[:, heat_class] if (show_heat and heat_class is not None) else None
+    vmin, vmax = (0.0, 1.0) if scores is None else (float(scores.min()), float(scores.max()))
+    layer = viewerdata.TileLayer(tiles.coords, tiles.patch_size_level0, scores, vmin, vmax, opacity, show_bounds)
+    if scores is not None:
+        legend = viewerdata.heat_legend(f"p({clf.names[heat_class]})", vmin, vmax)
 
-if tiles is not None and clf is not None:
-    st.subheader("Tiles in the region")
-    inside = slideview.tiles_in_box(tiles.coords, tiles.patch_size_level0, region.box_level0)
-    if len(inside) == 0:
-        st.info("No tissue tiles in this region: move the region over tissue.")
-    else:
-        sub = proba[inside]
-        best = sub.argmax(axis=1)
-        st.dataframe(ui.as_rows([
-            {"tile": int(i), "x": int(tiles.coords[i, 0]), "y": int(tiles.coords[i, 1]),
-             "top class": clf.names[b], "probability": round(float(p[b]), 3),
-             f"p({clf.names[heat_class]})": round(float(p[heat_class]), 3)}
-            for i, b, p in zip(inside, best, sub, strict=True)]), hide_index=True, width="stretch")
-        st.markdown(f"**{len(inside)} tiles**; region mean: "
-                    + ", ".join(f"{clf.names[j]} {v:.2f}" for j, v in
-                                sorted(enumerate(sub.mean(axis=0)), key=lambda t: -t[1])[:3]))
-        st.subheader("Nearest cases to the region")
-        found, index = ui.cases(model_dir, str(ws))
-        if index is None:
-            st.info("No cases to compare with in this workspace.")
+# a click in the viewer (its last value, kept under its key) selects the tile under it
+box = None
+if tiles is not None:
+    n = len(tiles.coords)
+    if not 0 <= st.session_state.get("slide_tile", -1) < n:  # a new slide, or nothing chosen yet: the top tile
+        st.session_state["slide_tile"] = int(np.argmax(proba[:, heat_class]))
+    clicked = st.session_state.get("slide_view")
+    if clicked and clicked.get("id") != st.session_state.get("slide_click_id"):
+        st.session_state["slide_click_id"] = clicked["id"]
+        hit = viewerdata.tile_at(tiles.coords, tiles.patch_size_level0, clicked["x"], clicked["y"])
+        if hit is None:
+            st.info(f"No tissue tile at ({clicked['x']}, {clicked['y']}): click on a tile of the grid.")
         else:
-            query = tiles.embeddings[inside].mean(axis=0, keepdims=True)
-            hits = index.search(query, k=6)[0]
-            own = pseudonym(Path(path), "slide")
-            hits = hits[hits["case"] != own].head(5)
-            cols = st.columns(max(1, len(hits)))
-            for col, (_, hit) in zip(cols, hits.iterrows(), strict=False):
-                i = found.index_of(hit["case"])
-                col.image(found.thumbnails[i], caption=f"{hit['case']} · {hit['kind']} · {hit['score']:.3f}")
+            st.session_state["slide_tile"] = hit
+    x, y = tiles.coords[st.session_state["slide_tile"]]
+    box = (float(x), float(y), float(x + tiles.patch_size_level0), float(y + tiles.patch_size_level0))
+
+url, token = ui.tile_endpoint()
+deepzoom_viewer(viewerdata.viewer_args(
+    tile_url=url, token=token, path=str(Path(path).resolve()), dimensions=slide.dimensions, mpp=mpp,
+    objective=slide.objective_power, tissue=tissue if show_tissue else None, tissue_opacity=0.6 * opacity,
+    tiles=layer, shapes=shapes, legend=legend, selected=box), key="slide_view")
+if legend is not None:
+    st.caption(f"Heatmap: probability of **{clf.names[heat_class]}** per tile, from {legend['vmin']:.2f} (dark) to "
+               f"{legend['vmax']:.2f} (bright); {tiles.source}.")
+
+# ---------------------------------------------------------------- the clicked tile
+if tiles is None or clf is None:
+    st.stop()
+st.subheader("Selected tile")
+index = st.number_input(f"Tile (click one in the viewer, or type its number: 0–{len(tiles.coords) - 1})", 0,
+                        len(tiles.coords) - 1, key="slide_tile")
+answer = tilepanel.answer_tile(clf, graph, tiles.coords, tiles.patch_size_level0, tiles.embeddings, int(index))
+x0, y0, x1, y1 = answer.box
+left, right = st.columns([1, 3])
+with left:
+    st.image(tilepanel.tile_image(slide, (x0, y0), tiles.patch_size_level0), width=160)
+    size_um = f" ({(x1 - x0) * mpp:.0f} µm)" if mpp else ""
+    st.caption(f"Tile {answer.index}: level-0 x {int(x0)}–{int(x1)}, y {int(y0)}–{int(y1)}{size_um}")
+with right:
+    top = answer.record["top"]
+    st.dataframe(ui.as_rows([{"rank": r + 1, "class": t["name"], "id": t["id"],
+                              "probability": round(t["probability"], 4)} for r, t in enumerate(top)]),
+                 hide_index=True, width="stretch")
+    for t, ctx in zip(top, answer.context, strict=False):
+        with st.expander(f"{t['name']} — {t['probability']:.1%}", expanded=t is top[0]):
+            if ctx is None:
+                st.write("Free-text class (not in the knowledge graph).")
+                continue
+            st.markdown(f"**{ctx['name']}** (`{ctx['id']}`, {ctx['source']}) · *Ancestor path:* {ctx['path']}")
+            st.markdown(f"*Definition:* {ctx['definition']}")
+            st.markdown("*Synonyms:* " + (", ".join(ctx["synonyms"][:12]) or "none"))
+
+st.subheader("Most similar tiles on this slide")
+near = tilepanel.nearest_tiles(tiles.embeddings, answer.index, k=5)
+for col, (j, sim) in zip(st.columns(max(1, len(near))), near, strict=False):
+    col.image(tilepanel.tile_image(slide, tuple(tiles.coords[j]), tiles.patch_size_level0, 128),
+              caption=f"tile {j} · {sim:.3f}")
+
+st.subheader("Nearest cases to the tile")
+found, index_ = ui.cases(model_dir, str(ws))
+if index_ is None:
+    st.info("No cases to compare with in this workspace.")
+else:
+    hits = tilepanel.nearest_cases(found, index_, tiles.embeddings[answer.index], pseudonym(Path(path), "slide"))
+    for col, hit in zip(st.columns(max(1, len(hits))), hits, strict=False):
+        col.image(hit["thumbnail"], caption=f"{hit['case']} · {hit['kind']} · {hit['score']:.3f}")

@@ -1,11 +1,11 @@
-"""CT viewer: axial, coronal and sagittal slices with window presets or custom level/width, label-map overlay and
-spacing-correct proportions."""
+"""CT viewer: axial, coronal and sagittal slices with window presets or custom level/width, label-map overlay,
+spacing-correct proportions, the model's input box in place, and missing slices shown where they belong."""
 
 from pathlib import Path
 
 import streamlit as st
 
-from medvl.apps import ctview, ui
+from medvl.apps import ctcrop, ctview, ui
 from medvl.apps.catalog import pseudonym
 from medvl.apps.uploads import save_upload, upload_limit_mb
 from medvl.errors import MedvlError
@@ -44,6 +44,9 @@ except MedvlError as exc:
     ui.error(exc)
     st.stop()
 
+for note in vol.warnings:
+    st.warning(f"{note}" + (" — shown as violet bands at their true positions" if any(vol.missing) and
+                            note.startswith("missing slices") else ""), icon="🩻")
 sx, sy, sz = vol.spacing
 st.caption(f"{pseudonym(Path(path), 'ct')} · {vol.shape[0]}×{vol.shape[1]}×{vol.shape[2]} voxels · spacing "
            f"{sx:.2f} × {sy:.2f} × {sz:.2f} mm (x, y, z, RAS) · HU {vol.array.min():.0f} … {vol.array.max():.0f}"
@@ -64,15 +67,39 @@ show_labels = side.checkbox("Label overlay", vol.labels is not None, key="ct_sho
                             disabled=vol.labels is None)
 alpha = side.slider("Label opacity", 0.0, 1.0, 0.4, 0.05, key="ct_alpha")
 
+side.subheader("Model input")
+options = ctcrop.find_preprocessings(cat.root / "volumes")
+crop = None
+if not options:
+    side.caption("No preprocessed CT in this workspace (`medvl ct preprocess`/`embed` caches them in `volumes/`).")
+else:
+    embedded = ctcrop.embedding_preprocessings(cat.root)
+    names = ["none", *(ctcrop.describe(cfg) + (" · used for the CT embeddings" if cfg.fingerprint() in embedded
+                                                else "") for _, cfg in options)]
+    default = next((i + 1 for i, (_, cfg) in enumerate(options) if cfg.fingerprint() in embedded), 1)
+    pick = side.selectbox("Show the box the model saw", names, index=default, key="ct_crop")
+    if pick != "none":
+        folder, cfg = options[names.index(pick) - 1]
+        try:
+            crop = ui.ct_model_input(path, labels, str(folder))
+        except MedvlError as exc:
+            ui.error(exc)
+    if crop is not None:
+        side.caption(f"{'×'.join(map(str, crop.shape))} voxels of "
+                     + " × ".join(f"{s:g}" for s in crop.spacing) + " mm "
+                     + ("(from the workspace cache)" if crop.cached else "(the chain run for this view)"))
+
 cols = st.columns(3)
 for col, plane in zip(cols, ctview.PLANES, strict=True):
     n = vol.n_slices(plane)
     with col:
         st.subheader(plane.capitalize())
         index = st.slider(f"{plane} slice", 0, n - 1, n // 2, key=f"ct_{plane}")
-        img = ctview.render_plane(vol, plane, index, level, width, show_labels, alpha, width_px=360)
+        box = None if crop is None else ctcrop.plane_rect(crop.bounds, vol.shape, plane, index)
+        img = ctview.render_plane(vol, plane, index, level, width, show_labels, alpha, width_px=360, box=box)
         st.image(img, width="stretch")
-        st.caption(f"{plane} {index + 1}/{n}")
+        gap = " · missing from the series" if ctview.is_missing(vol, plane, index) else ""
+        st.caption(f"{plane} {index + 1}/{n}{gap}")
         present = ctview.labels_in_slice(vol, plane, index) if show_labels else []
         if present:
             st.dataframe(ui.as_rows(present).drop(columns=["colour"]), hide_index=True, height=160,
