@@ -37,7 +37,8 @@ __all__ = [
 ]
 
 #: name -> (typed options class, dataset class)
-DATASETS: Registry[tuple[type[Config], Callable[..., Any]]] = Registry("dataset", builtins=("medvl.train.bags",))
+DATASETS: Registry[tuple[type[Config], Callable[..., Any]]] = Registry("dataset", builtins=("medvl.train.bags",
+                                                                                                  "medvl.train.lexical"))
 
 
 def register_dataset(name: str, options: type[Config]):

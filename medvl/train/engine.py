@@ -353,6 +353,9 @@ class Trainer:
                 if payload is not None and payload["state"].stage == index:
                     runner.restore(payload)
                 runner.run(state)
+                if self.dist.main and hasattr(runner.objective, "export"):
+                    # what an objective trains beside the model (e.g. a lexical head) goes next to it
+                    runner.objective.export(self.out / "objectives" / runner.stage.name)
                 state = TrainState(stage=index + 1, global_step=state.global_step)
                 self.checkpoint(state, None)
                 runner.close()

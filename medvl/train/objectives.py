@@ -20,7 +20,8 @@ from medvl.train.config import StageConfig
 __all__ = ["OBJECTIVES", "ContrastiveObjective", "SupervisedObjective", "build_objective", "register_objective"]
 
 #: name -> objective class ``cls(model, stage, dataset, seed)``; the bag objectives register on first use
-OBJECTIVES: Registry[type[nn.Module]] = Registry("objective", builtins=("medvl.train.lvmae", "medvl.train.bagsurv"))
+OBJECTIVES: Registry[type[nn.Module]] = Registry("objective", builtins=("medvl.train.lvmae", "medvl.train.bagsurv",
+                                                                  "medvl.train.lexical"))
 
 
 def register_objective(name: str):

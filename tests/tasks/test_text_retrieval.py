@@ -82,12 +82,15 @@ def test_lexical_weights_are_sparse_lexical_and_saved_with_fingerprints(lexical,
 @pytest.fixture(scope="module")
 def other_vocabulary(tmp_path_factory):
     """A lexical encoder over a real, different tokenizer: a small BERT saved with save_pretrained."""
-    from transformers import BertConfig, BertModel
-
-    from medvl.models.text import tiny_tokenizer
+    from transformers import BertConfig, BertModel, BertTokenizerFast
 
     folder = tmp_path_factory.mktemp("tinybert")
-    tok = tiny_tokenizer()
+    words = "the there is a in of lung lungs seen heart effusion cardiomegaly fracture nodule pneumothorax edema " \
+            "atelectasis mass clear normal".split()
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words]
+    (folder / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    tok = BertTokenizerFast(vocab=str(folder / "vocab.txt"), do_lower_case=True)  # transformers 5 API
+    assert len(tok) == len(vocab)
     torch.manual_seed(0)
     BertModel(BertConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
                          intermediate_size=64)).save_pretrained(folder)
@@ -127,3 +130,34 @@ def test_cli_sparse_index_build_search_and_refusal(tmp_path, cli, other_vocabula
     assert_clean_error(res, "vocabulary")
     res = cli("index", "build", tmp_path, "--kind", "sparse", "--out", tmp_path / "bad")
     assert_clean_error(res, "--texts")
+
+
+def test_lexical_head_trains_in_the_engine_and_exports_an_encoder(tmp_path, other_vocabulary):
+    """objective: lexical on text pairs: the contrastive loss drops, the head is exported and indexes with."""
+    import json
+
+    from medvl.train import TrainConfig, train
+
+    words = ["effusion", "cardiomegaly", "fracture", "nodule", "pneumothorax", "edema", "atelectasis", "mass"]
+    rows = [{"q": f"{w} seen", "d": f"there is a {w} in the lung", "split": "train"} for w in words]
+    pd.DataFrame(rows).to_csv(tmp_path / "pairs.csv", index=False)
+    folder = other_vocabulary.parent  # a small BERT saved with save_pretrained (fixed weights)
+    cfg = TrainConfig.from_dict({
+        "seed": 0, "threads": 1, "log_every": 10, "checkpoint_every": 1000,
+        "model_config": {"towers": {"text": {"name": "hf-text", "options": {"path": str(folder)}}}, "embed_dim": 8},
+        "data": {"dataset": "text-pairs", "options": {"table": str(tmp_path / "pairs.csv"), "query": "q",
+                                                      "document": "d"}, "batch_size": 8},
+        "stages": [{"name": "lex", "objective": "lexical", "inputs": ["query", "document"], "losses": [],
+                    "steps": 40, "lr": 5e-3, "objective_options": {"top_k": 16, "flops": 1e-4}}],
+    })
+    train(cfg, tmp_path / "run")
+    logged = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert logged[-1]["loss_lexical"] < logged[0]["loss_lexical"]
+    lexical = tmp_path / "run" / "objectives" / "lex"
+    enc = LexicalEncoder.load(lexical)
+    assert enc.config.top_k == 16
+    rec = build_text_index([r["d"] for r in rows], tmp_path / "idx", TextIndexConfig(kind="sparse",
+                                                                                     lexical=str(lexical)))
+    assert rec["sparse"]["encoder_fingerprint"] == enc.fingerprint
+    hits = TextIndex(tmp_path / "idx").search(["fracture seen"], k=1)
+    assert hits[0].loc[0, "row"] == 2
