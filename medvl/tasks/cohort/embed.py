@@ -7,33 +7,42 @@ it embeds the rows of modality ``image`` with the model's own preprocessing (oth
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from medvl.tasks.cohort.items import Pool
 from medvl.tasks.vectors import l2_normalise
 
-__all__ = ["image_embeddings", "text_embeddings"]
+__all__ = ["image_embeddings", "load_text_encoder", "text_embeddings"]
 
 
-def text_embeddings(texts: list[str], encoder: str, batch_size: int = 64) -> np.ndarray:
-    """``[N, D]`` L2-normalised embeddings of ``texts``."""
+def load_text_encoder(encoder: str, batch_size: int = 64) -> Callable[[list[str]], np.ndarray]:
+    """A function ``texts -> [N, D]`` L2-normalised embeddings, with the encoder loaded once."""
     import torch
 
     from medvl.models.registry import TOWERS, create_tower
 
     if encoder in TOWERS and TOWERS.get(encoder).modality == "text":
-        tower = create_tower(encoder).eval()
-        encode = tower.encode
+        encode = create_tower(encoder).eval().encode
     else:
         from medvl.models import create_model
 
-        model = create_model(encoder).eval()
-        encode = model.encode_text
-    parts = []
-    with torch.inference_mode():
-        for start in range(0, len(texts), batch_size):
-            parts.append(encode(list(texts[start:start + batch_size])).float().cpu().numpy())
-    return l2_normalise(np.concatenate(parts)).astype(np.float32)
+        encode = create_model(encoder).eval().encode_text
+
+    def embed(texts: list[str]) -> np.ndarray:
+        parts = []
+        with torch.inference_mode():
+            for start in range(0, len(texts), batch_size):
+                parts.append(encode(list(texts[start:start + batch_size])).float().cpu().numpy())
+        return l2_normalise(np.concatenate(parts)).astype(np.float32)
+
+    return embed
+
+
+def text_embeddings(texts: list[str], encoder: str, batch_size: int = 64) -> np.ndarray:
+    """``[N, D]`` L2-normalised embeddings of ``texts``."""
+    return load_text_encoder(encoder, batch_size)(texts)
 
 
 def image_embeddings(pool: Pool, model: str) -> np.ndarray:

@@ -168,6 +168,11 @@ class TextIndex:
         self.dense = RetrievalIndex.load(folder / "dense") if self.kind in ("dense", "hybrid") else None
         self.sparse = SparseIndex.load(folder / "sparse") if self.kind in ("sparse", "hybrid") else None
         self.encoder = None
+        self.embed = None
+        if self.dense is not None:
+            from medvl.tasks.cohort.embed import load_text_encoder
+
+            self.embed = load_text_encoder(self.config.text_encoder)  # loaded once, not per query
         if self.sparse is not None:
             self.encoder = _lexical(lexical if lexical is not None else self.config.lexical)
             self.sparse.check_query(self.encoder.vocab_fingerprint)
@@ -185,9 +190,7 @@ class TextIndex:
         n = max(k, self.config.candidates) if self.kind == "hybrid" else k
         dense = sparse = None
         if self.dense is not None:
-            from medvl.tasks.cohort.embed import text_embeddings
-
-            dense = self.dense.search_arrays(text_embeddings(queries, self.config.text_encoder), n)
+            dense = self.dense.search_arrays(self.embed(queries), n)
         q_sparse = None
         if self.sparse is not None:
             q_sparse = self.encoder.encode_sparse(queries)
