@@ -1,4 +1,4 @@
-"""``medvl slide info|tile|extract|heatmap``: whole-slide images, one slide or a cohort manifest."""
+"""``medvl slide info|tile|extract|heatmap|embed``: whole-slide images, one slide or a cohort manifest."""
 
 from pathlib import Path
 from typing import Annotated, Optional

@@ -59,7 +59,8 @@ def test_a_bad_slide_fails_after_the_others(cohort, tmp_path):
     bad = tmp_path / "bad.tiff"
     bad.write_bytes(b"II*\0" + b"\0" * 64)
     jobs = [*cohort[1:3], SlideJob("bad", bad)]
-    args = (TileConfig(mpp=2.0, size=64), TissueConfig(), EncoderSpec(name="timm-tiny", random_weights=True), ExtractConfig(workers=1))
+    args = (TileConfig(mpp=2.0, size=64), TissueConfig(), EncoderSpec(name="timm-tiny", random_weights=True),
+            ExtractConfig(workers=1))
     summary = extract_sharded(jobs, tmp_path / "o2", *args, ["cpu", "cpu"], skip_errors=True, threads=1)
     assert summary["counts"] == {"ok": 2, "error": 1} and (tmp_path / "o2" / "errors.json").is_file()
     with pytest.raises(InputError, match="bad.tiff"):  # the finished slides are skipped; the bad one is raised
