@@ -1,4 +1,4 @@
-"""``medvl ct info|preprocess|embed``: CT volumes (a DICOM series folder, a NIfTI file, or a manifest)."""
+"""``medvl ct info|preprocess|embed|slices``: CT volumes (a DICOM series folder, a NIfTI file, or a manifest)."""
 
 from pathlib import Path
 from typing import Annotated, Any
@@ -252,6 +252,44 @@ def embed(
                           allow_irregular=allow_irregular)
     text = (f"embedded {summary['embedded']} case(s) ({summary['reused']} reused), dim {summary['embed_dim']} -> "
             f"{summary['out']}" + "".join(f"\n{f['case_id']}: error: {f['error']}" for f in summary["failed"]))
+    return Result(summary, text, exit_code=exit_code(summary["failed"]))
+
+
+@command(app, "slices")
+def slices(
+    path: InputArg,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for one <case_id>.h5 of slice features per volume.")],
+    tower: Annotated[str, typer.Option("--tower", help="2.5-D volume tower (slices2.5d, slices2.5d-tiny).")] = (
+        "slices2.5d"),
+    device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda, cuda:1 ...")] = "auto",
+    config: ConfigOpt = None,
+    window: WindowOpt = None,
+    level: LevelOpt = None,
+    width: WidthOpt = None,
+    spacing: SpacingOpt = None,
+    size: SizeOpt = None,
+    foreground_crop: FgOpt = None,
+    organ: OrganOpt = None,
+    box_mm: BoxOpt = None,
+    series: SeriesOpt = None,
+    cache: CacheOpt = None,
+    allow_non_ct: NonCtOpt = False,
+    allow_irregular: IrregularOpt = False,
+    skip_errors: SkipOpt = False,
+    random_weights: RandomWeightsOpt = False,
+    workspace: WorkspaceOpt = None,
+) -> Result:
+    """Write each volume as a bag of slice embeddings (the 2.5-D tower per slice): the input of LV-MAE over CT."""
+    from medvl.batch import exit_code
+    from medvl.radiology.embed import resolve_device
+    from medvl.radiology.slices import slice_bags
+
+    cfg = _preprocess_config(config, window, level, width, spacing, size, foreground_crop, organ, box_mm)
+    summary = slice_bags(_cases(path, None, series), cfg, tower, out, _cache(cache, workspace, cfg),
+                         device=resolve_device(device), skip_errors=skip_errors, random_weights=random_weights,
+                         allow_non_ct=allow_non_ct, allow_irregular=allow_irregular)
+    text = (f"wrote {summary['written']} slice bag(s) of {summary['dim']}-d slice features to {summary['out']}"
+            + "".join(f"\n{f['case_id']}: error: {f['error']}" for f in summary["failed"]))
     return Result(summary, text, exit_code=exit_code(summary["failed"]))
 
 

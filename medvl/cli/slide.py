@@ -1,4 +1,4 @@
-"""``medvl slide info|tile|extract|heatmap``: whole-slide images, one slide or a cohort manifest.
+"""``medvl slide info|tile|extract|embed|heatmap|stain-fit``: whole-slide images, one slide or a cohort manifest.
 
 ``qupath`` and ``evaluate`` (the QuPath round trip) live in :mod:`medvl.cli.slide_regions`.
 """

@@ -66,8 +66,8 @@ def check_features(needs: SlideRequirements, feats: np.ndarray, attrs: dict[str,
     path = Path(path)
     warnings = []
     if needs.feature_dim is not None and feats.shape[1] != needs.feature_dim:
-        raise InputError(path, f"features are {feats.shape[1]}-d, but {who} reads {needs.feature_dim}-d features of "
-                               f"'{needs.tile_encoder}'")
+        of = f" of '{needs.tile_encoder}'" if needs.tile_encoder else ""
+        raise InputError(path, f"features are {feats.shape[1]}-d, but {who} reads {needs.feature_dim}-d features{of}")
     _check_tiling(needs, attrs, path, who)
     made_by = tile_encoder_of(attrs.get("encoder"))
     if needs.tile_encoder is not None:

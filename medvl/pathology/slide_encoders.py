@@ -2,13 +2,14 @@
 
 :func:`load_slide_encoder` walks :data:`SLIDE_ENCODER_SOURCES` in registration order and loads the encoder with the
 first source that claims the spec. medvl registers ``card`` (the published slide encoders of ``medvl models list
---modality slide``, medvl's own architectures or, with ``trust_remote_code``, the hub's code); a source for training
-checkpoints (LV-MAE bag towers) registers the same way::
+--modality slide``, medvl's own architectures or, with ``trust_remote_code``, the hub's code) and ``checkpoint``
+(:mod:`medvl.pathology.bag_checkpoint`: a trained medvl model with a bag tower, e.g. an LV-MAE run's); another
+source registers the same way::
 
-    @register_slide_source("checkpoint")
-    class CheckpointSource:
-        def matches(self, spec): return Path(spec.name).is_dir()
-        def load(self, spec, device): return SlideEncoder(...)
+    @register_slide_source("name")
+    class MySource:
+        def matches(self, spec): ...
+        def load(self, spec): return SlideEncoder(...)
 
 Every source returns a :class:`SlideEncoder`: the label recorded with the embeddings (resume and provenance compare
 it), what the encoder needs from the feature file (:class:`SlideRequirements`) and ``encode(feats, grid, attrs)``.
@@ -100,7 +101,8 @@ class SlideEncoderSource(Protocol):
 
 
 #: source name -> object with ``matches(spec)`` and ``load(spec)``; tried in registration order
-SLIDE_ENCODER_SOURCES: Registry[SlideEncoderSource] = Registry("slide encoder source")
+SLIDE_ENCODER_SOURCES: Registry[SlideEncoderSource] = Registry(
+    "slide encoder source", builtins=("medvl.pathology.bag_checkpoint",))  # add the modules of new sources here
 
 
 def register_slide_source(name: str):
@@ -123,7 +125,7 @@ def load_slide_encoder(spec: SlideEncoderSpec) -> SlideEncoder:
 
     known = ", ".join(c.name for c in list_cards("slide"))
     raise ConfigError(f"unknown slide encoder '{spec.name}'; slide model cards: {known} "
-                      "(or a slide-encoder checkpoint)")
+                      "(or a medvl checkpoint folder with a bag tower, e.g. the model of an LV-MAE run)")
 
 
 def _remote_call(card, model, inputs: dict[str, Any]):

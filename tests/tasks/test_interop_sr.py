@@ -88,7 +88,8 @@ def test_private_fallback_is_declared_and_said(case, tmp_path):
     graph = default_graph()
     private = next(c for c in graph.descendants("ONCOTREE:KIDNEY") if concept_code(graph, c).scheme == "99ONCOTREE")
     out = tmp_path / "sr.dcm"
-    r = run_cli("zeroshot", slide, "--model", model, "--classes", f"{RCC},{private}", "--dicom-sr", out, "--random-weights", "--json")
+    r = run_cli("zeroshot", slide, "--model", model, "--classes", f"{RCC},{private}", "--dicom-sr", out,
+                "--random-weights", "--json")
     assert r.returncode == 0, r.stderr
     ds = pydicom.dcmread(out)
     schemes = {i.CodingSchemeDesignator: i.CodingSchemeName for i in ds.CodingSchemeIdentificationSequence}
