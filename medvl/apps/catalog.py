@@ -141,8 +141,10 @@ def _run_cases(run_config: Path) -> list[Any]:
     from medvl.io.manifest import read_manifest
 
     try:
-        manifest = json.loads(run_config.read_text())["manifest"]
-        return list(read_manifest(Path(manifest), check_paths=False).rows)
+        resolved = json.loads(run_config.read_text())
+        if isinstance(resolved, dict) and "manifest" not in resolved:  # a training run's folder: no cohort
+            return []
+        return list(read_manifest(Path(resolved["manifest"]), check_paths=False).rows)
     except (OSError, ValueError, KeyError, TypeError, MedvlError) as exc:
         log.warning("run %s: its manifest cannot be read (%s); its outputs are not listed", run_config.parent.name,
                     type(exc).__name__)
