@@ -128,13 +128,14 @@ def encode_grid(slide: Slide, grid: Any, model: Any, batch_size: int = 64, worke
 def _tile_cache_file(slide: Slide, space: Any, grid: Any, cache_dir: Path | None) -> Path | None:
     """Where the encodings of this slide, checkpoint and grid are kept; None without a cache or a checkpoint folder
     (a registered model name has no weights file to key on)."""
-    from medvl.hashing import bytes_hash, config_hash, content_hash
+    from medvl.hashing import bytes_hash, config_hash, memo_content_hash
     from medvl.models.checkpoint import WEIGHTS
 
     weights = Path(space.source) / WEIGHTS
     if cache_dir is None or not weights.is_file():
         return None
     coords = bytes_hash(np.ascontiguousarray(grid.coords, dtype=np.int64).tobytes())
-    key = config_hash([content_hash(slide.path), content_hash(weights), coords, grid.level, grid.read_px,
-                       grid.tile_px])
+    memo = Path(cache_dir) / "fingerprints.json"  # stat first: a large slide is hashed once, not per look-up
+    key = config_hash([memo_content_hash(slide.path, memo), memo_content_hash(weights, memo), coords, grid.level,
+                       grid.read_px, grid.tile_px])
     return Path(cache_dir) / f"slide-tiles-{key}.npy"

@@ -41,7 +41,7 @@ def zeroshot(
     from medvl.knowledge import default_graph
     from medvl.tasks.space import JointSpace
     from medvl.tasks.zeroshot.classifier import ZeroShotConfig
-    from medvl.tasks.zeroshot.run import classify_case, resolve_classes
+    from medvl.tasks.zeroshot.run import ClassifierCache, classify_case, resolve_classes
 
     missing = [c for c in cases if not c.exists()]
     if missing:
@@ -51,9 +51,11 @@ def zeroshot(
     ids, free = resolve_classes(graph, node, classes.split(","))
     space = JointSpace.load(model)
     records = []
+    prompts = ClassifierCache()  # class prompts encoded once for all the cases
     for i, case in enumerate(cases):
         rec = classify_case(case, space, graph, ids, free, cfg, method=method, topk=topk, presence=presence,
-                            modality=modality, tile_scores_out=tile_scores if len(cases) == 1 else None)
+                            modality=modality, tile_scores_out=tile_scores if len(cases) == 1 else None,
+                            cache=prompts)
         rec = {"index": i, **rec}
         records.append(rec)
         if len(cases) > 1:
