@@ -23,7 +23,7 @@ PACKAGE = ROOT / "medvl"
 #: package (first name under medvl/) -> layer; an import may point to its own layer or below, never above
 LAYERS = {
     **dict.fromkeys(("medvl", "errors", "log", "config", "atomic", "hashing", "workspace", "registry", "lazy",
-                     "resources"), 0),
+                     "resources", "batch"), 0),
     "io": 1,
     **dict.fromkeys(("pathology", "radiology", "knowledge", "models", "losses"), 2),
     "tasks": 3,
@@ -36,12 +36,9 @@ LAYER_NAMES = ["base", "io", "domain", "tasks", "train/pipelines", "cli/apps/dem
 TRAINING_LOOPS_ALLOWED = {
     "medvl/tasks/survival/model.py": "the deep Cox head's own small fit inside SurvivalModel.fit (an estimator, "
                                      "sklearn contract), not a training engine",
-    "medvl/knowledge/encoder.py": "removed by the trainer unification (issue 15)",
 }
 #: modules allowed over 450 lines -> why
-LONG_MODULES_ALLOWED = {
-    "medvl/knowledge/encoder.py": "removed by the trainer unification (issue 15)",
-}
+LONG_MODULES_ALLOWED: dict[str, str] = {}
 #: modules allowed to call importlib.util.find_spec -> why
 FIND_SPEC_ALLOWED = {
     "medvl/doctor.py": "reports which optional third-party packages are installed",

@@ -45,9 +45,15 @@ def test_towers_models_losses_datasets_and_steps_share_the_class():
     from medvl.models.zoo import MODELS
     from medvl.pipelines.steps import COHORT_STEPS, STEPS
     from medvl.train.data import DATASETS
+    from medvl.train.evaluations import EVALUATIONS
+    from medvl.train.objectives import OBJECTIVES
+    from medvl.train.samplers import SAMPLERS
 
-    for reg in (TOWERS, MODELS, LOSSES, DATASETS, COHORT_STEPS, *STEPS.values()):
+    for reg in (TOWERS, MODELS, LOSSES, DATASETS, OBJECTIVES, SAMPLERS, EVALUATIONS, COHORT_STEPS, *STEPS.values()):
         assert isinstance(reg, Registry) and len(reg) > 0
     assert "timm-tiny" in TOWERS and "tiny-clip" in MODELS and "medvl.models.text" in sys.modules
     with pytest.raises(ConfigError, match="unknown dataset 'nope'; known: breastmnist, graph-groups"):
         DATASETS.get("nope")
+    with pytest.raises(ConfigError, match="unknown objective 'nope'; known: contrastive, supervised"):
+        OBJECTIVES.get("nope")
+    assert SAMPLERS.names() == ["distinct", "group-balanced", "shuffled"] and "synonym-linking" in EVALUATIONS

@@ -22,8 +22,9 @@ from medvl.tasks.vectors import l2_normalise
 
 log = get_logger(__name__)
 
-#: BreastMNIST label -> concept of the knowledge graph (label 0 = malignant, 1 = normal/benign)
-BREASTMNIST_CONCEPTS = {0: "DOID:1612", 1: "DOID:0060085"}
+#: BreastMNIST label -> concept of the knowledge graph (label 0 = malignant: breast cancer (DOID:1612); 1 =
+#: normal/benign: benign neoplasm of breast (ICD10CM:D24))
+BREASTMNIST_CONCEPTS = {0: "DOID:1612", 1: "ICD10CM:D24"}
 BREASTMNIST_NAMES = {0: "malignant", 1: "normal/benign"}
 
 

@@ -1,5 +1,9 @@
 """What a workspace holds, found by looking at its folders: slides and their features, CT volumes and label maps,
-model checkpoints, the knowledge graph, retrieval indexes, survival tables and models.
+model checkpoints, the knowledge graph, retrieval indexes, survival tables and models, and what ``medvl run`` left
+under ``runs/<name>/`` (the cohort's slides with their features, its CT volumes, its indexes).
+
+A DICOM series folder is recognised by its files' content (the ``DICM`` signature), whatever their suffix: scanners
+and PACS exports often write files without ``.dcm``.
 
 Files are shown to users by pseudonym (:func:`pseudonym`), never by name: file names of clinical data often carry
 accession numbers or patient identifiers.
@@ -13,6 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from medvl.apps.slideview import SLIDE_SUFFIXES
+from medvl.log import get_logger
+
+log = get_logger(__name__)
 
 CT_NAMES = (".nii", ".nii.gz")
 TABLE_SUFFIXES = (".csv", ".tsv", ".parquet", ".pq")
@@ -105,6 +112,58 @@ class Catalog:
         ]
 
 
+#: files looked at to decide whether a folder holds a DICOM series
+DICOM_PROBE_FILES = 20
+
+
+def _is_dicom_file(path: Path) -> bool:
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(132)[128:132] == b"DICM"
+    except OSError:
+        return False
+
+
+def is_dicom_folder(folder: Path) -> bool:
+    """Whether ``folder`` (or a subfolder, one level down) holds DICOM files, by signature, not by suffix."""
+    files = [p for p in sorted(folder.iterdir()) if p.is_file() and not p.name.startswith(".")][:DICOM_PROBE_FILES]
+    if any(_is_dicom_file(p) for p in files):
+        return True
+    subs = [d for d in sorted(folder.iterdir()) if d.is_dir() and not d.name.startswith(".")][:DICOM_PROBE_FILES]
+    return any(_is_dicom_file(p) for d in subs for p in sorted(d.iterdir())[:DICOM_PROBE_FILES] if p.is_file())
+
+
+def _run_cases(run_config: Path) -> list[Any]:
+    """The manifest rows of a ``medvl run`` (from its resolved ``run_config.json``); none when unreadable."""
+    import json
+
+    from medvl.errors import MedvlError
+    from medvl.io.manifest import read_manifest
+
+    try:
+        manifest = json.loads(run_config.read_text())["manifest"]
+        return list(read_manifest(Path(manifest), check_paths=False).rows)
+    except (OSError, ValueError, KeyError, TypeError, MedvlError) as exc:
+        log.warning("run %s: its manifest cannot be read (%s); its outputs are not listed", run_config.parent.name,
+                    type(exc).__name__)
+        return []
+
+
+def _add_runs(cat: Catalog, root: Path) -> None:
+    """Slides (with their features), CT volumes and indexes of every ``medvl run`` in the workspace."""
+    for config in sorted((root / "runs").glob("*/run_config.json")):
+        folder = config.parent
+        rows = _run_cases(config)
+        by_id = {r.case_id: r for r in rows}
+        for h5 in _files(folder / "features", (".h5", ".hdf5")):
+            row = by_id.get(h5.stem)
+            if row is not None and row.path.exists() and row.path not in cat.slides:
+                cat.slides.append(row.path)
+                cat.features[_stem(row.path)] = h5
+        cat.cts += [r.path for r in rows if r.modality == "ct" and r.path.exists() and r.path not in cat.cts]
+        cat.indexes += sorted(p.parent for p in (folder / "index").rglob("index.json"))
+
+
 def _is_checkpoint(folder: Path) -> bool:
     return (folder / "config.json").is_file() and (folder / "model.safetensors").is_file()
 
@@ -119,9 +178,8 @@ def scan_workspace(root: str | Path) -> Catalog:
     cat.features = {p.stem: p for p in _files(root / "features", (".h5", ".hdf5"))}
     for p in _files(root / "ct", CT_NAMES):
         (cat.label_maps if any(w in p.name.lower() for w in LABEL_WORDS) else cat.cts).append(p)
-    if (root / "ct").is_dir():  # DICOM series folders
-        cat.cts.extend(sorted(d for d in (root / "ct").iterdir() if d.is_dir() and any(d.glob("*.dcm"))))
-    cat.cts.sort(key=lambda p: cat.labels_for(p) is None)  # volumes with a label map first (stable otherwise)
+    if (root / "ct").is_dir():  # DICOM series folders, whatever their files' suffix
+        cat.cts.extend(sorted(d for d in (root / "ct").iterdir() if d.is_dir() and is_dicom_folder(d)))
     models = root / "models"
     if models.is_dir():
         cat.models = sorted(d for d in models.iterdir() if d.is_dir() and _is_checkpoint(d))
@@ -134,4 +192,7 @@ def scan_workspace(root: str | Path) -> Catalog:
     cat.tables = _files(root / "tables", TABLE_SUFFIXES)
     cat.survival_models = sorted({p.parent for sub in ("models", "runs") if (root / sub).is_dir()
                                   for p in (root / sub).rglob("survival_model.json")})
+    if (root / "runs").is_dir():
+        _add_runs(cat, root)
+    cat.cts.sort(key=lambda p: cat.labels_for(p) is None)  # volumes with a label map first (stable otherwise)
     return cat

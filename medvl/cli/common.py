@@ -40,6 +40,12 @@ class CliState:
 
 STATE = CliState()
 
+ConfigFileOpt = Annotated[
+    Optional[Path],  # noqa: UP045
+    typer.Option("--config", help="Settings file (YAML/JSON) of this command; the flags given override it.",
+                 show_default=False),
+]
+
 WorkspaceOpt = Annotated[
     Optional[Path],  # noqa: UP045 - Typer needs Optional at runtime on some versions
     typer.Option(
@@ -102,13 +108,14 @@ def command(app: typer.Typer, name: str | None = None, **kwargs: Any):
 
 
 def run_command(fn, args, kw, *, json_output: bool, debug: bool, verbose: int) -> None:
-    from medvl.log import setup_logging
+    from medvl.log import collect_warnings, setup_logging
 
     STATE.json, STATE.debug = json_output, debug
     level = "DEBUG" if verbose >= 2 else "INFO" if verbose == 1 else "WARNING"
     setup_logging(level, quiet=json_output)
     try:
-        result = fn(*args, **kw)
+        with collect_warnings() as warned:
+            result = fn(*args, **kw)
     except (typer.Exit, typer.Abort, SystemExit):
         raise
     except KeyboardInterrupt:
@@ -124,17 +131,20 @@ def run_command(fn, args, kw, *, json_output: bool, debug: bool, verbose: int) -
             raise
         typer.echo(f"error: {type(exc).__name__}: {_one_line(exc)} (run with --debug for details)", err=True)
         raise typer.Exit(1) from None
-    render(result, json_output)
+    render(result, json_output, warned)
     code = result.exit_code if isinstance(result, Result) else 0
     if code:
         raise typer.Exit(code)
 
 
-def render(result: Any, json_output: bool) -> None:
+def render(result: Any, json_output: bool, warnings: list[str] | None = None) -> None:
+    """Print a command's result: JSON (with the run's ``warnings``) or text; the warnings went to stderr already."""
     if result is None:
         return
     data, text = (result.data, result.text) if isinstance(result, Result) else (result, None)
     if json_output:
+        if isinstance(data, dict):
+            data = with_warnings(data, warnings or [])
         sys.stdout.write(json.dumps(data, default=_default) + "\n")
     elif text is not None:
         typer.echo(text)
@@ -144,9 +154,22 @@ def render(result: Any, json_output: bool) -> None:
         typer.echo(yaml.safe_dump(json.loads(json.dumps(data, default=_default)), sort_keys=False).rstrip())
 
 
+def with_warnings(data: dict[str, Any], warnings: list[str]) -> dict[str, Any]:
+    """``data`` with a ``warnings`` list: what it listed already, then the run's warnings not in it. A count under
+    that key (a summary's number of warnings) moves to ``warning_count``."""
+    listed = data.get("warnings", [])
+    out = dict(data)
+    if not isinstance(listed, list):
+        out["warning_count"], listed = listed, []
+    out["warnings"] = list(dict.fromkeys([*listed, *warnings]))
+    return out
+
+
 def _one_line(exc: BaseException) -> str:
+    from medvl.cli.flags import name_flags
+
     text = str(exc).strip() or type(exc).__name__
-    return " ".join(text.split())
+    return name_flags(" ".join(text.split()))
 
 
 def _default(obj: Any) -> Any:

@@ -1,4 +1,4 @@
-"""``medvl ct info|preprocess|embed``: CT volumes (a DICOM folder, a DICOM file, a NIfTI file, or a manifest)."""
+"""``medvl ct info|preprocess|embed``: CT volumes (a DICOM series folder, a NIfTI file, or a manifest)."""
 
 from pathlib import Path
 from typing import Annotated, Any
@@ -10,7 +10,7 @@ from medvl.cli.common import Result, WorkspaceOpt, command, emit_line
 app = typer.Typer()
 
 InputArg = Annotated[
-    Path, typer.Argument(help="DICOM folder, DICOM file, NIfTI file, or manifest (.csv/.tsv/.parquet).")
+    Path, typer.Argument(help="DICOM series folder, NIfTI file, or manifest (.csv/.tsv/.parquet).")
 ]
 SeriesOpt = Annotated[
     str | None, typer.Option("--series", help="Series to read from a DICOM folder: SeriesNumber or SeriesInstanceUID.")
@@ -33,7 +33,10 @@ OrganOpt = Annotated[
 BoxOpt = Annotated[str | None, typer.Option("--box-mm", help="Organ box size x,y,z in mm (default 160,160,96).")]
 CacheOpt = Annotated[Path | None, typer.Option("--cache", help="Cache folder (default: <workspace>/volumes).")]
 NonCtOpt = Annotated[bool, typer.Option("--allow-non-ct", help="Accept non-CT series (MR, PT...) for CT models.")]
-IrregularOpt = Annotated[bool, typer.Option("--allow-irregular", help="Accept series with missing slices.")]
+IrregularOpt = Annotated[bool, typer.Option("--allow-irregular", help="Accept series with missing slices (inside "
+                                                                     "or at an edge) or irregular spacing.")]
+SkipOpt = Annotated[bool, typer.Option("--skip-errors", help="Record failing cases and go on (exit 3 when some "
+                                                             "failed); otherwise the first failure stops the batch.")]
 
 
 def _triple(text: str | None, name: str, kind: type) -> list[Any] | None:
@@ -87,26 +90,36 @@ def _is_manifest(path: Path) -> bool:
 
 
 @command(app, "info")
-def info(path: InputArg, series: SeriesOpt = None) -> Result:
+def info(path: InputArg, series: SeriesOpt = None, skip_errors: SkipOpt = False) -> Result:
     """Shape, spacing (x, y, z mm), orientation, HU range, slices, series found and warnings of CT volumes."""
-    from medvl.errors import MedvlError
+    from medvl.batch import BatchPolicy, exit_code
     from medvl.io.volume import load_volume, volume_info
 
     cases = _cases(path, None, series)
+    policy = BatchPolicy(skip_errors)
     records = []
     for case in cases:
         try:
-            rec = {"case_id": case.case_id, **volume_info(load_volume(case.path, series=case.series))}
-        except MedvlError as exc:
-            if not _is_manifest(path):
-                raise
-            rec = {"case_id": case.case_id, "path": str(case.path), "status": "error", "error": str(exc)}
+            volume = load_volume(case.path, series=case.series)
+            rec = {"case_id": case.case_id, "status": "ok", **volume_info(volume)}
+            _warn(volume.warnings, case.case_id if _is_manifest(path) else None)
+        except Exception as exc:  # noqa: BLE001 - the batch policy decides: stop with one error line, or record
+            rec = policy.fail(case.case_id, exc, case.path, path=str(case.path))
         if _is_manifest(path):
             emit_line(rec)
         records.append(rec)
     failed = sum(1 for r in records if r.get("status") == "error")
     data: Any = records[0] if len(records) == 1 else {"cases": records, "failed": failed}
-    return Result(data, "\n\n".join(_info_text(r) for r in records), exit_code=1 if failed else 0)
+    return Result(data, "\n\n".join(_info_text(r) for r in records), exit_code=exit_code(records))
+
+
+def _warn(warnings: list[str], case_id: str | None) -> None:
+    """A volume's reading warnings, through the log: stderr in human mode and the ``warnings`` of ``--json``."""
+    from medvl.log import get_logger
+
+    log = get_logger("medvl.ct")
+    for w in warnings:
+        log.warning("%s%s", f"{case_id}: " if case_id else "", w)
 
 
 def _info_text(rec: dict[str, Any]) -> str:
@@ -122,8 +135,7 @@ def _info_text(rec: dict[str, Any]) -> str:
     ]
     for s in rec["series_found"]:
         lines.append(f"  series       {s['series_number']} {s['modality']} {s['files']} files ({s['series_uid']})")
-    lines += [f"  warning      {w}" for w in rec["warnings"]]
-    return "\n".join(lines)
+    return "\n".join(lines)  # the warnings went to stderr, once, with the other warnings of the run
 
 
 def _cache(cache: Path | None, workspace: Path | None, config):
@@ -151,17 +163,19 @@ def preprocess(
     cache: CacheOpt = None,
     allow_non_ct: NonCtOpt = False,
     allow_irregular: IrregularOpt = False,
+    skip_errors: SkipOpt = False,
     workspace: WorkspaceOpt = None,
 ) -> Result:
     """Preprocess CT volumes with the one medvl chain into the cache (RAS, spacing, HU window, crops, size)."""
+    from medvl.batch import exit_code
     from medvl.radiology.preprocess import iter_preprocess
 
     cfg = _preprocess_config(config, window, level, width, spacing, size, foreground_crop, organ, box_mm)
     store = _cache(cache, workspace, cfg)
     cases = _cases(path, labels, series)
     records = []
-    for res in iter_preprocess(cases, cfg, store, stop_on_error=not _is_manifest(path),
-                               allow_non_ct=allow_non_ct, allow_irregular=allow_irregular):
+    for res in iter_preprocess(cases, cfg, store, skip_errors=skip_errors, allow_non_ct=allow_non_ct,
+                               allow_irregular=allow_irregular):
         rec = res.record()
         if _is_manifest(path):
             emit_line(rec)
@@ -173,7 +187,7 @@ def preprocess(
         f"{r['case_id']}: {r['status']}" + (f" {r['error']}" if r["status"] == "error" else f" -> {r['cache']}")
         for r in records
     )
-    return Result(data, text, exit_code=1 if failed else 0)
+    return Result(data, text, exit_code=exit_code(records))
 
 
 @command(app, "embed")
@@ -198,9 +212,11 @@ def embed(
     cache: CacheOpt = None,
     allow_non_ct: NonCtOpt = False,
     allow_irregular: IrregularOpt = False,
+    skip_errors: SkipOpt = False,
     workspace: WorkspaceOpt = None,
 ) -> Result:
     """Embed CT volumes with a volume tower or checkpoint; writes embeddings + case ids and the resolved config."""
+    from medvl.batch import exit_code
     from medvl.errors import ConfigError
     from medvl.radiology.embed import embed_cases, load_volume_encoder
 
@@ -210,11 +226,11 @@ def embed(
     cfg = _preprocess_config(config, window, level, width, spacing, size, foreground_crop, organ, box_mm)
     cfg = _fit_encoder(cfg, encoder, explicit=config is not None or size is not None)
     summary = embed_cases(_cases(path, labels, series), cfg, encoder, out, _cache(cache, workspace, cfg),
-                          batch_size=batch_size, stop_on_error=not _is_manifest(path),
-                          allow_non_ct=allow_non_ct, allow_irregular=allow_irregular)
+                          batch_size=batch_size, skip_errors=skip_errors, allow_non_ct=allow_non_ct,
+                          allow_irregular=allow_irregular)
     text = (f"embedded {summary['embedded']} case(s) ({summary['reused']} reused), dim {summary['embed_dim']} -> "
             f"{summary['out']}" + "".join(f"\n{f['case_id']}: error: {f['error']}" for f in summary["failed"]))
-    return Result(summary, text, exit_code=1 if summary["failed"] else 0)
+    return Result(summary, text, exit_code=exit_code(summary["failed"]))
 
 
 def _fit_encoder(cfg, encoder, explicit: bool):

@@ -5,7 +5,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from medvl.cli.common import Result, WorkspaceOpt, command, echo
+from medvl.cli.common import Result, WorkspaceOpt, command
 
 app = typer.Typer(no_args_is_help=True, help="Published encoders as cards: list, show, check, pack, unpack.")
 
@@ -89,7 +89,7 @@ def check(
     if not report.ok:
         raise InputError(report.file, f"weights do not match card '{card.name}': {report.problem()}")
     for warning in report.warnings:
-        echo(f"warning: {warning}")
+        _warn(warning)
     data = report.to_dict()
     if path is None:
         data["checksums_failed"] = installed.verify(card.name)
@@ -117,7 +117,7 @@ def pack(
     card = _card(name, cards, store, workspace)
     rec = pack_bundle(card, path, out, licence=licence, trust_pickle=trust_pickle)
     for warning in rec["warnings"]:
-        echo(f"warning: {warning}")
+        _warn(warning)
     size = f"{rec['bytes'] / 2**20:.1f} MiB"
     return Result(rec, f"{card.name}: wrote {rec['bundle']} ({size}, {len(rec['files'])} files)")
 
@@ -134,3 +134,10 @@ def unpack(
 
     rec = unpack_bundle(bundle, _store(store, workspace), force=force)
     return Result(rec, f"{rec['card']}: installed in {rec['installed']} (checksums verified)")
+
+
+def _warn(message: str) -> None:
+    """Through the log: printed once on stderr and listed in the ``--json`` output's ``warnings``."""
+    from medvl.log import get_logger
+
+    get_logger("medvl.cli.models").warning("%s", message)

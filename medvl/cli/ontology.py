@@ -195,18 +195,21 @@ def _tag_many(source: str, make, out: Optional[Path]) -> Optional[Result]:  # no
 
 @command(app, "train-text")
 def train_text(
-    config: Annotated[Path, typer.Option("--config", "-c", help="TextTrainConfig YAML/JSON file.")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Output model directory.")],
+    config: Annotated[Path, typer.Option("--config", "-c", help="Knowledge-encoder train recipe (YAML/JSON).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Run folder: metrics, checkpoints, the final model/.")],
     graph: GraphOpt = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue from the latest checkpoint in --out.")] = False,
 ) -> Result:
-    """Knowledge-encoder stage: train a text tower on semantic groups (group contrastive loss + hierarchy mask)."""
-    from medvl.knowledge.encoder import TextTrainConfig, train_text_encoder
+    """Knowledge-encoder stage: train a text tower on semantic groups (group contrastive loss + hierarchy mask).
 
-    cfg = TextTrainConfig.from_file(config)
-    report = train_text_encoder(cfg, out, graph=_graph(graph) if graph else None)
-    ev = report.get("eval") or {}
-    text = f"saved {report['out']} ({report['steps']} steps, {report['train_seconds']} s)"
-    if ev:
-        text += (f"\nsynonym linking R@1 {ev['base']['r@1']:.3f} -> {ev['trained']['r@1']:.3f}, "
-                 f"R@5 {ev['base']['r@5']:.3f} -> {ev['trained']['r@5']:.3f} ({ev['queries']} queries)")
-    return Result(report, text)
+    The recipe is a `medvl train` recipe (medvl/configs/knowledge/); synonym linking is measured before and after.
+    """
+    from medvl.cli.train import summary_text
+    from medvl.train import TrainConfig
+    from medvl.train import train as run_training
+
+    cfg = TrainConfig.from_file(config)
+    if graph is not None:
+        cfg = cfg.with_data_options(graph=str(graph), sources=None)
+    summary = run_training(cfg, out, resume=resume)
+    return Result(summary, summary_text(summary))

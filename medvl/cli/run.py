@@ -62,5 +62,6 @@ def run(
         plan = plan_pipeline(config, workspace)
         return Result(plan, _plan_text(plan))
     summary = run_pipeline(config, workspace, backend=backend, skip_errors=skip_errors, on_record=emit_line)
-    failed = summary["counts"].get("error", 0)
-    return Result(summary, _text(summary), exit_code=3 if failed else 0)
+    from medvl.batch import exit_code
+
+    return Result(summary, _text(summary), exit_code=exit_code(summary["records"]))

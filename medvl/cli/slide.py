@@ -5,7 +5,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from medvl.cli.common import Result, command, echo, emit_line
+from medvl.cli.common import ConfigFileOpt, Result, command, emit_line
 
 app = typer.Typer(no_args_is_help=True, help="Whole-slide images: info, tile, extract, heatmap.")
 
@@ -17,10 +17,16 @@ SlideMppOpt = Annotated[
     Optional[float],  # noqa: UP045 - Typer reads Optional at runtime
     typer.Option("--slide-mpp", help="Level-0 µm/px to use when the header lacks a plausible value."),
 ]
-MppOpt = Annotated[float, typer.Option("--mpp", help="Target tile resolution in µm/px (0.5 ~ 20x, 0.25 ~ 40x).")]
-SizeOpt = Annotated[int, typer.Option("--size", help="Tile side in pixels at --mpp.")]
-OverlapOpt = Annotated[int, typer.Option("--overlap", help="Overlap between neighbouring tiles, pixels at --mpp.")]
-MinTissueOpt = Annotated[float, typer.Option("--min-tissue", help="Keep tiles with at least this tissue fraction.")]
+# settings default to None: a flag left out keeps the --config file's value, else the SlideSettings default
+MppOpt = Annotated[Optional[float], typer.Option("--mpp", help="Target tile resolution in µm/px (0.5 ~ 20x, 0.25 ~ "  # noqa: UP045
+                                                               "40x; default 0.5).", show_default=False)]
+SizeOpt = Annotated[Optional[int], typer.Option("--size", help="Tile side in pixels at --mpp (default 224).",  # noqa: UP045
+                                                show_default=False)]
+OverlapOpt = Annotated[Optional[int], typer.Option("--overlap", help="Overlap between neighbouring tiles, pixels at "  # noqa: UP045
+                                                                     "--mpp (default 0).", show_default=False)]
+MinTissueOpt = Annotated[Optional[float], typer.Option("--min-tissue", help="Keep tiles with at least this tissue "  # noqa: UP045
+                                                                            "fraction (default 0.25).",
+                                                       show_default=False)]
 SkipOpt = Annotated[bool, typer.Option("--skip-errors", help="Record failing slides in errors.json and go on.")]
 OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Redo slides whose outputs already exist.")]
 
@@ -38,8 +44,9 @@ def _summary(summary: dict, what: str) -> Result:
               for r in summary["records"]]
     if summary.get("error_report"):
         lines.append(f"errors written to {summary['error_report']}")
-    failed = summary["counts"].get("error", 0)
-    return Result(summary, "\n".join(lines), exit_code=3 if failed else 0)
+    from medvl.batch import exit_code
+
+    return Result(summary, "\n".join(lines), exit_code=exit_code(summary["records"]))
 
 
 @command(app, "info")
@@ -54,21 +61,24 @@ def info(source: InputArg, slide_mpp: SlideMppOpt = None, skip_errors: SkipOpt =
     return _summary(summary, "info")
 
 
-def _tile_configs(mpp: float, size: int, overlap: int, min_tissue: float):
-    from medvl.pathology.tiling import TileConfig
-    from medvl.pathology.tissue import TissueConfig
+def _settings(config, mpp=None, size=None, overlap=None, min_tissue=None, **extract):
+    """SlideSettings from ``--config FILE`` and the flags given."""
+    from medvl.cli.flags import config_from
+    from medvl.pathology.settings import SlideSettings
 
-    return TileConfig(mpp=mpp, size=size, overlap=overlap, min_tissue=min_tissue), TissueConfig()
+    return config_from(SlideSettings, config, tiles={"mpp": mpp, "size": size, "overlap": overlap,
+                                                     "min_tissue": min_tissue}, extract=extract)
 
 
 @command(app, "tile")
 def tile(
     source: InputArg,
     out: OutOpt = Path("tiles"),
-    mpp: MppOpt = 0.5,
-    size: SizeOpt = 224,
-    overlap: OverlapOpt = 0,
-    min_tissue: MinTissueOpt = 0.25,
+    config: ConfigFileOpt = None,
+    mpp: MppOpt = None,
+    size: SizeOpt = None,
+    overlap: OverlapOpt = None,
+    min_tissue: MinTissueOpt = None,
     slide_mpp: SlideMppOpt = None,
     skip_errors: SkipOpt = False,
     overwrite: OverwriteOpt = False,
@@ -76,9 +86,9 @@ def tile(
     """Detect tissue (mask PNG + QuPath GeoJSON) and write <out>/<slide_id>.h5 with level-0 tile coords."""
     from medvl.pathology.pipeline import resolve_slide_jobs, run_cohort, tile_slide
 
-    tiles, tissue = _tile_configs(mpp, size, overlap, min_tissue)
+    cfg = _settings(config, mpp, size, overlap, min_tissue)
     jobs = resolve_slide_jobs(source, slide_mpp)
-    summary = run_cohort(jobs, lambda j: tile_slide(j, out, tiles, tissue, overwrite), out_dir=out,
+    summary = run_cohort(jobs, lambda j: tile_slide(j, out, cfg.tiles, cfg.tissue, overwrite), out_dir=out,
                          skip_errors=skip_errors, on_record=_stream(jobs))
     return _summary(summary, "tile")
 
@@ -87,8 +97,9 @@ def tile(
 def extract(
     source: InputArg,
     out: OutOpt = Path("features"),
-    encoder: Annotated[str, typer.Option("--encoder", help="Image tower name (timm, timm-tiny, ...), a model card "
-                                         "(medvl models list) or a medvl checkpoint folder.")] = "timm-tiny",
+    encoder: Annotated[Optional[str], typer.Option("--encoder", help="Image tower name (timm, timm-tiny, ...), a "  # noqa: UP045
+                                                   "model card (medvl models list) or a medvl checkpoint folder "
+                                                   "(default timm-tiny).", show_default=False)] = None,
     model_name: Annotated[Optional[str], typer.Option("--model-name", help="timm architecture for --encoder timm.")] = None,  # noqa: UP045,E501
     weights: Annotated[Optional[Path], typer.Option("--weights", help="Local weights file (.safetensors/.pth).")] = None,  # noqa: UP045,E501
     project: Annotated[bool, typer.Option("--project", help="Store joint-space embeddings (checkpoints).")] = False,
@@ -96,15 +107,19 @@ def extract(
                                                "code): only for files you made yourself.")] = False,
     trust_remote_code: Annotated[bool, typer.Option("--trust-remote-code", help="Let a model card's hub code run "
                                                     "(models published with their own Python code).")] = False,
-    batch_size: Annotated[int, typer.Option("--batch-size")] = 64,
-    workers: Annotated[int, typer.Option("--workers", help="Tile reader threads.")] = 2,
-    device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda, cuda:N.")] = "auto",
+    config: ConfigFileOpt = None,
+    batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="Tiles per forward pass (default 64).",  # noqa: UP045
+                                                      show_default=False)] = None,
+    workers: Annotated[Optional[int], typer.Option("--workers", help="Tile reader threads (default 2).",  # noqa: UP045
+                                                   show_default=False)] = None,
+    device: Annotated[Optional[str], typer.Option("--device", help="auto, cpu, cuda, cuda:N (default auto).",  # noqa: UP045
+                                                  show_default=False)] = None,
     mpp: Annotated[Optional[float], typer.Option("--mpp", help="Tile resolution in µm/px (default: the model card's, "  # noqa: UP045
-                                                 "else 0.5 ~ 20x).")] = None,
+                                                 "else 0.5 ~ 20x).", show_default=False)] = None,
     size: Annotated[Optional[int], typer.Option("--size", help="Tile side in pixels at --mpp (default: the model "  # noqa: UP045
-                                                "card's, else 224).")] = None,
-    overlap: OverlapOpt = 0,
-    min_tissue: MinTissueOpt = 0.25,
+                                                "card's, else 224).", show_default=False)] = None,
+    overlap: OverlapOpt = None,
+    min_tissue: MinTissueOpt = None,
     slide_mpp: SlideMppOpt = None,
     skip_errors: SkipOpt = False,
     overwrite: OverwriteOpt = False,
@@ -112,20 +127,26 @@ def extract(
     """Embed every tile with an image tower; adds `features` (N x D) to <out>/<slide_id>.h5 (tiles first if needed).
 
     With a model card as --encoder, the card's preprocessing is applied and the slide is tiled at the card's
-    resolution and tile size unless --mpp/--size say otherwise (with a warning)."""
-    from medvl.pathology.extract import EncoderSpec, ExtractConfig, LazyTileEncoder, card_tiling
+    resolution and tile size unless --mpp/--size (or the --config file) say otherwise (with a warning)."""
+    from medvl.cli.flags import config_from
+    from medvl.config import read_config_file
+    from medvl.log import get_logger
+    from medvl.pathology.extract import EncoderSpec, LazyTileEncoder, card_tiling
     from medvl.pathology.pipeline import extract_slide, resolve_slide_jobs, run_cohort
 
-    spec = EncoderSpec(name=encoder, model_name=model_name, weights=None if weights is None else str(weights),
-                       project=project, trust_pickle=trust_pickle, trust_remote_code=trust_remote_code)
-    mpp, size, warnings = card_tiling(spec, mpp, size)
+    spec = config_from(EncoderSpec, None, name=encoder, model_name=model_name,
+                       weights=None if weights is None else str(weights), project=project, trust_pickle=trust_pickle,
+                       trust_remote_code=trust_remote_code)
+    chosen = read_config_file(config).get("tiles") or {} if config is not None else {}
+    mpp, size, warnings = card_tiling(spec, mpp if mpp is not None else chosen.get("mpp"),
+                                      size if size is not None else chosen.get("size"))
     for warning in warnings:
-        echo(f"warning: {warning}")
-    tiles, tissue = _tile_configs(mpp, size, overlap, min_tissue)
-    config = ExtractConfig(batch_size=batch_size, workers=workers, device=device)
+        get_logger("medvl.cli.slide").warning(warning)  # stderr once, and the JSON output's warnings
+    cfg = _settings(config, mpp, size, overlap, min_tissue, batch_size=batch_size, workers=workers, device=device)
     jobs = resolve_slide_jobs(source, slide_mpp)
     tile_encoder = LazyTileEncoder(spec)
-    summary = run_cohort(jobs, lambda j: extract_slide(j, out, tiles, tissue, tile_encoder, config, overwrite),
+    summary = run_cohort(jobs, lambda j: extract_slide(j, out, cfg.tiles, cfg.tissue, tile_encoder, cfg.extract,
+                                                       overwrite),
                          out_dir=out, skip_errors=skip_errors, on_record=_stream(jobs))
     summary["warnings"] = warnings
     return _summary(summary, "extract")
@@ -135,8 +156,11 @@ def extract(
 def heatmap(
     source: InputArg,
     features: Annotated[Path, typer.Option("--features", help="Folder holding <slide_id>.h5 (tile or extract out).")],
-    out: OutOpt = Path("heatmaps"),
-    scores: Annotated[Optional[Path], typer.Option("--scores", help="Per-tile scores (.npy or .csv) for one slide.")] = None,  # noqa: UP045,E501
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder (one <slide_id>_heatmap.png per slide).")] = Path("heatmaps"),  # noqa: E501
+    scores: Annotated[Optional[Path], typer.Option("--scores", help="Per-tile scores of one slide: .npy, .csv, or "  # noqa: UP045
+                                                   "the .npz of 'medvl zeroshot --tile-scores'.")] = None,
+    scores_class: Annotated[Optional[str], typer.Option("--scores-class", help="Class column of a --scores .npz "  # noqa: UP045
+                                                        "with several classes (a concept id).")] = None,
     scores_key: Annotated[str, typer.Option("--scores-key", help="Per-tile dataset in the h5 to draw.")] = "tissue_fraction",  # noqa: E501
     max_px: Annotated[int, typer.Option("--max-px", help="Longest side of the thumbnail.")] = 1024,
     slide_mpp: SlideMppOpt = None,
@@ -149,6 +173,7 @@ def heatmap(
     jobs = resolve_slide_jobs(source, slide_mpp)
     if scores is not None and len(jobs) > 1:
         raise ConfigError("--scores takes one slide's scores; for a cohort store them in each h5 and use --scores-key")
-    summary = run_cohort(jobs, lambda j: heatmap_slide(j, features, out, scores, scores_key, max_px), out_dir=out,
+    summary = run_cohort(jobs, lambda j: heatmap_slide(j, features, out, scores, scores_key, max_px,
+                                                                   scores_class), out_dir=out,
                          skip_errors=skip_errors, on_record=_stream(jobs))
     return _summary(summary, "heatmap")

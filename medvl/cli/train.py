@@ -2,7 +2,7 @@
 
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -25,6 +25,20 @@ def train(
     summary = run_training(cfg, out, resume=resume)
     if os.environ.get("RANK", "0") != "0":  # under torchrun only the first process reports
         return None
+    return Result(summary, summary_text(summary))
+
+
+def summary_text(summary: dict[str, Any]) -> str:
+    """The run summary for people: steps, time, loss, the model folder, and every evaluation before -> after."""
     text = (f"trained {summary['global_steps']} steps ({', '.join(summary['stages'])}) in {summary['seconds']} s "
             f"on {summary['processes']} process(es); final loss {summary['final_loss']:.4f}; model: {summary['model']}")
-    return Result(summary, text)
+    for stage, result in summary.get("stage_results", {}).items():
+        if result.get("budget_reached"):
+            text += f"\n{stage}: time budget reached after {result['steps']} steps"
+    for stage, evaluations in summary.get("evaluations", {}).items():
+        for name, ev in evaluations.items():
+            before, after = ev.get("before", {}), ev.get("after", {})
+            moved = [f"{k} {before[k]:.3f} -> {v:.3f}" for k, v in after.items()
+                     if isinstance(v, float) and isinstance(before.get(k), float)]
+            text += f"\n{stage} {name}: " + ", ".join(moved)
+    return text

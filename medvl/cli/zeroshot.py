@@ -16,7 +16,8 @@ def _line(rec: dict) -> str:
         present = rec["presence"]["present"]
         return f"{rec['case_ref']}: present: {', '.join(present) or 'none'}"
     if res["abstained"]:
-        return f"{rec['case_ref']}: abstained (top {res['top'][0]['name']} {res['top'][0]['probability']:.2f})"
+        why = res.get("abstain_reason") or f"top {res['top'][0]['name']} {res['top'][0]['probability']:.2f}"
+        return f"{rec['case_ref']}: abstained ({why})"
     implied = f" (implies {', '.join(res['implies'][:3])})" if res["implies"] else ""
     return f"{rec['case_ref']}: {res['name']} [{res['prediction']}] p={res['probability']:.2f}{implied}"
 
@@ -27,6 +28,10 @@ def zeroshot(
     model: Annotated[Path, typer.Option("--model", help="Model folder (or registered model name).")],
     node: Annotated[Optional[str], typer.Option("--node", help="Graph node: it and its descendants are the classes.")] = None,  # noqa: UP045, E501
     classes: Annotated[str, typer.Option("--classes", help="Comma-separated concept ids and/or free-text names.")] = "",
+    class_: Annotated[Optional[list[str]], typer.Option("--class", help="One class (a concept id or a free-text name, "  # noqa: UP045
+                                                        "commas allowed); repeat it for each class.")] = None,
+    graph_file: Annotated[Optional[Path], typer.Option("--graph", "-g", help="A graph file from 'medvl ontology "  # noqa: UP045
+                                                       "build' (default: the bundled graph).")] = None,
     method: Annotated[str, typer.Option(help="Slide pooling: topk (MI-Zero), mean or keep (KEEP rule).")] = "topk",
     topk: Annotated[int, typer.Option(help="Tiles per class for topk pooling.")] = 50,
     templates: Annotated[str, typer.Option(help="Template set (pathology, radiology) or a template file.")] = "pathology",  # noqa: E501
@@ -38,7 +43,7 @@ def zeroshot(
 ) -> Result:
     """Zero-shot diagnosis: rank the classes for each case, hierarchy-consistent, with optional abstention."""
     from medvl.errors import InputError
-    from medvl.knowledge import default_graph
+    from medvl.knowledge import DiseaseGraph, default_graph
     from medvl.tasks.space import JointSpace
     from medvl.tasks.zeroshot.classifier import ZeroShotConfig
     from medvl.tasks.zeroshot.run import ClassifierCache, classify_case, resolve_classes
@@ -47,8 +52,10 @@ def zeroshot(
     if missing:
         raise InputError(missing[0], "case file not found")
     cfg = ZeroShotConfig(templates=[templates], temperature=temperature, abstain_below=abstain_below)
-    graph = default_graph()
-    ids, free = resolve_classes(graph, node, classes.split(","))
+    if graph_file is not None and not graph_file.is_file():
+        raise InputError(graph_file, "graph file not found")
+    graph = DiseaseGraph.load(graph_file) if graph_file is not None else default_graph()
+    ids, free = resolve_classes(graph, node, [*classes.split(","), *(class_ or [])])
     space = JointSpace.load(model)
     records = []
     prompts = ClassifierCache()  # class prompts encoded once for all the cases

@@ -45,7 +45,7 @@ def demo_survival(ws: Workspace) -> dict[str, Any]:
     from medvl.tasks.survival.run import TableSpec, fit_table
 
     table = export_gbsg2(ws)
-    spec = TableSpec(table=table, time="time", event="event", covariates=COVARIATES)
+    spec = TableSpec(table=table, time="time", event="event", covariates=COVARIATES, time_unit="days")
     out = ws.models / "survival"
     rec = fit_table(spec, SurvivalConfig(), out=out)
     data = spec.read()

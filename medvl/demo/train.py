@@ -11,8 +11,10 @@ from medvl.demo.layout import TRAIN_MODEL, TRAIN_RECIPE
 from medvl.demo.steps import demo_step
 from medvl.workspace import Workspace
 
-#: the classes of the zero-shot test and the concepts whose names describe them (label 0 = malignant)
-CLASSES = {"malignant": ["DOID:1612"], "benign": ["DOID:0060085", "DOID:1618"]}
+#: the classes of the zero-shot test and the concepts whose names describe them (label 0 = malignant): breast cancer
+#: (DOID:1612); benign neoplasm of breast (ICD10CM:D24, the bundled DO files have no breast benign neoplasm term) and
+#: breast fibroadenoma (DOID:1618)
+CLASSES = {"malignant": ["DOID:1612"], "benign": ["ICD10CM:D24", "DOID:1618"]}
 
 
 def zero_shot_breastmnist(model: Any, image_size: int = 32, split: str = "test") -> dict[str, Any]:

@@ -56,6 +56,8 @@ class DicomSeries:
     modality: str
     series_number: int | None
     datasets: list[Any] = field(repr=False)
+    #: headers of files of this series that carry no pixel data (cut short, or damaged)
+    broken: list[Any] = field(default_factory=list, repr=False)
 
     @property
     def n_files(self) -> int:
@@ -140,24 +142,27 @@ def scan_dicom(path: str | Path, deid: Any = None) -> tuple[list[DicomSeries], l
     if not files:
         raise InputError(path, "empty folder: no files to read")
     groups: dict[str, list[Any]] = defaultdict(list)
-    not_dicom = no_pixels = 0
+    pixel_less: dict[str, list[Any]] = defaultdict(list)
+    not_dicom: list[Path] = []
     for f in files:
         ds = _read_header(f, pydicom)
         if ds is None:
-            not_dicom += 1
+            not_dicom.append(f)
         elif "PixelData" not in ds:
-            no_pixels += 1
+            pixel_less[str(ds.get("SeriesInstanceUID", ""))].append(ds)
         else:
             groups[str(ds.get("SeriesInstanceUID", ""))].append(ds)
     if not groups:
-        if no_pixels:
-            raise InputError(path, f"{no_pixels} DICOM file(s) found but none carries pixel data (no image series)")
-        raise InputError(path, f"no DICOM files found ({not_dicom} file(s) could not be read as DICOM)")
+        if pixel_less:
+            n = sum(map(len, pixel_less.values()))
+            raise InputError(path, f"{n} DICOM file(s) found but none carries pixel data (no image series)")
+        raise InputError(path, f"no DICOM files found ({len(not_dicom)} file(s) could not be read as DICOM)")
     notes = []
     if not_dicom:
-        notes.append(f"{not_dicom} file(s) skipped: not DICOM")
-    if no_pixels:
-        notes.append(f"{no_pixels} DICOM object(s) without pixel data skipped")
+        notes.append(f"{len(not_dicom)} file(s) skipped, not readable as DICOM (damaged?): {_names(not_dicom)}")
+    others = [ds for uid, dss in pixel_less.items() if uid not in groups for ds in dss]
+    if others:
+        notes.append(f"{len(others)} DICOM object(s) without pixel data skipped: {_names(others)}")
     series = [
         DicomSeries(
             uid=deid.remap_uid(uid) if uid else "",
@@ -165,6 +170,7 @@ def scan_dicom(path: str | Path, deid: Any = None) -> tuple[list[DicomSeries], l
             modality=str(dss[0].get("Modality", "")),
             series_number=_int_or_none(dss[0].get("SeriesNumber")),
             datasets=dss,
+            broken=pixel_less.get(uid, []),
         )
         for uid, dss in groups.items()
     ]
@@ -278,6 +284,7 @@ def _geometry(datasets: list[Any], path: Path) -> _Geometry:
 def _slice_hu(ds: Any, path: Path) -> np.ndarray:
     from pydicom.pixels import apply_modality_lut
 
+    path = Path(ds.filename) if isinstance(getattr(ds, "filename", None), str) else path  # name the slice
     if int(ds.get("NumberOfFrames", 1) or 1) > 1:
         raise InputError(path, "multi-frame DICOM images are not supported; convert to one slice per file")
     try:
@@ -321,6 +328,8 @@ def read_dicom_series(
             + ("" if series else ": the largest CT series; choose another with --series")
         )
     geom = _geometry(chosen.datasets, path)
+    if chosen.broken:
+        notes.append(_broken_note(chosen))
     first_ds = chosen.datasets[geom.order[0]]
     # filled slice by slice: one volume in memory, not a list of slices plus their stack
     array = np.empty((int(first_ds.Columns), int(first_ds.Rows), len(geom.order)), dtype=np.float32)
@@ -340,6 +349,27 @@ def read_dicom_series(
         }
     )
     return array, geom.affine, meta, notes + geom.warnings
+
+
+def _names(items: list[Any], shown: int = 3) -> str:
+    names = [Path(getattr(i, "filename", i)).name for i in items]
+    return ", ".join(names[:shown]) + (f" and {len(names) - shown} more" if len(names) > shown else "")
+
+
+def _broken_note(series: DicomSeries) -> str:
+    """A "missing slices" warning for files of the series without pixel data, saying where they sit."""
+    where = "position unknown"
+    iop = np.asarray(series.datasets[0].ImageOrientationPatient, dtype=float)
+    normal = np.cross(iop[:3], iop[3:])
+    depths = [float(np.asarray(d.ImagePositionPatient, dtype=float) @ normal) for d in series.broken
+              if "ImagePositionPatient" in d]
+    if depths:
+        read = [float(np.asarray(d.ImagePositionPatient, dtype=float) @ normal) for d in series.datasets]
+        lo, hi = min(read), max(read)
+        edge = any(d < lo or d > hi for d in depths)
+        where = "at an edge of the series" if edge else "inside the series"
+    return (f"missing slices: {len(series.broken)} file(s) of the series carry no pixel data, truncated or damaged "
+            f"({where}): {_names(series.broken)}; the volume has only the {series.n_files} readable slices")
 
 
 def _rescale_summary(datasets: list[Any]) -> dict[str, Any]:

@@ -112,7 +112,8 @@ class NiftiReader(VolumeReader):
 
 
 class DicomReader(VolumeReader):
-    """A folder of DICOM slices (or one DICOM file); see :mod:`medvl.io.dicom`."""
+    """A folder of DICOM slices; see :mod:`medvl.io.dicom`. One DICOM file is refused with a hint to give its
+    folder (a single slice read as a "volume" would pass silently as a one-slice CT)."""
 
     name = "dicom"
 
@@ -132,6 +133,8 @@ class DicomReader(VolumeReader):
 
         from medvl.io.dicom import read_dicom_series
 
+        if path.is_file():
+            _refuse_single_slice(path)
         try:
             array, affine, meta, notes = read_dicom_series(path, series=series, deid=deid)
         except (ValueError, TypeError, NotImplementedError, KeyError, IndexError, AttributeError,
@@ -142,6 +145,14 @@ class DicomReader(VolumeReader):
         return Volume(array=array, affine=affine, meta=meta, warnings=notes, source=str(path))
 
 
+def _refuse_single_slice(path: Path) -> None:
+    """A CT series is a folder of slices: one file given instead is an error with the folder to give."""
+    siblings = sum(1 for p in path.parent.iterdir() if p.is_file() and p != path and not p.name.startswith("."))
+    there = f" ({siblings} other file(s) there)" if siblings else ""
+    raise InputError(path, f"one DICOM file, not a series: a CT volume is read from the folder that holds all its "
+                           f"slices; give the folder instead, e.g. {path.parent}{there}")
+
+
 #: readers tried in order
 READERS: list[VolumeReader] = [NiftiReader(), DicomReader()]
 
@@ -150,7 +161,7 @@ def load_volume(path: str | Path, series: str | None = None, *, deid: Any = None
     """Read a CT (or other) volume from a DICOM folder/file or a NIfTI file.
 
     Args:
-        path: DICOM series folder, a DICOM file, or ``.nii`` / ``.nii.gz``.
+        path: DICOM series folder or ``.nii`` / ``.nii.gz`` (one DICOM file is refused: give its folder).
         series: for DICOM folders holding several series: SeriesNumber or SeriesInstanceUID to read.
         deid: a :class:`~medvl.io.deid.Deidentifier` (controls the UID re-mapping key and dates).
 
@@ -165,7 +176,7 @@ def load_volume(path: str | Path, series: str | None = None, *, deid: Any = None
             volume = reader.read(path, series=series, deid=deid)
             volume.meta.setdefault("reader", reader.name)
             return volume
-    raise InputError(path, "not a volume medvl can read (expected a DICOM folder, a .dcm file, or .nii/.nii.gz)")
+    raise InputError(path, "not a volume medvl can read (expected a DICOM series folder or .nii/.nii.gz)")
 
 
 def require_ct(volume: Volume, allow_non_ct: bool = False) -> Volume:

@@ -1,4 +1,5 @@
-"""Loss registry: a recipe names its losses (``infonce``, ``siglip``, ``filip``, ``knowledge_group``, ``intra``).
+"""Loss registry: a recipe names its losses (``infonce``, ``siglip``, ``filip``, ``knowledge_group``, ``intra``,
+``bank``).
 
 Each registered loss takes a :class:`LossInputs` (the embeddings of one batch and the model's temperature) plus its
 own options, and returns a scalar. Options are checked: an unknown option is a :class:`ConfigError` naming it.
@@ -26,7 +27,8 @@ class LossInputs:
 
     ``groups`` holds each row's semantic group id; ``group_relatives`` is a ``[G, G]`` bool matrix over group ids
     (True = related in the hierarchy: not a negative). ``a2``/``b2`` are second views (intra-modal term);
-    ``tokens_*``/``mask_*`` token embeddings (FILIP).
+    ``tokens_*``/``mask_*`` token embeddings (FILIP). ``bank`` is ``[G, D]``, one embedding per group id (e.g. every
+    concept's name), kept by the trainer for losses that classify among all groups.
     """
 
     a: torch.Tensor
@@ -41,6 +43,7 @@ class LossInputs:
     tokens_b: torch.Tensor | None = None
     mask_a: torch.Tensor | None = None
     mask_b: torch.Tensor | None = None
+    bank: torch.Tensor | None = None
 
 
 @dataclass
@@ -150,5 +153,15 @@ def _knowledge_group(inputs: LossInputs, use_hierarchy: bool = True) -> torch.Te
     exclude = None
     if use_hierarchy and inputs.group_relatives is not None:
         rel = inputs.group_relatives.to(groups.device)
-        exclude = rel[groups][:, groups] & (groups[:, None] != groups[None, :])
+        # one 2-D gather ([N, N]) rather than rows then columns ([N, G] first: slow for large graphs)
+        exclude = rel[groups[:, None], groups[None, :]] & (groups[:, None] != groups[None, :])
     return knowledge_group_loss(a, b, groups, exclude_mask=exclude, logit_scale=inputs.logit_scale)
+
+
+@register_loss("bank", needs=("groups", "bank"))
+def _bank(inputs: LossInputs, use_hierarchy: bool = True) -> torch.Tensor:
+    """Each ``b`` row classified among the bank of every group (medvl.losses.bank); local to each process."""
+    from medvl.losses.bank import bank_loss
+
+    relatives = inputs.group_relatives if use_hierarchy else None
+    return bank_loss(inputs.b, inputs.bank, inputs.groups, inputs.logit_scale, relatives)

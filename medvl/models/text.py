@@ -89,10 +89,47 @@ class HFTextTower(Tower):
 
     def encode(self, batch: Any) -> torch.Tensor:
         hidden, mask = self.encode_tokens_masked(batch)
+        return self._pool(hidden, mask)
+
+    def _pool(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         if self.pooling == "cls":
             return hidden[:, 0]
         weights = mask.unsqueeze(-1).to(hidden.dtype)
         return (hidden * weights).sum(1) / weights.sum(1).clamp_min(1.0)
+
+    # -------------------------------------------------------------------------------------------- split forward
+    def _blocks(self, layers: int) -> Any:
+        blocks = getattr(getattr(self.model, "encoder", None), "layer", None)
+        if blocks is None or not hasattr(self.model, "embeddings"):
+            raise ConfigError(f"hf-text: {type(self.model).__name__} has no embeddings + encoder.layer stack to split "
+                              "(freeze_layers, cache_frozen need a BERT-style encoder)")
+        if not 0 < layers <= len(blocks):
+            raise ConfigError(f"hf-text: freeze_layers must be within 1..{len(blocks)} (the encoder's layers), "
+                              f"got {layers}")
+        return blocks
+
+    def _run_blocks(self, hidden: torch.Tensor, mask: torch.Tensor, blocks: Any) -> torch.Tensor:
+        from transformers.masking_utils import create_bidirectional_mask
+
+        attn = create_bidirectional_mask(config=self.model.config, inputs_embeds=hidden, attention_mask=mask)
+        for block in blocks:
+            hidden = block(hidden, attn)
+        return hidden
+
+    def lower_modules(self, layers: int) -> list[torch.nn.Module]:
+        return [self.model.embeddings, *list(self._blocks(layers))[:layers]]
+
+    def encode_lower(self, batch: Any, layers: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Embeddings and the lowest ``layers`` layers (texts padded to the longest of the batch)."""
+        blocks = self._blocks(layers)
+        inputs = self._inputs(batch)
+        hidden = self.model.embeddings(input_ids=inputs["input_ids"], token_type_ids=inputs.get("token_type_ids"))
+        mask = inputs["attention_mask"]
+        return self._run_blocks(hidden, mask, list(blocks)[:layers]), mask
+
+    def encode_upper(self, hidden: torch.Tensor, mask: torch.Tensor, layers: int) -> torch.Tensor:
+        hidden = self._run_blocks(hidden, mask, list(self._blocks(layers))[layers:])
+        return self._pool(hidden, mask.bool())
 
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         if enable:

@@ -16,8 +16,9 @@ from typing import Any
 import numpy as np
 
 from medvl import __version__
-from medvl.atomic import atomic_write_json, sweep_temporaries
-from medvl.errors import InputError, MedvlError, reason
+from medvl.atomic import sweep_temporaries
+from medvl.batch import BatchPolicy, counts, write_error_report
+from medvl.errors import InputError, reason
 from medvl.io.features import H5_ERRORS, FeatureStore, TileTable
 from medvl.io.manifest import is_manifest, read_manifest
 from medvl.io.slide import open_slide, slide_id_of
@@ -134,11 +135,21 @@ def extract_slide(job: SlideJob, out_dir: Path, tiles: TileConfig, tissue: Tissu
             "embed_dim": int(encoder.embed_dim), "encoder": encoder.name}
 
 
-def load_scores(path: Path, n: int) -> np.ndarray:
-    """Per-tile scores from ``.npy`` or a one-column (or ``score`` column) ``.csv``."""
+def load_scores(path: Path, n: int, coords: np.ndarray | None = None, class_id: str | None = None) -> np.ndarray:
+    """Per-tile scores from ``.npy``, a one-column (or ``score`` column) ``.csv``, or the ``.npz`` that
+    ``medvl zeroshot --tile-scores`` writes (one column per class, with the tile coords it scored).
+
+    Args:
+        path: the scores file.
+        n: number of tiles of the slide.
+        coords: the slide's tile coords: an ``.npz`` scored on other tiles is refused, not drawn in the wrong place.
+        class_id: the class column of an ``.npz`` with several classes.
+    """
     if not path.is_file():
         raise InputError(path, "scores file not found")
-    if path.suffix == ".npy":
+    if path.suffix == ".npz":
+        scores = _npz_scores(path, coords, class_id)
+    elif path.suffix == ".npy":
         scores = np.load(path, allow_pickle=False)
     elif path.suffix == ".csv":
         import pandas as pd
@@ -146,7 +157,7 @@ def load_scores(path: Path, n: int) -> np.ndarray:
         df = pd.read_csv(path)
         scores = (df["score"] if "score" in df.columns else df.iloc[:, -1]).to_numpy()
     else:
-        raise InputError(path, "scores must be a .npy or .csv file")
+        raise InputError(path, "scores must be a .npy, .csv or .npz file")
     try:
         scores = np.asarray(scores, dtype=np.float64).reshape(-1)
     except (TypeError, ValueError):
@@ -156,21 +167,43 @@ def load_scores(path: Path, n: int) -> np.ndarray:
     return scores
 
 
+def _npz_scores(path: Path, coords: np.ndarray | None, class_id: str | None) -> np.ndarray:
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            scores, ids = np.asarray(data["scores"]), [str(c) for c in data["class_ids"]]
+            tile_coords = np.asarray(data["coords"]) if "coords" in data else None
+    except (KeyError, ValueError, OSError) as exc:
+        raise InputError(path, f"not a tile-scores file of 'medvl zeroshot --tile-scores' ({reason(exc)})") from None
+    if coords is not None and tile_coords is not None and len(tile_coords) and (
+            tile_coords.shape != coords.shape or not np.array_equal(tile_coords, coords)):
+        raise InputError(path, "the scores belong to other tiles than this slide's tile file (tile coords differ)")
+    if scores.ndim == 1:
+        return scores
+    if class_id is None and len(ids) == 1:
+        class_id = ids[0]
+    if class_id not in ids:
+        known = ", ".join(ids)
+        raise InputError(path, f"{len(ids)} classes scored: choose one with --scores-class (classes: {known})"
+                         if class_id is None else f"no class '{class_id}' (classes: {known})")
+    return scores[:, ids.index(class_id)]
+
+
 def heatmap_slide(job: SlideJob, features_dir: Path, out_dir: Path, scores_path: Path | None = None,
-                  scores_key: str = "tissue_fraction", max_px: int = 1024) -> dict[str, Any]:
+                  scores_key: str = "tissue_fraction", max_px: int = 1024,
+                  scores_class: str | None = None) -> dict[str, Any]:
     """Render ``<out>/<slide_id>_heatmap.png`` from a scores file or a per-tile dataset of the slide's h5."""
     from medvl.pathology.heatmap import render_heatmap
 
     h5 = features_dir / f"{job.slide_id}.h5"
     table = FeatureStore(h5).read()
     if scores_path is not None:
-        scores = load_scores(scores_path, len(table))
+        scores = load_scores(scores_path, len(table), table.coords, scores_class)
     else:
         scores = _dataset(h5, scores_key, len(table))
     out = out_dir / f"{job.slide_id}_heatmap.png"
     with open_slide(job.path, mpp=job.mpp) as slide:
         render_heatmap(slide, table.coords, scores, float(table.attrs.get("patch_size_level0") or 0) or 1.0,
-                       out, max_px=max_px, label=scores_path.stem if scores_path else scores_key)
+                       out, max_px=max_px, label=scores_class or (scores_path.stem if scores_path else scores_key))
     return {"slide_id": job.slide_id, "status": "ok", "png": str(out), "tiles": len(table)}
 
 
@@ -190,12 +223,6 @@ def _dataset(h5: Path, key: str, n: int) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------------------------------ cohort
-def _as_input_error(job: SlideJob, exc: Exception) -> MedvlError:
-    if isinstance(exc, MedvlError):
-        return exc
-    return InputError(job.path, f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}")
-
-
 def run_cohort(
     jobs: Iterable[SlideJob],
     step: Callable[[SlideJob], dict[str, Any]],
@@ -205,32 +232,27 @@ def run_cohort(
 ) -> dict[str, Any]:
     """Run ``step`` over ``jobs``; returns a summary with one record per slide.
 
-    Without ``skip_errors`` the first failure is raised (as an :class:`InputError` naming the slide); with it the
-    failure is recorded and written to ``<out>/errors.json``.
+    Failures follow :class:`medvl.batch.BatchPolicy`: without ``skip_errors`` the first one is raised (one error line
+    naming the slide); with it the failure is recorded and written to ``<out>/errors.json``.
     """
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
         sweep_temporaries(out_dir)
-    records, errors = [], []
+    policy = BatchPolicy(skip_errors)
+    records = []
     for job in jobs:
         try:
             record = step(job)
         except Exception as exc:  # noqa: BLE001 - every failure becomes a per-slide record or one clear error
-            err = _as_input_error(job, exc)
-            if not skip_errors:
-                raise err from None
-            record = {"slide_id": job.slide_id, "status": "error", "error": str(err)}
-            errors.append({"slide_id": job.slide_id, "path": str(job.path), "error": str(err)})
+            record = policy.fail(job.slide_id, exc, job.path, id_key="slide_id", path=str(job.path))
         if record.get("warning"):
             log.warning(record["warning"])
         records.append(record)
         if on_record is not None:
             on_record(record)
         gc.collect()  # slide handles and tile buffers go now, not at some later cycle: memory stays flat
-    counts: dict[str, int] = {}
-    for r in records:
-        counts[r["status"]] = counts.get(r["status"], 0) + 1
-    summary: dict[str, Any] = {"slides": len(records), "counts": counts, "records": records}
-    if errors and out_dir is not None:
-        summary["error_report"] = str(atomic_write_json(out_dir / "errors.json", errors))
+    summary: dict[str, Any] = {"slides": len(records), "counts": counts(records), "records": records}
+    report = write_error_report(out_dir / "errors.json", records) if out_dir is not None else None
+    if report is not None:
+        summary["error_report"] = str(report)
     return summary

@@ -23,7 +23,10 @@ __all__ = ["BACKENDS", "LocalBackend", "RayBackend", "RayCaseWorker", "get_backe
 
 
 def _quiet_worker() -> None:
+    from medvl.log import silence_logging
+
     os.environ["MEDVL_NO_PROGRESS"] = "1"  # per-slide bars from many workers would garble the driver's bar
+    silence_logging()  # a case's warnings travel in its record; the driver prints and lists them once
 
 
 def _pool_size(spec: RunSpec, workers: int, cases: int) -> int:

@@ -86,7 +86,6 @@ def survival_step(ctx: CaseContext, cohort: CohortInput) -> StepOutput | None:
 
     from medvl.atomic import atomic_path
     from medvl.io.embeddings import EmbeddingSet, save_embeddings
-    from medvl.tasks.survival.model import SurvivalConfig
     from medvl.tasks.survival.run import TableSpec, fit_table, predict_table
 
     cfg = ctx.config.survival
@@ -107,8 +106,7 @@ def survival_step(ctx: CaseContext, cohort: CohortInput) -> StepOutput | None:
         emb_path = save_embeddings(out / "embeddings.npz", EmbeddingSet(vectors, ids=np.array(table["case_id"])))
     spec = TableSpec(table=table_path, time="time", event="event", covariates=list(cfg.covariates),
                      embeddings=emb_path, id_column="case_id")
-    model_cfg = SurvivalConfig(method=cfg.method, penalizer=cfg.penalizer, pca_components=cfg.pca_components)
-    fit = fit_table(spec, model_cfg, out=out / "model")
+    fit = fit_table(spec, cfg.model, out=out / "model")
     pred = predict_table(out / "model", spec, out=out / "predictions.csv", times=list(cfg.times) or None,
                          keep_ids=True)
     record = {"n": fit["n"], "events": fit["events"], "train_harrell_c": fit["train_harrell_c"],

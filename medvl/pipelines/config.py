@@ -10,10 +10,10 @@ config), the per-case steps of each modality, and the cohort steps that run once
       slide: [tile, extract, zeroshot]
       ct: [preprocess, embed, zeroshot]
     cohort_steps: [index, survival]
-    slide: {mpp: 1.0, size: 224, min_tissue: 0.25}
+    slide: {tiles: {mpp: 1.0, size: 224, min_tissue: 0.25}, extract: {batch_size: 32}}
     ct: {preprocess: {spacing: [3, 3, 3], spatial_size: [64, 64, 32]}}
     zeroshot: {classes: ["DOID:1612", "DOID:1324"], method: topk}
-    survival: {covariates: [age], pca_components: 2}
+    survival: {covariates: [age], model: {pca_components: 2}}
 """
 
 from __future__ import annotations
@@ -23,8 +23,10 @@ from typing import Any, Literal
 
 from medvl.config import Config, dataclass, field, read_config_file
 from medvl.errors import ConfigError
+from medvl.pathology.settings import SlideSettings
+from medvl.tasks.survival.model import SurvivalConfig
 
-__all__ = ["CTSteps", "IndexStep", "ModelSource", "PipelineConfig", "SlideSteps", "SurvivalStep", "ZeroShotStep"]
+__all__ = ["CTSteps", "IndexStep", "ModelSource", "PipelineConfig", "SurvivalStep", "ZeroShotStep"]
 
 
 @dataclass
@@ -46,18 +48,6 @@ class ModelSource(Config):
     def validate(self) -> None:
         if (self.name is None) == (self.config is None):
             raise ConfigError("model: give exactly one of 'name' (checkpoint folder or registered name) or 'config'")
-
-
-@dataclass
-class SlideSteps(Config):
-    """Tiling and feature extraction of whole-slide images (the options of ``medvl slide tile|extract``)."""
-
-    mpp: float = 0.5
-    size: int = 224
-    overlap: int = 0
-    min_tissue: float = 0.25
-    batch_size: int = 64
-    reader_threads: int = 2
 
 
 @dataclass
@@ -104,17 +94,14 @@ class SurvivalStep(Config):
     Attributes:
         covariates: manifest columns used as clinical covariates.
         embeddings: add each case's joint-space embedding (PCA-reduced) to the covariates.
-        method: ``cox`` or ``deepcox``.
-        penalizer: ridge penalty of the Cox fit.
-        pca_components: principal components kept from the embeddings.
+        model: the survival model's settings (a ``SurvivalConfig`` mapping, as ``medvl survival fit --config``);
+            a cohort of a few cases gets a stronger ridge penalty and two components by default.
         times: times at which survival probabilities are predicted.
     """
 
     covariates: list[str] = field(default_factory=list)
     embeddings: bool = True
-    method: Literal["cox", "deepcox"] = "cox"
-    penalizer: float = 0.1
-    pca_components: int | None = 2
+    model: SurvivalConfig = field(default_factory=lambda: SurvivalConfig(penalizer=0.1, pca_components=2))
     times: list[float] = field(default_factory=list)
 
 
@@ -130,6 +117,8 @@ class PipelineConfig(Config):
         model: the model used by every step.
         name: run name: outputs go to ``<workspace>/runs/<name>``.
         steps: per-modality ordered per-case steps (names from the step registry).
+        slide: tiling, tissue and extraction settings (a ``SlideSettings`` mapping, as ``medvl slide --config``);
+            ``device`` of the pipeline overrides ``slide.extract.device``.
         cohort_steps: steps run once over all finished cases (``index``, ``survival``).
         workers: parallel case workers (processes for ``local``, actors for ``ray``).
         threads_per_worker: torch threads in each worker.
@@ -146,7 +135,7 @@ class PipelineConfig(Config):
     name: str = "cohort"
     steps: dict[str, list[str]] = field(default_factory=lambda: {k: list(v) for k, v in DEFAULT_STEPS.items()})
     cohort_steps: list[str] = field(default_factory=lambda: ["index", "survival"])
-    slide: SlideSteps = field(default_factory=SlideSteps)
+    slide: SlideSettings = field(default_factory=SlideSettings)
     ct: CTSteps = field(default_factory=CTSteps)
     zeroshot: ZeroShotStep = field(default_factory=ZeroShotStep)
     index: IndexStep = field(default_factory=IndexStep)

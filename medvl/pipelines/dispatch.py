@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Protocol
 
+from medvl.log import ISOLATED_THREAD_PREFIX
 from medvl.pipelines.context import CaseContext, RunSpec
 from medvl.pipelines.runner import run_case
 from medvl.pipelines.steps import prefetch_steps
@@ -32,7 +33,7 @@ class CaseLoop:
 
     def __init__(self, ctx: CaseContext, prefetch: bool = True):
         self.ctx = ctx
-        self._pool = ThreadPoolExecutor(1, thread_name_prefix="medvl-prefetch") if prefetch else None
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix=ISOLATED_THREAD_PREFIX) if prefetch else None
         self._ahead: dict[str, Future] = {}
 
     def prefetch(self, case: dict[str, Any]) -> None:
@@ -45,11 +46,19 @@ class CaseLoop:
     def run(self, case: dict[str, Any], next_case: dict[str, Any] | None = None) -> dict[str, Any]:
         """Run ``case`` (after its prefetch, if one was started) while ``next_case`` is prefetched."""
         ahead = self._ahead.pop(case["case_id"], None)
-        if ahead is not None:
-            ahead.result()  # a failed prefetch leaves no marker: the step reruns below and reports its error
+        early = ahead.result() if ahead is not None else {}  # a failed prefetch leaves no marker: rerun below
         if next_case is not None:
             self.prefetch(next_case)
-        return run_case(self.ctx, case)
+        record = run_case(self.ctx, case)
+        if early.get("status") != "error":  # what the prefetch did and warned about belongs to this case
+            done = {k: v for k, v in early.get("steps", {}).items() if v == "done"}
+            record["steps"].update(done)
+            if done and record.get("status") == "skipped":
+                record["status"] = "done"
+            warned = list(dict.fromkeys(early.get("warnings", []) + record.get("warnings", [])))
+            if warned:
+                record["warnings"] = warned
+        return record
 
     def run_chunk(self, cases: list[dict[str, Any]]) -> list[dict[str, Any]]:
         return [self.run(c, cases[i + 1] if i + 1 < len(cases) else None) for i, c in enumerate(cases)]

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from medvl.atomic import atomic_write_json, sweep_temporaries
+from medvl.batch import counts, failure, write_error_report
 from medvl.errors import InputError
 from medvl.io.manifest import MAX_REPORTED, Manifest, validate_manifest
 from medvl.log import get_logger, progress
@@ -105,11 +106,11 @@ def run_pipeline(
     for record in finished:
         if on_record is not None:
             on_record(record)
-    records, failure = _run_cases(runner, spec, todo, config.workers, skip_errors, on_record) if todo else ([], None)
+    records, stopped = _run_cases(runner, spec, todo, config.workers, skip_errors, on_record) if todo else ([], None)
     records = finished + records
     elapsed = time.perf_counter() - start
-    if failure is not None:
-        raise InputError(None, f"case {failure['case_id']} failed at step {failure['step']}: {failure['error']} "
+    if stopped is not None:
+        raise InputError(None, f"case {stopped['case_id']} failed at step {stopped['step']}: {stopped['error']} "
                                "(finished cases are kept; rerun to resume, or pass --skip-errors)")
     order = {c["case_id"]: i for i, c in enumerate(cases)}
     records.sort(key=lambda r: order[r["case_id"]])
@@ -155,6 +156,8 @@ def _run_cases(runner: Any, spec: RunSpec, cases: list[dict[str, Any]], workers:
     try:
         for record in progress(stream, total=len(cases), desc=f"medvl run ({runner.name})", unit="case"):
             records.append(record)
+            for warning in record.get("warnings", []):  # met in a worker process: printed and listed here
+                log.warning("%s", warning)
             if on_record is not None:
                 on_record(record)
             if record["status"] == "error":
@@ -168,19 +171,17 @@ def _run_cases(runner: Any, spec: RunSpec, cases: list[dict[str, Any]], workers:
 
 def _summary(config: PipelineConfig, backend: str, layout: RunLayout, records: list[dict[str, Any]],
              cohort: dict[str, Any], elapsed: float, spec: RunSpec) -> dict[str, Any]:
-    counts: dict[str, int] = {}
-    for r in records:
-        counts[r["status"]] = counts.get(r["status"], 0) + 1
-    errors = [{"case_id": r["case_id"], "step": r["step"], "error": r["error"]} for r in records
-              if r["status"] == "error"]
-    processed = counts.get("done", 0)
+    status = counts(records)
+    errors = [failure(r["case_id"], r["error"], step=r["step"]) for r in records if r["status"] == "error"]
+    processed = status.get("done", 0)
     summary: dict[str, Any] = {
         "pipeline": config.name, "backend": backend, "workers": config.workers, "run_dir": str(layout.root),
-        "model": spec.model_dir, "cases": len(records), "counts": counts, "seconds": round(elapsed, 3),
+        "model": spec.model_dir, "cases": len(records), "counts": status, "seconds": round(elapsed, 3),
         "cases_per_hour": round(processed * 3600 / elapsed, 1) if processed and elapsed > 0 else None,
         "cohort": cohort, "records": records,
     }
-    if errors:
-        summary["error_report"] = str(atomic_write_json(layout.root / "errors.json", errors))
+    report = write_error_report(layout.root / "errors.json", errors)
+    if report is not None:
+        summary["error_report"] = str(report)
     atomic_write_json(layout.root / "summary.json", summary)
     return summary

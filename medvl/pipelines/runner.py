@@ -10,9 +10,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from medvl.errors import InputError, MedvlError
+from medvl.batch import error_message, failure
 from medvl.io.manifest import ManifestRow
-from medvl.log import get_logger
+from medvl.log import collect_warnings, get_logger
 from medvl.pipelines.context import CaseContext
 from medvl.pipelines.state import CaseState, input_fingerprint
 from medvl.pipelines.steps import STEPS
@@ -37,12 +37,6 @@ def _plain(value: Any) -> Any:
     if hasattr(value, "item"):
         return value.item()
     return value
-
-
-def _error_text(row: ManifestRow, exc: BaseException) -> str:
-    if isinstance(exc, MedvlError):
-        return " ".join(str(exc).split())
-    return str(InputError(row.path, f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}"))
 
 
 def plan_case(ctx: CaseContext, row: ManifestRow, write: bool = True) -> list[tuple[str, str, dict[str, Any] | None]]:
@@ -84,6 +78,16 @@ def run_case(ctx: CaseContext, case: dict[str, Any], only: frozenset[str] | None
     start = time.perf_counter()
     record: dict[str, Any] = {"case_id": row.case_id, "modality": row.modality, "steps": {}, "results": {}}
     state = CaseState(ctx.layout.state / row.case_id)
+    with collect_warnings() as warned:
+        _run_steps(ctx, row, state, record, only)
+    if warned:
+        record["warnings"] = warned
+    record["seconds"] = round(time.perf_counter() - start, 3)
+    return record
+
+
+def _run_steps(ctx: CaseContext, row: ManifestRow, state: CaseState, record: dict[str, Any],
+               only: frozenset[str] | None) -> None:
     step_name = "input"
     try:
         for step_name, key, done in plan_case(ctx, row):
@@ -100,9 +104,7 @@ def run_case(ctx: CaseContext, case: dict[str, Any], only: frozenset[str] | None
             record["results"][step_name] = out.record
     except Exception as exc:  # noqa: BLE001 - a failing case becomes a record; the driver decides what to do
         log.debug("case failed", exc_info=True)
-        record.update(status="error", step=step_name, error=_error_text(row, exc))
+        record.update(failure(row.case_id, error_message(exc, row.path), step=step_name))
     else:
         skipped = record["steps"] and all(v == "skipped" for v in record["steps"].values())
         record["status"] = "skipped" if skipped else "done"
-    record["seconds"] = round(time.perf_counter() - start, 3)
-    return record

@@ -103,11 +103,7 @@ def _slide_job(row: ManifestRow) -> Any:
 
 
 def _tile_configs(cfg: Any) -> tuple[Any, Any]:
-    from medvl.pathology.tiling import TileConfig
-    from medvl.pathology.tissue import TissueConfig
-
-    s = cfg.slide
-    return TileConfig(mpp=s.mpp, size=s.size, overlap=s.overlap, min_tissue=s.min_tissue), TissueConfig()
+    return cfg.slide.tiles, cfg.slide.tissue
 
 
 def _tile_config(cfg: Any) -> dict[str, Any]:
@@ -136,15 +132,13 @@ def tile_step(ctx: Any, row: ManifestRow) -> StepOutput:
 def extract_step(ctx: Any, row: ManifestRow) -> StepOutput:
     """Tile features with the model's image tower, added to ``features/<case_id>.h5``."""
     from medvl.io.features import FeatureStore
-    from medvl.pathology.extract import ExtractConfig
     from medvl.pathology.pipeline import extract_slide
 
     tiles, tissue = _tile_configs(ctx.config)
     encoder = ctx.tile_encoder
     # features left by an unfinished earlier attempt are not trusted: recompute them
     overwrite = FeatureStore(_slide_h5(ctx, row)).has_features(encoder.name)
-    s = ctx.config.slide
-    config = ExtractConfig(batch_size=s.batch_size, workers=s.reader_threads, device=ctx.config.device)
+    config = ctx.config.slide.extract.replace(device=ctx.config.device)
     record = extract_slide(_slide_job(row), ctx.layout.features, tiles, tissue, encoder, config, overwrite=overwrite)
     if record["status"] != "ok":
         raise InputError(row.path, record.get("warning") or record["status"])
@@ -220,7 +214,7 @@ def embed_step(ctx: Any, row: ManifestRow) -> StepOutput:
     out = ctx.layout.ct / f"{row.case_id}.npz"
     out.unlink(missing_ok=True)  # not finished per the resume state: do not let embed_cases reuse it
     summary = embed_cases([_ct_case(row)], ctx.ct_preprocess, ctx.volume_encoder, out, ctx.volume_cache,
-                          batch_size=ctx.config.ct.batch_size, stop_on_error=True, **_ct_options(ctx.config))
+                          batch_size=ctx.config.ct.batch_size, **_ct_options(ctx.config))
     return StepOutput({"embed_dim": summary["embed_dim"]}, [str(out), summary["config"]])
 
 

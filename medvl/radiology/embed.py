@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -193,12 +193,14 @@ def embed_cases(
     cache: Any = None,
     *,
     batch_size: int = 4,
-    stop_on_error: bool = True,
+    skip_errors: bool = False,
     **options: Any,
 ) -> dict[str, Any]:
     """Preprocess (through the cache) and embed ``cases``; write ``out`` and ``<out>.config.json``.
 
-    A rerun with the same config keeps the embeddings already in ``out`` and embeds only the missing cases.
+    Cases stream through: each preprocessed volume goes to the encoder as soon as a batch is full and is dropped
+    after it, so memory holds one batch of volumes, not the cohort. A rerun with the same config keeps the embeddings
+    already in ``out`` and embeds only the missing cases. Failures follow :class:`medvl.batch.BatchPolicy`.
 
     Returns:
         A summary: counts, the output path, failed cases with their errors.
@@ -212,10 +214,19 @@ def embed_cases(
                 "projected": encoder.projected, "medvl_version": medvl.__version__}
     done = _previous(out, resolved)
     todo = [c for c in cases if c.case_id not in done]
-    results = list(iter_preprocess(todo, config, cache, stop_on_error=stop_on_error, **options))
-    ok = [r for r in results if r.error is None]
-    new = embed_arrays(encoder, (r.entry.array for r in ok), batch_size=batch_size)
-    merged = {**done, **{r.case.case_id: e for r, e in zip(ok, new, strict=True)}}
+    embedded: list[str] = []
+    failed: list[dict[str, Any]] = []
+
+    def arrays() -> Iterator[np.ndarray]:
+        for result in iter_preprocess(todo, config, cache, skip_errors=skip_errors, **options):
+            if result.error is not None:
+                failed.append(result.record())
+                continue
+            embedded.append(result.case.case_id)
+            yield result.entry.array
+
+    new = embed_arrays(encoder, arrays(), batch_size=batch_size)
+    merged = {**done, **dict(zip(embedded, new, strict=True))}
     order = [c.case_id for c in cases if c.case_id in merged]
     if order:
         write_embeddings(out, order, np.stack([merged[i] for i in order]), resolved, encoder=encoder.name,
@@ -223,10 +234,10 @@ def embed_cases(
     return {
         "out": str(out),
         "config": str(config_path(out)),
-        "embedded": len(ok),
+        "embedded": len(embedded),
         "reused": len(done),
         "embed_dim": encoder.embed_dim,
-        "failed": [r.record() for r in results if r.error is not None],
+        "failed": failed,
     }
 
 

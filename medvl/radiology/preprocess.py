@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from medvl.errors import InputError, MedvlError
+from medvl.batch import BatchPolicy, failure
+from medvl.errors import InputError
 from medvl.io.volume import Volume, load_volume, require_ct
 from medvl.log import get_logger
 from medvl.radiology.cache import CacheEntry, VolumeCache
@@ -61,8 +62,10 @@ def preprocess_case(
         hit = cache.get(key)
         if hit is not None:
             log.debug("cache hit for case %s", case.case_id)
+            _warn(case, hit.meta.get("warnings", []))  # what was wrong with the input is still wrong
             return hit
     volume = _checked_volume(case, allow_non_ct, allow_irregular, deid)
+    _warn(case, volume.warnings)
     labels = load_volume(case.labels) if case.labels is not None else None
     array, affine = run_chain(volume, config, labels)
     meta = {
@@ -81,6 +84,11 @@ def preprocess_case(
     return entry
 
 
+def _warn(case: CTCase, warnings: list[str]) -> None:
+    for warning in warnings:
+        log.warning("%s: %s", case.case_id, warning)
+
+
 @dataclass
 class CaseResult:
     """Outcome of one case in a batch: the preprocessed entry, or the error message (never both)."""
@@ -90,10 +98,10 @@ class CaseResult:
     error: str | None = None
 
     def record(self) -> dict[str, Any]:
-        """A JSON line for batch output."""
-        rec: dict[str, Any] = {"case_id": self.case.case_id, "path": str(self.case.path)}
+        """A JSON line for batch output (a failure is :func:`medvl.batch.failure`'s record)."""
         if self.error is not None:
-            return {**rec, "status": "error", "error": self.error}
+            return failure(self.case.case_id, self.error, path=str(self.case.path))
+        rec: dict[str, Any] = {"case_id": self.case.case_id, "path": str(self.case.path)}
         entry = self.entry
         return {
             **rec,
@@ -109,20 +117,21 @@ def iter_preprocess(
     config: CTPreprocessConfig,
     cache: VolumeCache | None,
     *,
-    stop_on_error: bool = True,
+    skip_errors: bool = False,
     **options: Any,
 ) -> Iterator[CaseResult]:
-    """Preprocess cases one by one (cache hits are read, not recomputed).
+    """Preprocess cases one by one, lazily (cache hits are read, not recomputed).
 
     Args:
-        stop_on_error: raise the first error (one input) or record it and go on (a manifest of many cases).
+        skip_errors: record a failing case and go on; otherwise the first failure stops the batch with its error
+            (the policy of :class:`medvl.batch.BatchPolicy`).
         options: ``allow_non_ct``, ``allow_irregular``, ``deid`` of :func:`preprocess_case`.
     """
+    policy = BatchPolicy(skip_errors)
     for case in cases:
         try:
-            yield CaseResult(case, entry=preprocess_case(case, config, cache, **options))
-        except MedvlError as exc:
-            if stop_on_error:
-                raise
-            log.warning("case %s failed: %s", case.case_id, exc)
-            yield CaseResult(case, error=str(exc))
+            entry = preprocess_case(case, config, cache, **options)
+        except Exception as exc:  # noqa: BLE001 - every failure becomes a case record or one clear error
+            yield CaseResult(case, error=policy.fail(case.case_id, exc, case.path)["error"])
+            continue
+        yield CaseResult(case, entry=entry)

@@ -15,7 +15,7 @@ from medvl.errors import ConfigError
 from medvl.losses.registry import LossConfig
 from medvl.models.multimodal import ModelConfig
 
-__all__ = ["DataConfig", "ParamGroupConfig", "StageConfig", "TrainConfig"]
+__all__ = ["DataConfig", "EvalConfig", "ParamGroupConfig", "StageConfig", "TrainConfig"]
 
 
 @dataclass
@@ -23,16 +23,19 @@ class DataConfig(Config):
     """Where batches come from.
 
     Attributes:
-        dataset: a registered dataset (``breastmnist``, ``graph-groups``).
+        dataset: a registered dataset (``breastmnist``, ``graph-groups``; ``medvl.train.data``).
         options: the dataset's own options.
-        sampler: ``shuffled`` pairs or ``group-balanced`` (G groups x K instances, KEEP).
+        sampler: a registered sampler (``medvl.train.samplers``): ``shuffled`` pairs, ``group-balanced`` (G groups x
+            K instances, KEEP) or ``distinct`` (distinct items, optionally weighted, with hierarchy siblings).
+        sampler_options: the sampler's own options.
         batch_size: the global batch (over all processes) of one forward pass.
         groups_per_batch: G of the group-balanced sampler (K = batch_size / G).
     """
 
     dataset: str
     options: dict[str, Any] = field(default_factory=dict)
-    sampler: Literal["shuffled", "group-balanced"] = "shuffled"
+    sampler: str = "shuffled"
+    sampler_options: dict[str, Any] = field(default_factory=dict)
     batch_size: int = 32
     groups_per_batch: int = 0
 
@@ -52,22 +55,44 @@ class ParamGroupConfig(Config):
 
 
 @dataclass
+class EvalConfig(Config):
+    """An evaluation the trainer runs before and after a stage: a registered ``name`` (``medvl.train.evaluations``)
+    and its ``options``."""
+
+    name: str
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
 class StageConfig(Config):
     """One stage of a recipe.
 
     Attributes:
         name: a label for logs and checkpoints.
-        objective: ``contrastive`` (two inputs aligned by ``losses``) or ``supervised`` (a head on one tower).
+        objective: a registered objective (``medvl.train.objectives``): ``contrastive`` (two inputs aligned by
+            ``losses``) or ``supervised`` (a head on one tower).
         inputs: dataset fields fed to the model: ``[a, b]`` for contrastive, ``[x]`` for supervised.
         losses: terms of the contrastive objective.
         data: this stage's data (default: the run's ``data``).
+        steps: optimizer steps (the stage ends earlier when ``max_minutes`` runs out).
+        schedule: after the linear warm-up, ``cosine`` or ``linear`` decay to ``min_lr_ratio`` x lr, or ``constant``.
+        max_minutes: time budget of the stage (0: none). The stage stops when it is spent, and the decay is
+            budget-aware: it reaches its floor at the budget or at ``steps``, whichever comes first. Time-bounded
+            stages are not bit-for-bit reproducible (the step count depends on the machine).
+        betas, eps: AdamW's.
         precompute: inputs embedded once by the frozen model before the stage (two-stage: the text side).
         train_only: parameter-name prefixes trained in this stage; everything else frozen (ULIP-style binding).
+        freeze_layers: ``{modality: n}``: freeze the input embedding and the lowest ``n`` layers of that tower.
+        cache_frozen: compute the output of the frozen layers once for every text of the dataset, before the stage
+            (checked against the full forward pass first), and run only the trainable layers per step.
+        dropout: keep dropout in the trained towers (False: they run in eval mode, deterministic forward passes).
+        bank_every: re-encode the group bank (for the ``bank`` loss) every N steps.
+        evaluate: evaluations run before and after the stage (``metrics.jsonl``, ``summary.json``).
         multilabel: supervised with a sigmoid per label (labels are a multi-hot ``label`` field).
     """
 
     name: str = "align"
-    objective: Literal["contrastive", "supervised"] = "contrastive"
+    objective: str = "contrastive"
     inputs: list[str] = field(default_factory=lambda: ["image", "text"])
     losses: list[LossConfig] = field(default_factory=lambda: [LossConfig("infonce")])
     data: DataConfig | None = None
@@ -76,19 +101,33 @@ class StageConfig(Config):
     weight_decay: float = 0.05
     warmup_steps: int = 0
     min_lr_ratio: float = 0.0
+    schedule: Literal["cosine", "linear", "constant"] = "cosine"
+    max_minutes: float = 0.0
+    betas: tuple[float, float] = (0.9, 0.98)
+    eps: float = 1e-6
     grad_accum: int = 1
     max_grad_norm: float | None = None
     param_groups: list[ParamGroupConfig] = field(default_factory=list)
     precompute: list[str] = field(default_factory=list)
     train_only: list[str] = field(default_factory=list)
+    freeze_layers: dict[str, int] = field(default_factory=dict)
+    cache_frozen: bool = False
+    dropout: bool = True
+    bank_every: int = 50
+    evaluate: list[EvalConfig] = field(default_factory=list)
     multilabel: bool = False
 
     def validate(self) -> None:
-        want = 2 if self.objective == "contrastive" else 1
-        if len(self.inputs) != want:
-            raise ConfigError(f"StageConfig.inputs: the {self.objective} objective takes {want} input(s)")
+        if not self.inputs:
+            raise ConfigError("StageConfig.inputs: name at least one dataset field")
         if self.steps <= 0 or self.grad_accum <= 0:
             raise ConfigError("StageConfig.steps and grad_accum must be positive")
+        if self.max_minutes < 0 or self.bank_every <= 0:
+            raise ConfigError("StageConfig.max_minutes must be >= 0 and bank_every positive")
+        if any(n <= 0 for n in self.freeze_layers.values()):
+            raise ConfigError("StageConfig.freeze_layers: layer counts must be positive")
+        if self.cache_frozen and not self.freeze_layers:
+            raise ConfigError("StageConfig.cache_frozen: needs freeze_layers (there is nothing to cache)")
         unknown = [p for p in self.precompute if p not in self.inputs]
         if unknown:
             raise ConfigError(f"StageConfig.precompute: '{unknown[0]}' is not one of the inputs")
@@ -136,6 +175,26 @@ class TrainConfig(Config):
                 raise ConfigError(f"TrainConfig.stages[{i}] ({stage.name}): no data (set 'data' on the run or stage)")
         if self.checkpoint_every <= 0 or self.keep_checkpoints <= 0:
             raise ConfigError("TrainConfig.checkpoint_every and keep_checkpoints must be positive")
+
+    def with_data_options(self, **options: Any) -> TrainConfig:
+        """A copy with ``options`` set in the data of every stage whose dataset takes all of them (e.g. the graph file
+        of ``graph-groups``); a :class:`ConfigError` when no stage's dataset does."""
+        import dataclasses
+
+        from medvl.train.data import dataset_options
+
+        data = self.to_dict()
+        hits = 0
+        for node in [data.get("data"), *(stage.get("data") for stage in data["stages"])]:
+            if node is None:
+                continue
+            known = {f.name for f in dataclasses.fields(dataset_options(node["dataset"]))}
+            if set(options) <= known:
+                node["options"] = {**node.get("options", {}), **options}
+                hits += 1
+        if not hits:
+            raise ConfigError(f"no dataset of this recipe takes {', '.join(sorted(options))}")
+        return TrainConfig.from_dict(data)
 
     def stage_data(self, index: int) -> DataConfig:
         return self.stages[index].data or self.data  # type: ignore[return-value]

@@ -9,12 +9,8 @@ Launched by ``torchrun``, each process trains on its slice of every global batch
 from __future__ import annotations
 
 import gc
-import json
-import math
-import os
 import time
 from contextlib import nullcontext
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,11 +18,15 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from medvl.atomic import atomic_write_json, atomic_write_text
+from medvl.atomic import atomic_write_json
 from medvl.errors import ConfigError, MedvlError
 from medvl.log import get_logger, progress
 from medvl.train.config import StageConfig, TrainConfig
 from medvl.train.data import build_dataset, collate
+from medvl.train.distributed import init_distributed
+from medvl.train.evaluations import run_evaluations
+from medvl.train.metrics import Metrics
+from medvl.train.optim import StageClock, build_optimizer, build_schedule, cosine_schedule
 from medvl.train.samplers import build_sampler
 from medvl.train.state import (
     TrainState,
@@ -45,58 +45,19 @@ class TrainingDiverged(MedvlError):
     """The loss became NaN or infinite; the run stopped without overwriting the last good checkpoint."""
 
 
-# ------------------------------------------------------------------------------------------------ processes
-@dataclass
-class Dist:
-    rank: int = 0
-    world: int = 1
-    local_rank: int = 0
-    device: torch.device = torch.device("cpu")
-    started: bool = False
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-    def barrier(self) -> None:
-        if self.world > 1:
-            dist.barrier()
-
-
-def init_distributed(device: str) -> Dist:
-    """Join the process group torchrun describes in the environment (a single process otherwise)."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    rank, local = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
-    use_cuda = torch.cuda.is_available() if device == "auto" else device.startswith("cuda")
-    dev = torch.device(f"cuda:{local}" if use_cuda else "cpu")
-    if use_cuda:
-        torch.cuda.set_device(dev)
-    started = False
-    if world > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if use_cuda else "gloo")
-        started = True
-    return Dist(rank, world, local, dev, started)
-
-
-# ------------------------------------------------------------------------------------------------ optimisation
-def cosine_schedule(optimizer: torch.optim.Optimizer, warmup: int, total: int, min_ratio: float = 0.0):
-    """Linear warm-up to the base lr over ``warmup`` steps, then cosine decay to ``min_ratio`` x lr at ``total``."""
-
-    def factor(step: int) -> float:
-        if warmup and step < warmup:
-            return (step + 1) / warmup
-        progress_ = min(1.0, (step - warmup) / max(1, total - warmup))
-        return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress_))
-
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-
-
+# ------------------------------------------------------------------------------------------------ parameters
 def select_trainable(objective: nn.Module, stage: StageConfig) -> None:
-    """Freeze every parameter the stage does not train (its ``train_only`` prefixes, else what the losses use)."""
+    """Freeze every parameter the stage does not train (its ``train_only`` prefixes, else what the losses use), the
+    lower layers of ``freeze_layers`` and the ``param_groups`` marked ``freeze``."""
     prefixes = [f"model.{p}" for p in stage.train_only] or objective.used_prefixes()
     named = dict(objective.named_parameters())
     for name, p in named.items():
         p.requires_grad_(any(name.startswith(pre) for pre in prefixes) or name.startswith("head."))
+    for modality, layers in stage.freeze_layers.items():
+        if modality not in objective.model.towers:
+            raise ConfigError(f"stage '{stage.name}': freeze_layers names '{modality}', which has no tower")
+        for module in objective.model.towers[modality].lower_modules(layers):
+            module.requires_grad_(False)
     for pg in stage.param_groups:
         hits = [n for n in named if n.startswith(f"model.{pg.prefix}")]
         if not hits:
@@ -108,63 +69,8 @@ def select_trainable(objective: nn.Module, stage: StageConfig) -> None:
         raise ConfigError(f"stage '{stage.name}': every parameter is frozen")
 
 
-def build_optimizer(objective: nn.Module, stage: StageConfig) -> torch.optim.Optimizer:
-    """AdamW with one group per (lr scale, weight decay); no decay on biases, norms and the temperature."""
-    groups: dict[tuple[float, float], list[nn.Parameter]] = {}
-    for name, p in objective.named_parameters():
-        if not p.requires_grad:
-            continue
-        lr_scale, wd = 1.0, stage.weight_decay
-        for pg in stage.param_groups:
-            if name.startswith(f"model.{pg.prefix}"):
-                lr_scale = pg.lr_scale
-                wd = pg.weight_decay if pg.weight_decay is not None else wd
-        if p.ndim < 2:
-            wd = 0.0
-        groups.setdefault((lr_scale, wd), []).append(p)
-    params = [{"params": ps, "lr": stage.lr * s, "weight_decay": wd} for (s, wd), ps in groups.items()]
-    return torch.optim.AdamW(params, lr=stage.lr, betas=(0.9, 0.98), eps=1e-6)
-
-
 def _move(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
     return {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
-
-
-# ------------------------------------------------------------------------------------------------ metrics
-class Metrics:
-    """JSONL metrics (rank 0), TensorBoard when installed."""
-
-    def __init__(self, out: Path, enabled: bool, tensorboard: bool, resume_step: int):
-        self.path = out / "metrics.jsonl"
-        self.enabled = enabled
-        self.writer = None
-        if not enabled:
-            return
-        if self.path.exists():  # a resumed run drops what came after its checkpoint
-            kept = [ln for ln in self.path.read_text().splitlines()
-                    if ln.strip() and json.loads(ln).get("global_step", 0) <= resume_step]
-            atomic_write_text(self.path, "".join(ln + "\n" for ln in kept))
-        if tensorboard:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-
-                self.writer = SummaryWriter(str(out / "tensorboard"))
-            except ImportError:
-                self.writer = None
-
-    def write(self, record: dict[str, Any]) -> None:
-        if not self.enabled:
-            return
-        with open(self.path, "a", encoding="utf-8") as fh:
-            fh.write(json.dumps(record) + "\n")
-        if self.writer is not None:
-            for key, value in record.items():
-                if isinstance(value, float):
-                    self.writer.add_scalar(f"{record['stage']}/{key}", value, record["global_step"])
-
-    def close(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
 
 
 # ------------------------------------------------------------------------------------------------ the loop
@@ -180,7 +86,7 @@ class StageRunner:
         if data_cfg.batch_size % trainer.dist.world:
             raise ConfigError(f"batch_size {data_cfg.batch_size} is not divisible by {trainer.dist.world} processes")
         self.sampler = build_sampler(data_cfg.sampler, self.dataset, data_cfg.batch_size,
-                                     data_cfg.groups_per_batch, trainer.config.seed + index)
+                                     data_cfg.groups_per_batch, trainer.config.seed + index, data_cfg.sampler_options)
         from medvl.train.objectives import build_objective
 
         self.objective = build_objective(trainer.model, self.stage, self.dataset, trainer.config.seed + index)
@@ -189,8 +95,9 @@ class StageRunner:
             self.objective.precompute(field, self.dataset.texts())
         select_trainable(self.objective, self.stage)
         self.optimizer = build_optimizer(self.objective, self.stage)
-        self.scheduler = cosine_schedule(self.optimizer, self.stage.warmup_steps, self.stage.steps,
-                                         self.stage.min_lr_ratio)
+        self.clock = StageClock()
+        self.scheduler = build_schedule(self.optimizer, self.stage, self.clock)
+        self.budget_reached = False
         self.wrapped: nn.Module = self.objective
         if trainer.dist.world > 1:
             from torch.nn.parallel import DistributedDataParallel
@@ -225,11 +132,23 @@ class StageRunner:
                 yield _move(collate(items), d.device)
             state.epoch, state.batch_in_epoch = state.epoch + 1, 0
 
-    def _forward(self, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
+    def _autocast(self):
         dev = self.t.dist.device
-        amp = torch.autocast(dev.type, dtype=torch.bfloat16) if self.t.config.precision == "bf16" else nullcontext()
-        with amp:
+        return torch.autocast(dev.type, dtype=torch.bfloat16) if self.t.config.precision == "bf16" else nullcontext()
+
+    def _forward(self, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
+        with self._autocast():
             return self.wrapped(batch)
+
+    def _out_of_time(self) -> bool:
+        """Whether the stage's time budget is spent (every process agrees: the first one out stops them all)."""
+        if not self.stage.max_minutes:
+            return False
+        spent = torch.tensor([float(self.clock.elapsed() >= 60 * self.stage.max_minutes)])
+        if self.t.dist.world > 1:
+            spent = spent.to(self.t.dist.device)
+            dist.all_reduce(spent, op=dist.ReduceOp.MAX)
+        return bool(spent.item())
 
     def _check_finite(self, loss: torch.Tensor, state: TrainState) -> None:
         bad = torch.tensor([0.0 if torch.isfinite(loss.detach()).all() else 1.0], device=loss.device)
@@ -244,6 +163,8 @@ class StageRunner:
             )
 
     def step(self, batches, state: TrainState) -> dict[str, float]:
+        with self._autocast():
+            self.objective.before_step(state.step)
         self.optimizer.zero_grad(set_to_none=True)
         accum = self.stage.grad_accum
         total, logs = 0.0, {}
@@ -263,30 +184,45 @@ class StageRunner:
         return {"loss": total, **logs}
 
     def run(self, state: TrainState) -> None:
+        """Train the stage from ``state`` to its last step (or to its time budget)."""
         t, cfg = self.t, self.t.config
+        self.clock.restart(state.seconds)  # the budget covers the caches built now, not the evaluations before
+        self.objective.prepare(self.dataset)
         self.objective.train()
         batches = self._batches(state)
-        global_batch = cfg.stage_data(self.index).batch_size * self.stage.grad_accum
         steps = range(state.step, self.stage.steps)
         bar = progress(steps, total=len(steps), desc=f"train {self.stage.name}", unit="step") if t.dist.main else steps
-        tick = time.perf_counter()
+        self.tick = time.perf_counter()
         for _ in bar:
             record = self.step(batches, state)
             state.step += 1
             state.global_step += 1
-            if state.step % cfg.log_every == 0 or state.step == self.stage.steps:
-                now = time.perf_counter()
-                t.metrics.write({
-                    "stage": self.stage.name, "step": state.step, "global_step": state.global_step,
-                    "lr": self.scheduler.get_last_lr()[0], "logit_scale": float(t.model.scale().detach()),
-                    "samples_per_s": round(global_batch * cfg.log_every / max(now - tick, 1e-9), 2), **record,
-                })
-                tick = now
+            self.budget_reached = self._out_of_time()
+            last = state.step == self.stage.steps or self.budget_reached
+            if state.step % cfg.log_every == 0 or last:
+                self._log(record, state)
             t.last_loss = record["loss"]
-            if state.step == self.stage.steps:
+            if last:
                 break
             if state.global_step % cfg.checkpoint_every == 0:
+                state.seconds = self.clock.elapsed()
                 t.checkpoint(state, self)
+        if self.budget_reached and t.dist.main:
+            log.warning("stage '%s': time budget of %s min reached after %d of %d steps", self.stage.name,
+                        self.stage.max_minutes, state.step, self.stage.steps)
+        self.seconds = self.clock.elapsed()
+
+    def _log(self, record: dict[str, float], state: TrainState) -> None:
+        cfg = self.t.config
+        now = time.perf_counter()
+        done = (state.step - 1) % cfg.log_every + 1  # steps since the last line
+        global_batch = cfg.stage_data(self.index).batch_size * self.stage.grad_accum
+        self.t.metrics.write({
+            "stage": self.stage.name, "step": state.step, "global_step": state.global_step,
+            "lr": self.scheduler.get_last_lr()[0], "logit_scale": float(self.t.model.scale().detach()),
+            "samples_per_s": round(global_batch * done / max(now - self.tick, 1e-9), 2), **record,
+        })
+        self.tick = now
 
     def close(self) -> None:
         if isinstance(self.wrapped, nn.parallel.DistributedDataParallel):
@@ -344,21 +280,50 @@ class Trainer:
                 runner = StageRunner(self, index)
                 if payload is not None and payload["state"].stage == index:
                     runner.restore(payload)
+                self._evaluate(runner, "before", state)
                 runner.run(state)
-                state = TrainState(stage=index + 1, global_step=state.global_step)
+                self._evaluate(runner, "after", state)
+                finished = {**state.finished, runner.stage.name: {
+                    "steps": state.step, "seconds": round(runner.seconds, 2), "budget_reached": runner.budget_reached}}
+                state = TrainState(stage=index + 1, global_step=state.global_step, finished=finished)
                 self.checkpoint(state, None)
                 runner.close()
         finally:
             self.metrics.close()
         return self._finish(state, time.perf_counter() - start)
 
+    def _evaluate(self, runner: StageRunner, when: str, state: TrainState) -> None:
+        """The stage's evaluations on rank 0; a resumed stage keeps the ``before`` figures it measured first."""
+        configs = runner.stage.evaluate
+        if configs and self.dist.main:
+            done = {r["evaluation"] for r in self.metrics.records()
+                    if r.get("stage") == runner.stage.name and r.get("when") == when and "evaluation" in r}
+            todo = [c for c in configs if c.name not in done]
+            for name, figures in (run_evaluations(self.model, runner.dataset, todo) if todo else {}).items():
+                self.metrics.write({"stage": runner.stage.name, "step": state.step, "global_step": state.global_step,
+                                    "evaluation": name, "when": when, **figures})
+                log.info("%s %s (%s): %s", runner.stage.name, name, when, figures)
+        self.dist.barrier()
+
+    def _evaluations(self) -> dict[str, Any]:
+        """stage -> evaluation -> ``before`` / ``after`` -> figures, from ``metrics.jsonl``."""
+        evaluations: dict[str, Any] = {}
+        keys = ("stage", "step", "global_step", "evaluation", "when")
+        for r in self.metrics.records():
+            if "evaluation" in r:
+                figures = {k: v for k, v in r.items() if k not in keys}
+                evaluations.setdefault(r["stage"], {}).setdefault(r["evaluation"], {})[r["when"]] = figures
+        return evaluations
+
     def _finish(self, state: TrainState, seconds: float) -> dict[str, Any]:
         summary = {
             "out": str(self.out), "model": str(self.out / "model"), "recipe": self.config.recipe,
             "stages": [s.name for s in self.config.stages], "global_steps": state.global_step,
             "final_loss": self.last_loss, "seconds": round(seconds, 2), "processes": self.dist.world,
-            "device": str(self.dist.device), "precision": self.config.precision,
+            "device": str(self.dist.device), "precision": self.config.precision, "stage_results": state.finished,
         }
+        if self.dist.main:
+            summary["evaluations"] = self._evaluations()
         if self.dist.main:
             self.model.save(self.out / "model")
             atomic_write_json(self.out / "summary.json", summary)

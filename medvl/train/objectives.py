@@ -1,12 +1,21 @@
-"""Stage objectives: modules that turn a batch into a loss, so the whole step runs inside one DDP forward.
+"""Stage objectives (a registry): modules that turn a batch into a loss, so the whole step runs inside one DDP forward.
 
-``contrastive``: embeds inputs ``a`` and ``b`` (or looks ``b`` up in pre-computed embeddings) and sums the
-configured losses. ``supervised``: a linear head on one tower's features, cross-entropy (or per-label sigmoid).
+Every objective subclasses :class:`Objective` and is registered with ``@register_objective(name)``; a stage names it
+(``objective: contrastive``). It is built as ``cls(model, stage, dataset, seed)`` and implements
+``forward(batch) -> (loss, logs)`` and ``used_prefixes()`` (the parameters it trains by default). The base class gives
+every objective the frozen-layer cache (:meth:`Objective.features`), eval mode for frozen towers, and the hooks the
+engine calls: :meth:`~Objective.prepare` (once, before the first step, inside the stage's time budget) and
+:meth:`~Objective.before_step`.
+
+``contrastive``: embeds inputs ``a`` and ``b`` (or looks ``b`` up in pre-computed embeddings) and sums the configured
+losses; a ``b`` field holding a list per item gives the anchor several positives. ``supervised``: a linear head on
+one tower's features, cross-entropy (or per-label sigmoid).
 """
 
 from __future__ import annotations
 
-from typing import Any
+import dataclasses
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -14,9 +23,22 @@ from torch import nn
 
 from medvl.errors import ConfigError
 from medvl.losses.registry import LossInputs, build_losses
+from medvl.registry import Registry
+from medvl.train.bank import GroupBank
 from medvl.train.config import StageConfig
+from medvl.train.frozen_cache import FrozenLayerCache
 
-__all__ = ["ContrastiveObjective", "SupervisedObjective", "build_objective"]
+__all__ = ["OBJECTIVES", "ContrastiveObjective", "Objective", "SupervisedObjective", "build_objective",
+           "register_objective"]
+
+#: name -> objective class
+OBJECTIVES: Registry[type[Objective]] = Registry(
+    "objective", builtins=("medvl.train.objectives",))  # add the modules of new objectives here
+
+
+def register_objective(name: str):
+    """Register an :class:`Objective` subclass under ``name``."""
+    return OBJECTIVES.register(name)
 
 
 def _modality(dataset: Any, field: str, model: Any) -> str:
@@ -29,12 +51,89 @@ def _modality(dataset: Any, field: str, model: Any) -> str:
     return modality
 
 
-class ContrastiveObjective(nn.Module):
+class Objective(nn.Module):
+    """The interface of an objective (see the module docstring).
+
+    Attributes:
+        n_inputs: how many dataset fields the objective takes (``stage.inputs``).
+        modalities: the towers it runs.
+    """
+
+    n_inputs: ClassVar[int] = 1
+
+    def __init__(self, model: nn.Module, stage: StageConfig, dataset: Any, seed: int):
+        super().__init__()
+        if len(stage.inputs) != self.n_inputs:
+            raise ConfigError(f"stage '{stage.name}': the {stage.objective} objective takes {self.n_inputs} "
+                              f"input(s), got {len(stage.inputs)}")
+        self.model = model
+        self.stage = stage
+        self.modalities = list(dict.fromkeys(_modality(dataset, f, model) for f in stage.inputs))
+        self.caches: dict[str, FrozenLayerCache] = {}
+
+    def used_prefixes(self) -> list[str]:
+        """Parameters this objective trains by default (``model.``-prefixed names)."""
+        raise NotImplementedError
+
+    def precompute(self, field: str, texts: list[str]) -> None:
+        raise ConfigError(f"the {self.stage.objective} objective cannot pre-compute inputs")
+
+    def _frozen(self, modality: str) -> bool:
+        return not any(p.requires_grad for p in self.model.towers[modality].parameters())
+
+    def train(self, mode: bool = True) -> Objective:
+        """Frozen towers stay in eval mode (no dropout), so their outputs are fixed and can be memoised; with
+        ``dropout: false`` every tower does."""
+        super().train(mode)
+        for modality in self.modalities:
+            if self._frozen(modality) or not self.stage.dropout:
+                self.model.towers[modality].eval()
+        return self
+
+    def prepare(self, dataset: Any) -> None:
+        """Before the first step: the frozen-layer caches (``cache_frozen``) over every text of the dataset."""
+        if not self.stage.cache_frozen:
+            return
+        for modality, layers in self.stage.freeze_layers.items():
+            if modality in self.modalities:
+                self.caches[modality] = FrozenLayerCache(self.model.towers[modality], layers, dataset.texts())
+
+    def before_step(self, step: int) -> None:
+        """Called before every optimizer step (``step``: steps done in the stage), under the stage's precision."""
+
+    def features(self, modality: str, value: Any) -> torch.Tensor:
+        """The tower's pooled features: from the frozen-layer cache where there is one."""
+        if modality in self.caches and isinstance(value, list):
+            return self.caches[modality].features(value)
+        return self.model.towers[modality].encode(value)
+
+    def embed(self, modality: str, value: Any) -> torch.Tensor:
+        """Joint-space (projected, L2-normalised) embeddings."""
+        return self.model.project(modality, self.features(modality, value))
+
+
+def _fp32(inputs: LossInputs) -> LossInputs:
+    """Every floating tensor of ``inputs`` in float32 (embeddings from bf16 towers; the losses compute in fp32)."""
+    changes = {f.name: getattr(inputs, f.name).float() for f in dataclasses.fields(inputs)
+               if isinstance(getattr(inputs, f.name), torch.Tensor) and getattr(inputs, f.name).is_floating_point()}
+    return dataclasses.replace(inputs, **changes)
+
+
+def _flatten(values: list) -> tuple[list, list[int] | None]:
+    """A field holding a list per item: the values one after another and the item each belongs to."""
+    if not values or not isinstance(values[0], (list, tuple)):
+        return values, None
+    return [v for vs in values for v in vs], [i for i, vs in enumerate(values) for _ in vs]
+
+
+@register_objective("contrastive")
+class ContrastiveObjective(Objective):
     """Two inputs in the joint space, the configured loss terms summed with their weights."""
 
-    def __init__(self, model: nn.Module, stage: StageConfig, dataset: Any):
-        super().__init__()
-        self.model = model
+    n_inputs = 2
+
+    def __init__(self, model: nn.Module, stage: StageConfig, dataset: Any, seed: int = 0):
+        super().__init__(model, stage, dataset, seed)
         self.a, self.b = stage.inputs
         self.mod_a, self.mod_b = _modality(dataset, self.a, model), _modality(dataset, self.b, model)
         self.losses = build_losses(stage.losses)
@@ -42,17 +141,11 @@ class ContrastiveObjective(nn.Module):
         self.group_relatives = getattr(dataset, "group_relatives", None)
         self.cache: dict[str, tuple[dict[str, int], torch.Tensor]] = {}
         self.memo: dict[str, dict[str, torch.Tensor]] = {}
-
-    def _frozen(self, modality: str) -> bool:
-        return not any(p.requires_grad for p in self.model.towers[modality].parameters())
-
-    def train(self, mode: bool = True) -> ContrastiveObjective:
-        """Frozen towers stay in eval mode (no dropout), so their outputs are fixed and can be memoised."""
-        super().train(mode)
-        for modality in (self.mod_a, self.mod_b):
-            if self._frozen(modality):
-                self.model.towers[modality].eval()
-        return self
+        self.bank: GroupBank | None = None
+        if any("bank" in term.needs for term in self.losses):
+            if getattr(dataset, "group_texts", None) is None:
+                raise ConfigError(f"stage '{stage.name}': the bank loss needs a dataset with group_texts")
+            self.bank = GroupBank(dataset.group_texts, stage.bank_every)
 
     def _frozen_text_features(self, modality: str, texts: list[str]) -> torch.Tensor:
         memo = self.memo.setdefault(modality, {})
@@ -63,7 +156,6 @@ class ContrastiveObjective(nn.Module):
         return torch.stack([memo[t] for t in texts])
 
     def used_prefixes(self) -> list[str]:
-        """Parameters this objective trains by default."""
         prefixes = ["model.logit_scale"]
         if any(term.name == "siglip" for term in self.losses):
             prefixes.append("model.logit_bias")
@@ -83,49 +175,73 @@ class ContrastiveObjective(nn.Module):
         self.cache[field] = ({t: i for i, t in enumerate(unique)}, torch.cat(parts).float())
         self.model.train(was_training)
 
-    def _embed(self, field: str, modality: str, batch: dict[str, Any]) -> tuple[torch.Tensor, Any, Any]:
+    def before_step(self, step: int) -> None:
+        """Re-encode the group bank when it is due (eval mode, no gradients)."""
+        if self.bank is None or not self.bank.due(step):
+            return
+        was_training = self.training
+        self.eval()
+        try:
+            self.bank.refresh(lambda texts: self.embed(self.mod_a, texts))
+        finally:
+            self.train(was_training)
+
+    def _embed(self, field: str, modality: str, value: Any) -> tuple[torch.Tensor, Any, Any]:
         if field in self.cache:
             index, table = self.cache[field]
-            rows = torch.tensor([index[t] for t in batch[field]], device=table.device)
+            rows = torch.tensor([index[t] for t in value], device=table.device)
             return table[rows], None, None
         if self.tokens:
-            tokens, mask = self.model.encode_tokens(modality, batch[field])
-            feats = self.model.encode(modality, batch[field])
-            return feats, tokens, mask
-        value = batch[field]
-        if isinstance(value, list) and self._frozen(modality):  # a frozen text tower: encode each text once
+            tokens, mask = self.model.encode_tokens(modality, value)
+            return self.model.encode(modality, value), tokens, mask
+        if isinstance(value, list) and self._frozen(modality) and modality not in self.caches:
             return self.model.project(modality, self._frozen_text_features(modality, value)), None, None
-        return self.model.encode(modality, value), None, None
+        return self.embed(modality, value), None, None
 
-    def forward(self, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
-        ea, ta, ma = self._embed(self.a, self.mod_a, batch)
-        eb, tb, mb = self._embed(self.b, self.mod_b, batch)
+    def _second_views(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         second = {}
         for side, field, modality in (("a2", self.a, self.mod_a), ("b2", self.b, self.mod_b)):
             if f"{field}2" in batch and f"{field}2" not in (self.a, self.b):
                 second[side] = self.model.encode(modality, batch[f"{field}2"])
+        return second
+
+    def _inputs(self, batch: dict[str, Any]) -> LossInputs:
+        value_b, rows = _flatten(batch[self.b])
+        if rows is not None and self.tokens:
+            raise ConfigError(f"stage '{self.stage.name}': token losses take one '{self.b}' per item, not a list")
+        ea, ta, ma = self._embed(self.a, self.mod_a, batch[self.a])
+        eb, tb, mb = self._embed(self.b, self.mod_b, value_b)
         groups = batch.get("group")
-        inputs = LossInputs(
-            a=ea, b=eb, logit_scale=self.model.scale(), logit_bias=self.model.logit_bias,
-            groups=groups.to(ea.device) if groups is not None else None, group_relatives=self.group_relatives,
-            tokens_a=ta, tokens_b=tb, mask_a=ma, mask_b=mb, **second,
+        groups = groups.to(ea.device) if groups is not None else None
+        bank = self.bank.table(groups, ea, batch[self.a]) if self.bank is not None else None
+        if rows is not None:  # several positives per anchor: the anchor's row repeats for each
+            index = torch.tensor(rows, device=ea.device)
+            ea, groups = ea[index], groups[index] if groups is not None else None
+        return LossInputs(
+            a=ea, b=eb, logit_scale=self.model.scale(), logit_bias=self.model.logit_bias, groups=groups,
+            group_relatives=self.group_relatives, tokens_a=ta, tokens_b=tb, mask_a=ma, mask_b=mb, bank=bank,
+            **(self._second_views(batch) if rows is None else {}),
         )
-        total = torch.zeros((), device=ea.device)
+
+    def forward(self, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
+        inputs = _fp32(self._inputs(batch))
+        total = torch.zeros((), device=inputs.a.device)
         logs: dict[str, float] = {}
-        for term in self.losses:
-            value = term(inputs)
-            key = f"loss_{term.name}"
-            logs[key if key not in logs else f"{key}_{len(logs)}"] = float(value.detach())
-            total = total + term.weight * value
+        with torch.autocast(inputs.a.device.type, enabled=False):  # the towers ran under autocast, the losses do not
+            for term in self.losses:
+                value = term(inputs)
+                key = f"loss_{term.name}"
+                logs[key if key not in logs else f"{key}_{len(logs)}"] = float(value.detach())
+                total = total + term.weight * value
         return total, logs
 
 
-class SupervisedObjective(nn.Module):
+@register_objective("supervised")
+class SupervisedObjective(Objective):
     """A linear head on one tower's raw features, trained on the dataset's labels (stage 1 of two-stage)."""
 
-    def __init__(self, model: nn.Module, stage: StageConfig, dataset: Any, seed: int):
-        super().__init__()
-        self.model = model
+    def __init__(self, model: nn.Module, stage: StageConfig, dataset: Any, seed: int = 0):
+        super().__init__(model, stage, dataset, seed)
         self.field = stage.inputs[0]
         self.modality = _modality(dataset, self.field, model)
         self.multilabel = stage.multilabel
@@ -138,7 +254,7 @@ class SupervisedObjective(nn.Module):
         return [f"model.towers.{self.modality}.", "head."]
 
     def forward(self, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
-        logits = self.head(self.model.towers[self.modality].encode(batch[self.field])).float()
+        logits = self.head(self.features(self.modality, batch[self.field])).float()
         labels = batch["label"].to(logits.device)
         if self.multilabel:
             loss = F.binary_cross_entropy_with_logits(logits, labels.float())
@@ -148,7 +264,6 @@ class SupervisedObjective(nn.Module):
         return loss, {"loss_ce": float(loss.detach()), "train_acc": float(acc)}
 
 
-def build_objective(model: nn.Module, stage: StageConfig, dataset: Any, seed: int) -> nn.Module:
-    if stage.objective == "supervised":
-        return SupervisedObjective(model, stage, dataset, seed)
-    return ContrastiveObjective(model, stage, dataset)
+def build_objective(model: nn.Module, stage: StageConfig, dataset: Any, seed: int) -> Objective:
+    """The stage's registered objective over ``model`` and ``dataset``."""
+    return OBJECTIVES.get(stage.objective)(model, stage, dataset, seed)

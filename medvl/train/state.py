@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,13 +29,17 @@ STATE_FILE = "trainer_state.pt"
 
 @dataclass
 class TrainState:
-    """Where a run is: stage index, optimizer steps done in it and overall, and the data position."""
+    """Where a run is: stage index, optimizer steps done in it and overall, the data position, the seconds the
+    stage has trained (its time budget carries over a resume), and what each finished stage did (``finished``:
+    name -> steps, seconds, whether its time budget ended it)."""
 
     stage: int = 0
     step: int = 0
     global_step: int = 0
     epoch: int = 0
     batch_in_epoch: int = 0
+    seconds: float = 0.0
+    finished: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 def model_fingerprint(model_config: dict[str, Any]) -> str:

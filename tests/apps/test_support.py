@@ -115,3 +115,34 @@ def test_slide_tile_encodings_are_kept_in_the_workspace_cache(tmp_path, svs_path
     with open_slide(svs_path) as slide:
         other = slideview.slide_tiles(slide, JointSpace.load(tmp_path / "other" / "ckpt"), None, cache)
     assert not other.source.endswith("(cached)") and len(list(cache.glob("slide-tiles-*.npy"))) == 2
+
+
+def test_catalog_finds_dicom_series_whatever_the_suffix_and_the_outputs_of_medvl_run(tmp_path, svs_path):
+    """Before: a series of suffix-less files (as PACS exports write them) and a ``medvl run`` were invisible."""
+    import shutil
+
+    import pandas as pd
+
+    from medvl.io.features import FeatureStore, TileTable
+    from medvl.pipelines.config import ModelSource, PipelineConfig
+    from medvl.resources import bundled
+    from tests.radiology.dicom_series import write_ct_series
+
+    ws = tmp_path / "ws"
+    series = write_ct_series(ws / "ct" / "study1", bundled("ct_small"), slices=range(3))
+    for f in series.iterdir():
+        f.rename(f.with_suffix(""))  # IM00001234: no suffix
+    run = ws / "runs" / "cohort"
+    slide = shutil.copy(svs_path, tmp_path / "slide-a.svs")
+    manifest = tmp_path / "cohort.csv"
+    pd.DataFrame({"case_id": ["A", "B"], "modality": ["slide", "ct"],
+                  "path": [str(slide), str(bundled("ct_small"))]}).to_csv(manifest, index=False)
+    PipelineConfig(manifest=manifest, model=ModelSource(name="tiny-clip")).to_file(run / "run_config.json")
+    FeatureStore(run / "features" / "A.h5").write(TileTable(np.zeros((2, 2), np.int64), {"mpp": 0.5},
+                                                            np.zeros((2, 4), np.float32)))
+    (run / "index" / "slides").mkdir(parents=True)
+    (run / "index" / "slides" / "index.json").write_text("{}")
+    cat = scan_workspace(ws)
+    assert series in cat.cts and bundled("ct_small") in cat.cts
+    assert cat.slides == [slide] and cat.features_for(slide) == run / "features" / "A.h5"
+    assert cat.indexes == [run / "index" / "slides"]

@@ -1,5 +1,6 @@
 """The command line as a user meets it: help, version, doctor, demo, JSON output and error lines."""
 
+import json
 import os
 import textwrap
 
@@ -89,6 +90,13 @@ def test_error_line_and_debug_traceback(tmp_path):
             @command(app, "other")
             def other() -> dict:
                 return {"ok": True}
+            @command(app, "warns")
+            def warns() -> dict:
+                from medvl.log import get_logger
+                log = get_logger("medvl.tasks.x")
+                for _ in range(3):  # met three times (a loop over cases): printed and listed once
+                    log.warning("scan.dcm: 1 file(s) skipped")
+                return {"ok": True, "warnings": ["from the data"]}
             app()
             """
         )
@@ -101,7 +109,11 @@ def test_error_line_and_debug_traceback(tmp_path):
     proc = subprocess.run([sys.executable, script, "boom", "x.svs", "--debug"], capture_output=True, text=True)
     assert proc.returncode != 0 and "Traceback" in proc.stderr
     proc = subprocess.run([sys.executable, script, "other", "--json"], capture_output=True, text=True)
-    assert proc.stdout.strip() == '{"ok": true}'
+    assert proc.stdout.strip() == '{"ok": true, "warnings": []}'
+    human = subprocess.run([sys.executable, script, "warns"], capture_output=True, text=True)
+    assert human.stderr.count("warning: scan.dcm: 1 file(s) skipped") == 1
+    js = subprocess.run([sys.executable, script, "warns", "--json"], capture_output=True, text=True)
+    assert json.loads(js.stdout)["warnings"] == ["from the data", "scan.dcm: 1 file(s) skipped"]
 
 
 def test_app_refuses_clearly_without_its_pages(tmp_path, monkeypatch):
@@ -111,3 +123,21 @@ def test_app_refuses_clearly_without_its_pages(tmp_path, monkeypatch):
     monkeypatch.setattr("medvl.resources.app_dir", lambda: tmp_path / "streamlit")
     with pytest.raises(InputError, match="Streamlit pages are missing from the installed medvl package"):
         serve(tmp_path / "ws")
+
+
+def test_config_from_a_file_plus_flags_and_errors_name_flags(tmp_path):
+    from medvl.cli.flags import config_from, name_flags
+    from medvl.errors import ConfigError
+    from medvl.pathology.settings import SlideSettings
+
+    path = tmp_path / "s.yaml"
+    path.write_text("tiles: {mpp: 1.0, size: 128}\nextract: {batch_size: 8}\n")
+    cfg = config_from(SlideSettings, path, tiles={"mpp": None, "size": 256}, extract={"workers": None})
+    assert (cfg.tiles.mpp, cfg.tiles.size, cfg.tiles.min_tissue) == (1.0, 256, 0.25)  # file, flag, default
+    assert cfg.extract.batch_size == 8 and cfg.extract.workers == 2
+    assert config_from(SlideSettings, None) == SlideSettings()
+    with pytest.raises(ConfigError) as err:
+        config_from(SlideSettings, None, tiles={"overlap": 500})
+    assert name_flags(str(err.value)) == "--overlap must be in [0, size), got 500"
+    assert name_flags("SurvivalConfig.pca_components: must be >= 1") == "--pca: must be >= 1"
+    assert name_flags("Unmapped.field stays") == "Unmapped.field stays"

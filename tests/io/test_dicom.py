@@ -42,12 +42,19 @@ def test_jpeg2000_lossless_series_decodes_identically(dicom_series, dicom_j2k):
     np.testing.assert_array_equal(vol.array, ref.array[:, :, :10])
 
 
-def test_pydicom_test_files():
-    ct = load_volume(get_testdata_file("CT_small.dcm"))
+def _as_series(tmp_path, name):
+    folder = tmp_path / name
+    folder.mkdir()
+    shutil.copy(get_testdata_file(name), folder / name)
+    return folder
+
+
+def test_pydicom_test_files(tmp_path):
+    ct = load_volume(_as_series(tmp_path, "CT_small.dcm"))
     assert ct.shape == (128, 128, 1) and ct.modality == "CT"
     assert ct.array.min() == -896 and ct.array.max() == 1167  # stored values + intercept -1024, once
     assert any("single slice" in w for w in ct.warnings)
-    mr = load_volume(get_testdata_file("MR_small_jp2klossless.dcm"))
+    mr = load_volume(_as_series(tmp_path, "MR_small_jp2klossless.dcm"))
     raw = pydicom.dcmread(get_testdata_file("MR_small.dcm")).pixel_array
     np.testing.assert_array_equal(mr.array[:, :, 0], raw.T.astype(np.float32))
     with pytest.raises(InputError, match="modality is MR"):
@@ -105,3 +112,37 @@ def test_broken_series(tmp_path, ct_small):
     with pytest.raises(InputError, match="duplicate slice position"):
         load_volume(dup)
     shutil.rmtree(nopix)
+
+
+# ---------------------------------------------------------------------------------------- issue 16, item 6
+def _edge_slice(folder):
+    files = sorted(folder.iterdir())
+    return max(files, key=lambda f: float(pydicom.dcmread(f).ImagePositionPatient[2]))
+
+
+def test_a_slice_cut_short_at_the_edge_is_a_named_missing_slice(tmp_path, ct_small):
+    """Before: 19 slices, exit 0, and only "1 DICOM object(s) without pixel data skipped" (no file named)."""
+    folder = write_ct_series(tmp_path / "cut", ct_small, slices=range(20))
+    edge = _edge_slice(folder)
+    edge.write_bytes(edge.read_bytes()[:900])  # the header survives, the pixel data is gone
+    vol = load_volume(folder)
+    notes = [w for w in vol.warnings if w.startswith("missing slices")]
+    assert vol.shape[2] == 19 and len(notes) == 1
+    assert edge.name in notes[0] and "at an edge" in notes[0]
+
+
+def test_a_slice_with_damaged_pixel_data_names_its_file(tmp_path, ct_small):
+    folder = write_ct_series(tmp_path / "cut", ct_small, slices=range(6))
+    edge = _edge_slice(folder)
+    edge.write_bytes(edge.read_bytes()[:2000])  # cut inside the pixel data
+    with pytest.raises(InputError, match=f"{edge.name}: pixel data unreadable or truncated"):
+        load_volume(folder)
+
+
+def test_one_file_where_a_series_is_expected_is_an_error_with_a_hint(tmp_path, ct_small):
+    """Before: one slice became a 1-slice "volume" without a word."""
+    folder = write_ct_series(tmp_path / "series", ct_small, slices=range(5))
+    one = sorted(folder.iterdir())[0]
+    with pytest.raises(InputError, match="not a series") as info:
+        load_volume(one)
+    assert str(folder) in str(info.value) and "4 other file(s)" in str(info.value)

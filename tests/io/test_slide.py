@@ -97,3 +97,33 @@ def test_dicom_wsi_folder(tmp_path):
         np.testing.assert_array_equal(s.read_region((100, 140), 0, (60, 50)), scene[140:190, 100:160])
         assert s.read_region((256, 128), 1, (32, 32)).shape == (32, 32, 3)  # xy in level-0 pixels
         assert s.thumbnail(128).shape == (96, 128, 3)
+
+
+# ---------------------------------------------------------------------------------------- issue 16: formats
+@pytest.mark.parametrize("sparse", [False, True])
+def test_single_file_dicom_wsi_opens_where_wsidicom_needs_more(tmp_path, sparse):
+    from wsidicom import WsiDicom
+
+    path = syn.write_single_file_dicom_wsi(tmp_path / "one.dcm", width=300, height=200, tile=128, sparse=sparse)
+    with pytest.raises(Exception):  # noqa: B017 - wsidicom's own error types: it refuses the lone file
+        WsiDicom.open(path)
+    scene = syn.he_scene(300, 200)
+    with open_slide(path) as s:
+        assert s.backend == "pydicom-frames" and s.dimensions == (300, 200) and s.mpp == pytest.approx(0.5)
+        np.testing.assert_array_equal(s.read_region((100, 60), 0, (150, 120)), scene[60:180, 100:250])
+        edge = s.read_region((280, 190), 0, (40, 20))  # past the image: white background
+        np.testing.assert_array_equal(edge[:10, :20], scene[190:200, 280:300])
+        assert (edge[:, 20:] == 255).all()
+        assert s.thumbnail(100).shape == (67, 100, 3)
+    with open_slide(tmp_path) as s:  # a folder holding just that file
+        assert s.backend == "pydicom-frames"
+
+
+def test_qptiff_opens_for_info_and_refuses_rgb_reads(tmp_path):
+    path = syn.write_qptiff(tmp_path / "panel.qptiff")
+    with open_slide(path) as s:
+        info = s.info()
+        assert info["channels"] == 4 and info["rgb"] is False and info["dimensions"] == [640, 512]
+        assert s.mpp == pytest.approx(0.5)
+        with pytest.raises(InputError, match="not an RGB brightfield slide"):
+            s.read_region((0, 0), 0, (16, 16))

@@ -114,3 +114,21 @@ def test_unknown_loss_and_option_are_clear_errors():
         build_losses([LossConfig("clip2")])
     with pytest.raises(ConfigError, match="unknown option 'temperature'"):
         build_losses([LossConfig("infonce", options={"temperature": 0.1})])
+
+
+def test_bank_loss_matches_reference_and_masks_relatives():
+    from medvl.losses.bank import bank_loss
+
+    q, _ = _pair(n=3, d=8, seed=4)
+    bank, _ = _pair(n=5, d=8, seed=5)
+    targets = torch.tensor([0, 2, 4])
+    relatives = torch.zeros(5, 5, dtype=torch.bool)
+    relatives[0, 1] = relatives[1, 0] = relatives[2, 2] = True  # 1 is an ancestor of 0; a group relates to itself
+    scale = 10.0
+    ref = 0.0
+    for i, t in enumerate(targets.tolist()):
+        row = [scale * float(q[i] @ bank[j]) for j in range(5) if j == t or not relatives[t, j]]
+        kept = [j for j in range(5) if j == t or not relatives[t, j]]
+        ref += _ce_ref(row, kept.index(t))
+    assert float(bank_loss(q, bank, targets, scale, relatives)) == pytest.approx(ref / 3, rel=1e-5)
+    assert float(bank_loss(q, bank, targets, scale)) != pytest.approx(ref / 3, rel=1e-5)

@@ -142,3 +142,55 @@ def write_dicom_wsi(folder: Path, width: int = 512, height: int = 384, tile: int
         ds.save_as(folder / f"level{level}.dcm", enforce_file_format=True)
         img = np.asarray(Image.fromarray(img).resize((max(1, w // 2), max(1, h // 2))))
     return folder
+
+
+def write_single_file_dicom_wsi(path: Path, width: int = 300, height: int = 200, tile: int = 128, mpp: float = 0.5,
+                                sparse: bool = False) -> Path:
+    """One VL Whole Slide Microscopy file holding one level, as converters export it: ImageType without ``VOLUME``
+    and no DimensionOrganizationType (wsidicom refuses it). ``sparse``: per-frame plane positions, frames shuffled."""
+    import pydicom
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence
+
+    folder = write_dicom_wsi(path.parent / f".{path.stem}_src", width, height, tile, mpp, levels=1)
+    ds = pydicom.dcmread(folder / "level0.dcm")
+    ds.ImageType = ["ORIGINAL", "PRIMARY"]
+    del ds.DimensionOrganizationType
+    if sparse:
+        tx = -(-width // tile)
+        n = int(ds.NumberOfFrames)
+        frames = np.frombuffer(ds.PixelData, np.uint8).reshape(n, tile, tile, 3)
+        order = np.random.default_rng(0).permutation(n)
+        groups = []
+        for i in order:
+            pos = Dataset()
+            pos.ColumnPositionInTotalImagePixelMatrix = int(i % tx) * tile + 1
+            pos.RowPositionInTotalImagePixelMatrix = int(i // tx) * tile + 1
+            group = Dataset()
+            group.PlanePositionSlideSequence = Sequence([pos])
+            groups.append(group)
+        ds.PerFrameFunctionalGroupsSequence = Sequence(groups)
+        ds.PixelData = frames[order].tobytes()
+    ds.save_as(path, enforce_file_format=True)
+    import shutil
+
+    shutil.rmtree(folder)
+    return path
+
+
+def write_qptiff(path: Path, width: int = 640, height: int = 512, markers: tuple[str, ...] = ("DAPI", "CD8", "PanCK",
+                                                                                               "FoxP3")) -> Path:
+    """A multiplexed immunofluorescence file in the Akoya/PerkinElmer QPTIFF layout: one tiled grayscale page per
+    marker, each with its QPI XML description (tifffile reads it as a ``CYX`` series)."""
+    import tifffile
+
+    rng = np.random.default_rng(4)
+    with tifffile.TiffWriter(path) as tw:
+        for name in markers:
+            desc = ('<?xml version="1.0" encoding="utf-8"?><PerkinElmer-QPI-ImageDescription><DescriptionVersion>2'
+                    f'</DescriptionVersion><ImageType>FullResolution</ImageType><Name>{name}</Name>'
+                    '</PerkinElmer-QPI-ImageDescription>')
+            tw.write(rng.integers(0, 255, (height, width), dtype=np.uint8), photometric="minisblack",
+                     tile=(128, 128), description=desc, software="PerkinElmer-QPI", metadata=None,
+                     **_resolution(0.5))
+    return path

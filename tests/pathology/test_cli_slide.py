@@ -109,4 +109,37 @@ def test_cohort_extract_skip_errors_resume_and_heatmap(svs_path, corrupt_svs, py
     (tmp_path / "s.txt").write_text("0.1\n")
     bad = run_cli("slide", "heatmap", svs_path, "--features", out, "--out", tmp_path / "hm", "--scores",
                   tmp_path / "s.txt")
-    assert_clean_error(bad, "s.txt", ".npy or .csv")
+    assert_clean_error(bad, "s.txt", ".npy, .csv or .npz")
+
+
+# ---------------------------------------------------------------------------------------- issue 16 / issue 15
+def test_qptiff_info_works_and_tiling_refuses(tmp_path):
+    from tests.pathology import synthetic_slides as syn
+
+    path = syn.write_qptiff(tmp_path / "panel.qptiff")
+    info = run_cli("slide", "info", path, "--json")
+    assert info.returncode == 0, info.stderr
+    assert info.json()["channels"] == 4 and info.json()["rgb"] is False
+    assert_clean_error(run_cli("slide", "tile", path, "--out", tmp_path / "t"), "panel.qptiff", "not an RGB")
+
+
+def test_single_file_dicom_wsi_through_the_cli(tmp_path):
+    from tests.pathology import synthetic_slides as syn
+
+    path = syn.write_single_file_dicom_wsi(tmp_path / "export.dcm", width=600, height=400)
+    r = run_cli("slide", "info", path, "--json")
+    assert r.returncode == 0, r.stderr
+    assert r.json()["backend"] == "pydicom-frames" and r.json()["dimensions"] == [600, 400]
+
+
+def test_tile_settings_from_a_config_file_flags_override_and_errors_name_flags(svs_path, tmp_path):
+    cfg = tmp_path / "slide.yaml"
+    cfg.write_text("tiles: {mpp: 2.0, size: 64, min_tissue: 0.5}\n")
+    out = tmp_path / "t"
+    r = run_cli("slide", "tile", svs_path, "--config", cfg, "--size", "96", "--out", out, "--json")
+    assert r.returncode == 0, r.stderr
+    with h5py.File(out / "cmu-1-small-region.h5") as f:
+        assert f.attrs["mpp"] == 2.0 and f.attrs["tile_px"] == 96 and f.attrs["min_tissue"] == 0.5
+    bad = run_cli("slide", "tile", svs_path, "--mpp", "-1", "--out", tmp_path / "x")
+    assert_clean_error(bad, "--mpp")
+    assert "TileConfig" not in bad.stderr

@@ -98,10 +98,44 @@ def test_bad_inputs_fail_cleanly_and_write_nothing(tmp_path, ct_small):
 def test_info_on_a_manifest_streams_one_line_per_case(tmp_path, ct_small, dicom_j2k):
     manifest = tmp_path / "m.csv"
     manifest.write_text(f"case_id,path\nnii,{ct_small}\ndcm,{dicom_j2k}\nbad,{tmp_path / 'missing.nii.gz'}\n")
-    res = run_cli("ct", "info", manifest, "--json")
-    assert res.returncode == 1  # one case failed; the others are still reported
+    stopped = run_cli("ct", "info", manifest, "--json")
+    assert_clean_error(stopped, "missing.nii.gz", "not found")  # without --skip-errors the failure stops the batch
+    res = run_cli("ct", "info", manifest, "--json", "--skip-errors")
+    assert res.returncode == 3  # one case failed (exit 3, as slide and run); the others are still reported
     lines = res.json_lines()
     by_id = {r["case_id"]: r for r in lines[:-1]}
     assert by_id["nii"]["orientation"] == "RAS" and by_id["dcm"]["slices"] == 10
     assert by_id["dcm"]["transfer_syntax"].startswith("JPEG 2000") and by_id["bad"]["status"] == "error"
     assert lines[-1]["failed"] == 1
+
+
+# ---------------------------------------------------------------------------------------- issue 16, item 6
+def _cut_edge_slice(folder):
+    edge = max(sorted(folder.iterdir()), key=lambda f: float(pydicom.dcmread(f).ImagePositionPatient[2]))
+    edge.write_bytes(edge.read_bytes()[:900])
+    return edge
+
+
+def test_a_truncated_edge_slice_is_refused_or_warned_visibly(tmp_path, ct_small):
+    """Before: exit 0, a 19-slice volume, and nothing printed."""
+    folder = write_ct_series(tmp_path / "series", ct_small, slices=range(20))
+    edge = _cut_edge_slice(folder)
+    cache = tmp_path / "cache"
+    refused = run_cli("ct", "preprocess", folder, "--cache", cache, "--size", "32,32,8")
+    assert_clean_error(refused, "missing slices", edge.name, "--allow-irregular")
+    human = run_cli("ct", "preprocess", folder, "--cache", cache, "--size", "32,32,8", "--allow-irregular")
+    assert human.returncode == 0, human.stderr
+    assert human.stderr.count("warning: series: missing slices") == 1 and edge.name in human.stderr
+    js = run_cli("ct", "preprocess", folder, "--cache", cache, "--size", "32,32,8", "--allow-irregular", "--json")
+    warned = [w for w in js.json()["warnings"] if "missing slices" in w]  # a cache hit warns again
+    assert len(warned) == 1 and edge.name in warned[0] and js.json()["cached"] == 1
+
+
+def test_ct_batches_share_the_exit_code_and_skip_errors(tmp_path, ct_small):
+    manifest = tmp_path / "m.csv"
+    manifest.write_text(f"case_id,path\nok,{ct_small}\nbad,{tmp_path / 'missing.nii.gz'}\n")
+    common = ["--cache", tmp_path / "cache", "--size", "32,32,8"]
+    assert_clean_error(run_cli("ct", "preprocess", manifest, *common), "missing.nii.gz")
+    emb = run_cli("ct", "embed", manifest, "--tower", "resnet3d-tiny", "--out", tmp_path / "e.npz", *common,
+                  "--skip-errors", "--json")
+    assert emb.returncode == 3 and emb.json()["embedded"] == 1 and emb.json()["failed"][0]["case_id"] == "bad"

@@ -271,7 +271,7 @@ def test_embeddings_damage_reads_or_raises_input_error(embedding_files, kind, fl
 def _config_cases() -> list[tuple[str, str]]:
     """(config class, shipped recipe) pairs: every YAML recipe medvl ships, with the class its command reads it as."""
     return [("medvl.train.config:TrainConfig", "tiny-keep.yaml"), ("medvl.train.config:TrainConfig",
-            "tiny-two-stage.yaml"), ("medvl.knowledge.encoder:TextTrainConfig", "knowledge/text_bench.yaml"),
+            "tiny-two-stage.yaml"), ("medvl.train.config:TrainConfig", "knowledge/text_bench.yaml"),
             ("medvl.pipelines.config:PipelineConfig", "pipelines/demo-cohort.yaml"),
             ("medvl.tasks.report:EvalConfig", "eval/gbsg2_survival.yaml")]
 

@@ -48,3 +48,20 @@ def test_eval_report_folder(gbsg2_csv, tmp_path):
     assert json.loads((tmp_path / "report" / "metrics.json").read_text())["probe"]["metrics"] == rep["probe"]["metrics"]
     (tmp_path / "bad.yaml").write_text(yaml.safe_dump({"out": "x", "probe": {"embedings": "emb.npz"}}))
     assert_clean_error(run_cli("eval", "--config", tmp_path / "bad.yaml"), "embedings")
+
+
+def test_the_shipped_gbsg2_config_reads_the_table_the_demo_writes(tmp_path):
+    """Before: ``table: ../../tables/gbsg2.csv`` pointed at no file (relative to medvl/configs/eval/)."""
+    from medvl.demo.tasks import export_gbsg2
+    from medvl.resources import config_dir
+    from medvl.workspace import Workspace
+
+    ws = Workspace.resolve(tmp_path / "ws", create=True)
+    export_gbsg2(ws)
+    config = config_dir() / "eval" / "gbsg2_survival.yaml"
+    r = run_cli("eval", "--config", config, "--workspace", ws.root, "--out", tmp_path / "rep", "--json")
+    assert r.returncode == 0, r.stderr
+    survival = r.json()["survival"]["metrics"]
+    assert 0.6 < survival["harrell_c"] < 0.8
+    assert_clean_error(run_cli("eval", "--config", config, "--workspace", tmp_path / "empty", "--out",
+                               tmp_path / "rep2"), "gbsg2.csv", "not found")

@@ -106,3 +106,50 @@ def test_index_text_to_slide_and_case_to_case(checkpoint, slides, tmp_path):
     assert text_hits[0]["source"] == "slide_c" and text_hits[0]["score"] > 0.99
     assert case_hits[0]["source"] == "slide_b" and case_hits[0]["score"] == pytest.approx(1.0, abs=1e-3)
     assert_clean_error(run_cli("index", "search", "--index", out, "--text", "renal cell carcinoma"), "--model")
+
+
+# ---------------------------------------------------------------------------------------- issue 16: zeroshot flags
+def test_zeroshot_takes_a_custom_graph_and_repeated_classes_with_commas(checkpoint, slides, tmp_path):
+    from medvl.knowledge.concept import Concept
+    from medvl.knowledge.graph import DiseaseGraph
+
+    graph = DiseaseGraph([Concept("X:1", "renal cell carcinoma, clear cell type", source="X"),
+                          Concept("X:2", "nephroblastoma of the kidney", source="X")])
+    path = graph.save(tmp_path / "custom.json.gz")
+    r = run_cli("zeroshot", slides["rcc"], "--model", checkpoint, "--graph", path, "--class", "X:1", "--class", "X:2",
+                "--class", "carcinoma, clear cell", "--json")  # ids of the custom graph and a name with a comma
+    assert r.returncode == 0, r.stderr
+    top = {t["id"]: t["name"] for t in r.json()["result"]["top"]}
+    assert top == {"X:1": "renal cell carcinoma, clear cell type", "X:2": "nephroblastoma of the kidney",
+                   "carcinoma, clear cell": "carcinoma, clear cell"}
+    assert_clean_error(run_cli("zeroshot", slides["rcc"], "--model", checkpoint, "--graph", tmp_path / "no.json.gz",
+                               "--class", "a", "--class", "b"), "graph file not found")
+
+
+def test_tile_scores_feed_the_heatmap(checkpoint, space, tmp_path):
+    """``zeroshot --tile-scores`` output goes straight into ``slide heatmap --scores``, on the tiles it scored."""
+    from medvl.resources import bundled
+
+    slide = bundled("slide")
+    tiles = tmp_path / "tiles"
+    assert run_cli("slide", "tile", slide, "--out", tiles, "--mpp", "8", "--size", "32").returncode == 0
+    h5 = next(tiles.glob("*.h5"))
+    table = FeatureStore(h5).read()
+    feats = np.random.default_rng(0).normal(size=(len(table), 64)).astype(np.float32)
+    FeatureStore(h5).write(TileTable(table.coords, {**table.attrs, "encoder": "timm-tiny", "embed_dim": 64,
+                                                    "projected": False}, feats, table.tissue_fraction))
+    scores = tmp_path / "scores.npz"
+    z = run_cli("zeroshot", h5, "--model", checkpoint, "--classes", f"{RCC},{KIDNEY}", "--tile-scores", scores)
+    assert z.returncode == 0, z.stderr
+    out = tmp_path / "maps"
+    ambiguous = run_cli("slide", "heatmap", slide, "--features", tiles, "--scores", scores, "--out", out)
+    assert_clean_error(ambiguous, "--scores-class", RCC)
+    drawn = run_cli("slide", "heatmap", slide, "--features", tiles, "--scores", scores, "--scores-class", RCC,
+                    "--out", out, "--json")
+    assert drawn.returncode == 0, drawn.stderr
+    assert (out / f"{h5.stem}_heatmap.png").stat().st_size > 1000
+    other = tmp_path / "other.npz"
+    np.savez(other, scores=np.zeros((len(table), 2)), class_ids=np.array([RCC, KIDNEY]),
+             coords=table.coords + 1)
+    assert_clean_error(run_cli("slide", "heatmap", slide, "--features", tiles, "--scores", other, "--scores-class",
+                               RCC, "--out", out), "other tiles")

@@ -87,3 +87,61 @@ def test_tcga_brca_cox_with_subtype(shared_data):
     assert len(table) == 871 and int(table.event.sum()) == 102  # one row per patient, as MANIFEST counts
     model = SurvivalModel().fit(table.X, table.y)
     assert model.design_.feature_names_ == ["age", "oncotree_code=ILC"] and 0.55 < model.train_c_ < 0.8
+
+
+# ---------------------------------------------------------------------------------------- issue 16, item 5
+def test_harrell_c_counts_rounding_noise_as_ties():
+    """Risks one ulp apart are one tie: lifelines on the noisy risks counts them as ordered, a wrong C."""
+    from lifelines.utils import concordance_index
+
+    from medvl.tasks.survival.metrics import harrell_c
+
+    time = np.array([1.0, 2.0, 2.0, 3.0, 4.0, 4.0])  # tied times too
+    event = np.array([1, 1, 0, 1, 1, 0], dtype=bool)
+    exact = np.array([0.3, 0.3, 0.3, 0.3, -0.1, -0.1])  # tied covariates -> tied risks
+    noisy = exact.copy()
+    for _ in range(3):  # rounding that happens to order the tied patients by their time
+        noisy[:3] = np.nextafter(noisy[:3], np.inf)
+        noisy[0] = np.nextafter(noisy[0], np.inf)
+    reference = concordance_index(time, -exact, event)
+    assert concordance_index(time, -noisy, event) != pytest.approx(reference, abs=1e-9)  # the wrong result
+    assert harrell_c(time, event, noisy) == pytest.approx(reference, abs=1e-12)
+
+
+def test_model_c_equals_lifelines_on_tied_covariates_and_times():
+    """A table where patients share covariates and follow-up times: the model's C is lifelines' C on the exact
+    (one value per covariate pattern) risks."""
+    from lifelines.utils import concordance_index
+
+    rng = np.random.default_rng(0)
+    n = 871  # the size at which the BLAS product rounded identical rows apart on the reporting machine
+    X = pd.DataFrame({"is_female": rng.choice([1.0, 0.0], n, p=[0.98, 0.02]),
+                      "subtype": rng.choice(["IDC", "ILC"], n, p=[0.8, 0.2])})
+    time, event = rng.integers(1, 60, n).astype(float), rng.random(n) < 0.3
+    model = SurvivalModel().fit(X, (time, event))
+    risk = model.predict(X)
+    pattern = X.astype(str).agg("|".join, axis=1).to_numpy()
+    exact = pd.Series(risk).groupby(pattern).transform("first").to_numpy()
+    reference = concordance_index(time, -exact, event)
+    assert model.train_c_ == pytest.approx(reference, abs=1e-12)
+    assert model.score(X, (time, event)) == pytest.approx(reference, abs=1e-12)
+
+
+def test_model_takes_its_config_and_clones():
+    from sklearn.base import clone
+
+    cfg = SurvivalConfig(method="deepcox", epochs=5, hidden=4)
+    model = SurvivalModel(cfg, seed=3)
+    assert model.config == cfg.replace(seed=3) and model.get_params() == {"config": cfg.replace(seed=3)}
+    twin = clone(model)
+    assert twin is not model and twin.config == model.config
+    assert model.set_params(epochs=7).config.epochs == 7
+
+
+def test_summary_survives_save_and_load(gbsg2, tmp_path):
+    model = SurvivalModel().fit(gbsg2[COVS], (gbsg2["time"], gbsg2["event"]))
+    model.save(tmp_path / "m")
+    again = SurvivalModel.load(tmp_path / "m")
+    assert list(again.summary_.index) == list(model.summary_.index)
+    pd.testing.assert_frame_equal(again.summary_, model.summary_)
+    assert again.config == model.config

@@ -62,3 +62,50 @@ def test_embeddings_of_another_width_are_refused(gbsg2, gbsg2_csv, gbsg2_embeddi
     save_embeddings(other, EmbeddingSet(gbsg2[["age", "tsize"]].to_numpy(float), ids=gbsg2["case_id"].to_numpy()))
     r = run_cli("survival", "predict", "--model", out, "--table", gbsg2_csv, "--embeddings", other)
     assert_clean_error(r, "2-d", "64-d")
+
+
+# ---------------------------------------------------------------------------------------- issue 16, item 5
+def test_evaluate_uses_the_event_coding_saved_with_the_model(gbsg2, tmp_path):
+    """Fitted on a censoring column, evaluated without the flag: the saved coding is used, not inverted events."""
+    table = tmp_path / "cens.csv"
+    gbsg2.assign(censored=1 - gbsg2["event"]).drop(columns=["event"]).to_csv(table, index=False)
+    out = tmp_path / "m"
+    fit = run_cli("survival", "fit", "--table", table, "--time", "time", "--event", "censored", "--event-is-censoring",
+                  "--time-unit", "days", "--covariates", COVS, "--out", out, "--json")
+    assert fit.returncode == 0, fit.stderr
+    base = ["survival", "evaluate", "--model", out, "--table", table, "--json"]
+    with_flag = run_cli(*base, "--event-is-censoring")
+    without = run_cli(*base)
+    assert with_flag.returncode == 0 and without.returncode == 0, without.stderr
+    c = without.json()["metrics"]["harrell_c"]
+    assert c == with_flag.json()["metrics"]["harrell_c"] == fit.json()["train_harrell_c"] > 0.6  # not 1 - C
+    assert without.json()["event_is_censoring"] is True and without.json()["time_unit"] == "days"
+    r = run_cli(*base, "--event-is-event")
+    assert_clean_error(r, "--event-is-censoring", "1 = censored")
+    r = run_cli(*base, "--time-unit", "months")
+    assert_clean_error(r, "days", "--time-unit")
+
+
+def test_keep_ids_works_under_json(gbsg2_csv, tmp_path):
+    out = tmp_path / "m"
+    assert run_cli("survival", "fit", "--table", gbsg2_csv, "--time", "time", "--event", "event", "--covariates",
+                   "age", "--out", out).returncode == 0
+    rec = run_cli("survival", "predict", "--model", out, "--table", gbsg2_csv, "--keep-ids", "--json").json()
+    assert rec["predictions"][0]["id"] == "case0000" and len(rec["predictions"]) == 686
+    rec = run_cli("survival", "predict", "--model", out, "--table", gbsg2_csv, "--json").json()
+    assert "id" not in rec["predictions"][0]
+
+
+def test_settings_come_from_a_config_file_and_flags_override_it(gbsg2_csv, tmp_path):
+    cfg = tmp_path / "cox.yaml"
+    cfg.write_text("method: cox\npenalizer: 5.0\n")
+    args = ["survival", "fit", "--table", gbsg2_csv, "--time", "time", "--event", "event", "--covariates", COVS,
+            "--config", cfg, "--json"]
+    strong = run_cli(*args, "--out", tmp_path / "a").json()
+    weak = run_cli(*args, "--penalizer", "0.0", "--out", tmp_path / "b").json()
+    assert abs(strong["coefficients"]["pnodes"]) < abs(weak["coefficients"]["pnodes"])
+    saved = json.loads((tmp_path / "a" / "survival_model.json").read_text())["params"]
+    assert saved["penalizer"] == 5.0 and saved["pca_components"] == 16  # the rest: SurvivalConfig's defaults
+    r = run_cli(*args, "--penalizer", "-1", "--out", tmp_path / "c")
+    assert_clean_error(r, "--penalizer")
+    assert "SurvivalConfig" not in r.stderr

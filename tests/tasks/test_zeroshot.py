@@ -91,3 +91,20 @@ def test_presence_pairs_are_multilabel():
     p = clf.predict_proba((CLASS_EMB[0] - 0.3 * CLASS_EMB[1])[None])  # a tumour, and evidence against a cyst
     assert p[0, 0] > 0.99 and p[0, 1] < 0.01
     assert clf.decide(p)[0]["present"] == ["tumour"]
+
+
+def test_keep_rule_abstains_on_the_subtype_when_no_tumour_is_detected():
+    """Before: ``detected: false, tumour_fraction 0`` beside a subtype with ``abstained: false``."""
+    from medvl.tasks.zeroshot.slide import keep_decision
+
+    clf = ZeroShotClassifier(IDS, CLASS_EMB, temperature=0.05)
+    pred = slide_zeroshot(_near(3, 50), clf, "keep")  # every tile normal
+    assert pred.extra["detected"] is False and pred.extra["tumour_fraction"] == 0.0
+    slide_clf = ZeroShotClassifier(pred.class_ids, CLASS_EMB[:3], temperature=0.05)
+    naive = slide_clf.decide(pred.proba[None, :])[0]
+    assert naive["abstained"] is False and naive["prediction"] is not None  # the contradiction
+    rec = keep_decision(naive, pred)
+    assert rec["abstained"] is True and rec["prediction"] is None and rec["implies"] == []
+    assert "no tumour detected" in rec["abstain_reason"] and "0.000" in rec["abstain_reason"]
+    detected = slide_zeroshot(np.concatenate([_near(3, 10), _near(2, 40)]), clf, "keep")
+    assert keep_decision(naive, detected) is naive  # a detected tumour keeps its subtype

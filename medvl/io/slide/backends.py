@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from medvl.io.slide.base import SlideBackend
+from medvl.io.slide.dicom_frames import DicomFramesBackend
 from medvl.io.slide.dicom_reader import DicomBackend
 from medvl.io.slide.openslide_reader import OpenSlideBackend
 from medvl.io.slide.tiffslide_reader import TiffSlideBackend
@@ -11,7 +12,7 @@ __all__ = ["BACKENDS", "supported_suffixes"]
 
 
 #: backends in the order they are tried; a slide opens with the first one that reads it
-BACKENDS: tuple[SlideBackend, ...] = (OpenSlideBackend(), TiffSlideBackend(), DicomBackend())
+BACKENDS: tuple[SlideBackend, ...] = (OpenSlideBackend(), TiffSlideBackend(), DicomBackend(), DicomFramesBackend())
 
 
 def supported_suffixes() -> list[str]:

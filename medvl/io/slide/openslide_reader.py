@@ -136,7 +136,7 @@ class _OpenSlideReader(SlideReader):
 class OpenSlideBackend(SlideBackend):
     name = "openslide"
     thread_safe = True  # libopenslide locks internally; its tile cache is shared by all readers of a handle
-    suffixes = (".svs", ".tif", ".tiff", ".ndpi", ".vms", ".vmu", ".scn", ".mrxs", ".svslide", ".bif")
+    suffixes = (".svs", ".tif", ".tiff", ".qptiff", ".ndpi", ".vms", ".vmu", ".scn", ".mrxs", ".svslide", ".bif")
 
     def open(self, path):
         import openslide

@@ -80,8 +80,13 @@ def check_tiff_intact(path: Path) -> None:
         raise InputError(path, f"not a readable slide: truncated or damaged TIFF ({detail}; the file has {size} bytes)")
 
 
+#: suffixes of plain TIFF containers whose channels are checked (multiplexed OME-TIFF and Akoya/PerkinElmer QPTIFF
+#: files hold one grayscale plane per marker: they open for ``slide info`` and are never read as RGB)
+CHANNEL_CHECKED = (".tif", ".tiff", ".qptiff")
+
+
 def channels_of(path: Path) -> tuple[int, str | None]:
-    if path.suffix.lower() not in (".tif", ".tiff"):
+    if path.suffix.lower() not in CHANNEL_CHECKED:
         return 3, None
     try:
         return tiff_channels(path)

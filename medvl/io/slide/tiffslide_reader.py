@@ -44,7 +44,7 @@ class _TiffSlideReader(SlideReader):
 
 class TiffSlideBackend(SlideBackend):
     name = "tiffslide"
-    suffixes = (".svs", ".tif", ".tiff", ".ndpi", ".scn", ".bif")
+    suffixes = (".svs", ".tif", ".tiff", ".qptiff", ".ndpi", ".scn", ".bif")
 
     def open(self, path):
         return _TiffSlideReader(path)

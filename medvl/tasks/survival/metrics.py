@@ -11,12 +11,37 @@ import numpy as np
 
 from medvl.tasks.survival.tables import make_surv, split_surv
 
+#: risks closer than this (relative to the largest |risk|) are one tie: rounding noise is not a ranking
+TIE_TOLERANCE = 1e-9
+
+
+def snap_ties(risk: np.ndarray, tolerance: float = TIE_TOLERANCE) -> np.ndarray:
+    """Risks that differ only by floating-point rounding made equal.
+
+    Patients with identical covariates must tie, but a matrix product may round their risks apart by 1e-16 (BLAS
+    kernels sum in an order that depends on the row's position), and a concordance index would then count those pairs
+    as concordant or discordant instead of one half.
+    """
+    risk = np.asarray(risk, dtype=float)
+    if risk.size < 2:
+        return risk.copy()
+    order = np.argsort(risk, kind="stable")
+    sorted_risk = risk[order]
+    scale = max(float(np.abs(sorted_risk).max()), 1e-300)
+    new_group = np.diff(sorted_risk) > tolerance * scale
+    group = np.concatenate([[0], np.cumsum(new_group)])
+    firsts = sorted_risk[np.concatenate([[0], np.flatnonzero(new_group) + 1])]
+    out = np.empty_like(risk)
+    out[order] = firsts[group]
+    return out
+
 
 def harrell_c(time: np.ndarray, event: np.ndarray, risk: np.ndarray) -> float:
-    """Harrell's concordance index (ties in risk count one half)."""
+    """Harrell's concordance index (lifelines' ``concordance_index``: ties in risk count one half, rounding-level
+    differences between risks are ties, see :func:`snap_ties`)."""
     from lifelines.utils import concordance_index
 
-    return float(concordance_index(np.asarray(time, float), -np.asarray(risk, float), np.asarray(event, bool)))
+    return float(concordance_index(np.asarray(time, float), -snap_ties(risk), np.asarray(event, bool)))
 
 
 def evaluation_times(y_train, y_test, n: int = 10) -> np.ndarray:
@@ -40,14 +65,14 @@ def uno_c(y_train, y_test, risk: np.ndarray, tau: float | None = None) -> float:
     if tau is None:
         times = evaluation_times(tr, te)
         tau = float(times[-1]) if len(times) else None
-    return float(concordance_index_ipcw(tr, te, np.asarray(risk, float), tau=tau)[0])
+    return float(concordance_index_ipcw(tr, te, snap_ties(risk), tau=tau)[0])
 
 
 def time_dependent_auc(y_train, y_test, risk: np.ndarray, times: np.ndarray) -> tuple[np.ndarray, float]:
     """Cumulative/dynamic AUC at ``times`` and its mean weighted by the survival function."""
     from sksurv.metrics import cumulative_dynamic_auc
 
-    auc, mean_auc = cumulative_dynamic_auc(_surv(y_train), _surv(y_test), np.asarray(risk, float), times)
+    auc, mean_auc = cumulative_dynamic_auc(_surv(y_train), _surv(y_test), snap_ties(risk), times)
     return np.asarray(auc), float(mean_auc)
 
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any, Literal
 
@@ -63,11 +62,15 @@ class SurvivalConfig(Config):
 
     def validate(self) -> None:
         if self.method == "cox" and self.ties != "efron":
-            raise ConfigError("method 'cox' fits with lifelines (Efron ties); use method 'deepcox' for Breslow ties")
-        if self.penalizer < 0 or not 0 <= self.l1_ratio <= 1:
-            raise ConfigError("penalizer must be >= 0 and l1_ratio in [0, 1]")
+            raise ConfigError("SurvivalConfig.ties: method 'cox' fits with lifelines (Efron ties); use method "
+                              "'deepcox' for Breslow ties")
+        if self.penalizer < 0:
+            raise ConfigError(f"SurvivalConfig.penalizer: must be >= 0, got {self.penalizer}")
+        if not 0 <= self.l1_ratio <= 1:
+            raise ConfigError(f"SurvivalConfig.l1_ratio: must be in [0, 1], got {self.l1_ratio}")
         if self.pca_components is not None and self.pca_components < 1:
-            raise ConfigError("pca_components must be >= 1 (or null for all)")
+            raise ConfigError(f"SurvivalConfig.pca_components: must be >= 1 (or null for all), got "
+                              f"{self.pca_components}")
         if self.epochs < 1 or self.lr <= 0 or not 0 <= self.dropout < 1 or self.hidden < 0:
             raise ConfigError("deep head: epochs >= 1, lr > 0, 0 <= dropout < 1, hidden >= 0")
 
@@ -75,44 +78,32 @@ class SurvivalConfig(Config):
 class SurvivalModel:
     """Cox or deep-Cox survival model on clinical covariates and/or embeddings (sklearn/lifelines contract).
 
-    Parameters are those of :class:`SurvivalConfig`; fitted attributes end in ``_``: ``design_``, ``coef_``
-    (Cox), ``net_`` (deep head), ``baseline_times_``, ``baseline_cumhaz_``, ``summary_``, ``train_c_``.
+    The one parameter is a :class:`SurvivalConfig` (each setting is declared there, once); keyword overrides replace
+    fields of it (``SurvivalModel(method="deepcox")``). ``get_params``/``set_params`` make it work with
+    ``sklearn.base.clone``. Fitted attributes end in ``_``: ``design_``, ``coef_`` (Cox), ``net_`` (deep head),
+    ``baseline_times_``, ``baseline_cumhaz_``, ``summary_`` (Cox), ``train_c_``.
     """
 
-    def __init__(self, method: str = "cox", penalizer: float = 0.01, l1_ratio: float = 0.0,
-                 pca_components: int | None = 16, ties: str = "efron", hidden: int = 32, dropout: float = 0.1,
-                 epochs: int = 200, lr: float = 0.01, weight_decay: float = 0.001, seed: int = 0):
-        self.method = method
-        self.penalizer = penalizer
-        self.l1_ratio = l1_ratio
-        self.pca_components = pca_components
-        self.ties = ties
-        self.hidden = hidden
-        self.dropout = dropout
-        self.epochs = epochs
-        self.lr = lr
-        self.weight_decay = weight_decay
-        self.seed = seed
+    def __init__(self, config: SurvivalConfig | None = None, **overrides: Any):
+        base = config if config is not None else SurvivalConfig()
+        self.config = base.replace(**overrides) if overrides else base
 
     @classmethod
     def from_config(cls, config: SurvivalConfig) -> SurvivalModel:
-        return cls(**asdict(config))
+        return cls(config)
 
     def get_params(self, deep: bool = True) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(SurvivalConfig)}
+        return {"config": self.config}
 
     def set_params(self, **params: Any) -> SurvivalModel:
-        for k, v in params.items():
-            setattr(self, k, v)
+        config = params.pop("config", self.config)
+        self.config = config.replace(**params) if params else config
         return self
-
-    def config(self) -> SurvivalConfig:
-        return SurvivalConfig(**self.get_params())
 
     # ------------------------------------------------------------------ fitting
     def fit(self, X, y) -> SurvivalModel:
         """Fit on covariates ``X`` (DataFrame; ``emb_*`` columns are embeddings) and outcome ``y``."""
-        cfg = self.config()
+        cfg = self.config
         time, event = split_surv(y)
         if not event.any():
             raise InputError(None, "all rows are censored: a survival model needs at least one event")
@@ -148,7 +139,7 @@ class SurvivalModel:
             raise InputError(None, f"the Cox fit did not converge ({first}); raise --penalizer or lower --pca") \
                 from None
         self.coef_ = cph.params_.reindex(names).to_numpy(float)
-        self.summary_ = cph.summary[["coef", "exp(coef)", "se(coef)", "p"]].reindex(names)
+        self.summary_ = cph.summary[["coef", "exp(coef)", "se(coef)", "p"]].reindex(names).rename_axis("covariate")
         self.net_ = None
 
     def _fit_deep(self, cfg: SurvivalConfig, Z: np.ndarray, time: np.ndarray, event: np.ndarray) -> None:
@@ -226,7 +217,9 @@ class SurvivalModel:
             arrays.update({f"net.{k}": v.detach().numpy().copy() for k, v in self.net_.state_dict().items()})
         with atomic_path(folder / ARRAYS_FILE) as tmp:
             save_file(arrays, str(tmp))
-        record = {"params": self.get_params(), "design": meta, "n_inputs": len(self.design_.feature_names_),
+        summary = None if self.summary_ is None else self.summary_.to_dict(orient="split")
+        record = {"params": self.config.to_dict(), "design": meta, "summary": summary,
+                  "n_inputs": len(self.design_.feature_names_),
                   "coefficients": self.coefficients(), "train_harrell_c": self.train_c_,
                   "train_risk_median": self.train_risk_median_,
                   "n_samples": self.n_samples_, "n_events": self.n_events_, "medvl_version": __version__,
@@ -244,7 +237,7 @@ class SurvivalModel:
             raise InputError(folder, f"not a survival model folder (expected {MODEL_FILE} and {ARRAYS_FILE})")
         record = json.loads((folder / MODEL_FILE).read_text())
         arrays = load_file(str(folder / ARRAYS_FILE))
-        model = cls(**record["params"])
+        model = cls(SurvivalConfig.from_dict(record["params"], source=str(folder / MODEL_FILE)))
         design_arrays = {k.removeprefix("design."): v for k, v in arrays.items() if k.startswith("design.")}
         model.design_ = Design.from_state(record["design"], design_arrays)
         model.baseline_times_, model.baseline_cumhaz_ = arrays["baseline_times"], arrays["baseline_cumhaz"]
@@ -252,13 +245,14 @@ class SurvivalModel:
                                                              record["n_events"])
         model.record_ = record
         model.train_risk_median_ = float(record["train_risk_median"])
-        model.summary_ = None
+        summary = record.get("summary")
+        model.summary_ = None if summary is None else pd.DataFrame(**summary).rename_axis("covariate")
         if record["coefficients"] is not None:
             model.coef_, model.net_ = np.array([record["coefficients"][n] for n in model.design_.feature_names_]), None
         else:
             import torch
 
-            net = _make_head(record["n_inputs"], model.hidden, model.dropout)
+            net = _make_head(record["n_inputs"], model.config.hidden, model.config.dropout)
             net.load_state_dict({k[4:]: torch.from_numpy(v) for k, v in arrays.items() if k.startswith("net.")})
             model.net_, model.coef_ = net.eval(), None
         return model

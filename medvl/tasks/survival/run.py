@@ -25,30 +25,62 @@ class TableSpec(Config):
 
     Attributes:
         table: CSV/TSV/Parquet file.
-        time: follow-up time column.
-        event: event column (1 = event), or censoring column with ``event_is_censoring``.
-        covariates: clinical covariate columns.
-        event_is_censoring: the event column holds 1 for censored rows.
+        time: follow-up time column (empty: the saved model's, for predict and evaluate).
+        event: event column (1 = event), or censoring column with ``event_is_censoring`` (empty: the model's).
+        covariates: clinical covariate columns (empty: the model's).
+        event_is_censoring: the event column holds 1 for censored rows; ``None``: the saved model's coding (fit:
+            False). A value that contradicts the saved model is an error, never a silent inversion of the events.
+        time_unit: unit of the time column (``days``, ``months``...); ``None``: the saved model's. Stored with the
+            model so that ``--times`` and the plots of a prediction are in the unit it was fitted in.
         embeddings: optional embeddings file joined by id (or row order).
         id_column: case id column (default ``case_id`` when present).
     """
 
     table: Path
-    time: str
-    event: str
+    time: str = ""
+    event: str = ""
     covariates: list[str] = field(default_factory=list)
-    event_is_censoring: bool = False
+    event_is_censoring: bool | None = None
+    time_unit: str | None = None
     embeddings: Path | None = None
     id_column: str | None = None
 
-    def validate(self) -> None:
+    def read(self, require_events: bool = True) -> SurvivalTable:
         if not self.covariates and self.embeddings is None:
             raise ConfigError("name covariates (--covariates A,B) and/or an embeddings file (--embeddings FILE)")
-
-    def read(self, require_events: bool = True) -> SurvivalTable:
+        if not self.time or not self.event:
+            raise ConfigError("name the time and event columns (--time COL --event COL)")
         return read_survival_table(self.table, self.time, self.event, self.covariates,
-                                   event_is_censoring=self.event_is_censoring, id_column=self.id_column,
+                                   event_is_censoring=bool(self.event_is_censoring), id_column=self.id_column,
                                    embeddings=self.embeddings, require_events=require_events)
+
+
+#: outcome settings of a spec that a saved model fixes -> the flag that sets them
+_OUTCOME_FLAGS = {"time": "--time", "event": "--event", "event_is_censoring": "--event-is-censoring",
+                  "time_unit": "--time-unit"}
+
+
+def spec_for_model(model: SurvivalModel, spec: TableSpec) -> TableSpec:
+    """``spec`` completed with the outcome coding saved in the model; a contradicting setting is an error.
+
+    A model fitted with ``--event-is-censoring`` and evaluated without it would otherwise invert every event (and
+    report a concordance below one half as if it were the model's).
+    """
+    saved = model.record_.get("table", {})
+    changes: dict[str, Any] = {}
+    for key, flag in _OUTCOME_FLAGS.items():
+        given, stored = getattr(spec, key), saved.get(key)
+        if given in (None, ""):
+            changes[key] = stored if stored is not None else getattr(spec, key)
+        elif key == "event_is_censoring" and stored is not None and bool(given) != bool(stored):
+            coding = "1 = censored" if stored else "1 = event"
+            raise ConfigError(f"the model was fitted with the event column coded {coding}; {flag} contradicts it "
+                              "(leave it out: the saved coding is used)")
+        elif key == "time_unit" and stored and given != stored:
+            raise ConfigError(f"the model was fitted on times in {stored}; {flag} {given} contradicts it")
+    if not spec.covariates and saved.get("covariates"):
+        changes["covariates"] = list(saved["covariates"])
+    return spec.replace(**changes) if changes else spec
 
 
 def fit_table(spec: TableSpec, config: SurvivalConfig, out: Path | None = None, cv: int | None = None,
@@ -74,12 +106,13 @@ def fit_table(spec: TableSpec, config: SurvivalConfig, out: Path | None = None, 
 
 def _spec_record(spec: TableSpec, table: SurvivalTable) -> dict[str, Any]:
     emb_cols = [c for c in table.X.columns if str(c).startswith("emb_")]
-    return {"time": spec.time, "event": spec.event, "event_is_censoring": spec.event_is_censoring,
-            "covariates": list(spec.covariates), "embedding_dim": len(emb_cols) or None,
+    return {"time": spec.time, "event": spec.event, "event_is_censoring": bool(spec.event_is_censoring),
+            "time_unit": spec.time_unit, "covariates": list(spec.covariates), "embedding_dim": len(emb_cols) or None,
             "embedding_encoder": table.encoder}
 
 
 def _read_for_model(model: SurvivalModel, spec: TableSpec, require_events: bool) -> SurvivalTable:
+    spec = spec_for_model(model, spec)
     saved = model.record_.get("table", {})
     missing = [c for c in saved.get("covariates", []) if c not in spec.covariates]
     if missing:
@@ -113,13 +146,14 @@ def predict_table(model_dir: Path, spec: TableSpec, out: Path | None = None, tim
             frame[f"survival_at_{t:g}"] = surv[:, j]
     if keep_ids and table.ids is not None:
         frame.insert(1, "id", table.ids)
-    record: dict[str, Any] = {"n": len(frame), "risk_mean": float(risk.mean()), "risk_std": float(risk.std())}
+    record: dict[str, Any] = {"n": len(frame), "risk_mean": float(risk.mean()), "risk_std": float(risk.std()),
+                              "time_unit": model.record_.get("table", {}).get("time_unit")}
     if out is not None:
         with atomic_path(out) as tmp:
             frame.to_parquet(tmp, index=False) if Path(out).suffix == ".parquet" else frame.to_csv(tmp, index=False)
         record["predictions"] = str(out)
     else:
-        record["predictions"] = frame.drop(columns=["id"], errors="ignore").to_dict(orient="records")
+        record["predictions"] = frame.to_dict(orient="records")  # ids only with keep_ids, as in the file
     return record
 
 
@@ -139,7 +173,10 @@ def evaluate_table(spec: TableSpec, model_dir: Path | None = None, config: Survi
 
         # censoring weights from the evaluated table itself (the training outcome is not stored)
         metrics = survival_metrics(table.y, table.y, risk, surv_fn)
-        record: dict[str, Any] = {"mode": "model", "metrics": metrics}
+        saved = model.record_.get("table", {})
+        record: dict[str, Any] = {"mode": "model", "metrics": metrics,
+                                  "event_is_censoring": bool(saved.get("event_is_censoring")),
+                                  "time_unit": saved.get("time_unit")}
     else:
         if not cv:
             raise ConfigError("evaluate needs --model DIR or --cv K")
@@ -155,7 +192,7 @@ def evaluate_table(spec: TableSpec, model_dir: Path | None = None, config: Survi
         from medvl.tasks.plots import new_axes, plot_km, save_figure
 
         fig, ax = new_axes()
-        plot_km(km, ax)
+        plot_km(km, ax, time_unit=record.get("time_unit") or spec.time_unit or "")
         save_figure(fig, Path(report) / "kaplan_meier.png")
         atomic_write_json(Path(report) / "survival_metrics.json", record)
         record["report"] = str(report)

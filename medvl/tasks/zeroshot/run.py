@@ -24,12 +24,13 @@ from medvl.tasks.zeroshot.classifier import (
     ZeroShotClassifier,
     ZeroShotConfig,
 )
-from medvl.tasks.zeroshot.slide import slide_zeroshot
+from medvl.tasks.zeroshot.slide import keep_decision, slide_zeroshot
 
 
 def case_ref(path: str | Path) -> str:
-    """A stable pseudonym for a case file (hash of its name): lets batch users match rows without exposing names."""
-    return hashlib.sha256(Path(path).name.encode()).hexdigest()[:12]
+    """A stable pseudonym for a case file: a hash of its full resolved path, so that two files of one name in
+    different folders get different references; lets batch users match rows without exposing names."""
+    return hashlib.sha256(str(Path(path).resolve()).encode()).hexdigest()[:12]
 
 
 def resolve_classes(graph: Any, node: str | None = None, classes: Sequence[str] = (),
@@ -141,7 +142,8 @@ def _classify_slide(path: Path, space: Any, graph: Any, ids: list[str], free: di
         [clf.names[clf.class_ids.index(c)] for c in pred.class_ids], clf.ancestors, clf.temperature,
         clf.abstain_below)
     out: dict[str, Any] = {"input": "slide features", "n_tiles": len(tiles), "method": method,
-                           "result": slide_clf.decide(pred.proba[None, :])[0], **_jsonable(pred.extra)}
+                           "result": keep_decision(slide_clf.decide(pred.proba[None, :])[0], pred),
+                           **_jsonable(pred.extra)}
     if tile_scores_out is not None:
         from medvl.atomic import atomic_path
 

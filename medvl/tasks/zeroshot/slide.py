@@ -75,6 +75,20 @@ def _keep_rule(clf: ZeroShotClassifier, tiles: np.ndarray, detect_threshold: flo
     return SlidePrediction([clf.class_ids[i] for i in tumour_cols], proba, tile_proba, clf.class_ids, "keep", extra)
 
 
+def keep_decision(record: dict[str, Any], pred: SlidePrediction) -> dict[str, Any]:
+    """The slide's decision record under the KEEP rule: no tumour detected means no subtype.
+
+    The subtype of a slide whose tumour fraction is below the detection threshold is not a finding: the record
+    abstains and says why, instead of naming a subtype next to ``detected: false``.
+    """
+    if pred.method != "keep" or pred.extra.get("detected", True):
+        return record
+    reason = (f"no tumour detected: tumour fraction {pred.extra['tumour_fraction']:.3f} is below the detection "
+              f"threshold {pred.extra['detect_threshold']:g}")
+    return {**record, "prediction": None, "name": None, "abstained": True, "backed_off": False, "implies": [],
+            "abstain_reason": reason}
+
+
 POOLING: dict[str, Callable[..., SlidePrediction]] = {"mean": _mean_pool, "topk": _topk_pool, "keep": _keep_rule}
 
 

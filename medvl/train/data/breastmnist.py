@@ -1,15 +1,7 @@
-"""Training datasets (a registry) and the collate function.
-
-A dataset is indexable; ``item(index, rng)`` returns a dict of fields (``image``, ``text``, ``text2``, ``group``,
-``label``, ...). ``rng`` is a generator seeded from (seed, epoch, index), so augmentation is reproducible and a
-resumed run draws exactly what an uninterrupted run would. ``fields`` maps each input field to its modality.
-Datasets with knowledge groups expose ``group_ids`` (one per item), ``group_relatives`` (``[G, G]`` bool) and
-``group_names``.
-"""
+"""BreastMNIST image/caption pairs with knowledge groups, and the graph captions of a class."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
@@ -18,62 +10,11 @@ import torch
 import torch.nn.functional as F
 
 from medvl.config import Config
-from medvl.errors import ConfigError, InputError
+from medvl.errors import InputError
 from medvl.models.transforms import preprocess_grayscale
-from medvl.registry import Registry
+from medvl.train.data.registry import register_dataset
 
-__all__ = [
-    "DATASETS",
-    "BreastMNISTOptions",
-    "BreastMNISTPairs",
-    "GraphGroupOptions",
-    "GraphGroupPairs",
-    "build_dataset",
-    "class_captions",
-    "collate",
-    "list_datasets",
-    "register_dataset",
-]
-
-#: name -> (typed options class, dataset class)
-DATASETS: Registry[tuple[type[Config], Callable[..., Any]]] = Registry("dataset")
-
-
-def register_dataset(name: str, options: type[Config]):
-    """Register a dataset class built from a typed options config."""
-
-    def decorator(cls):
-        DATASETS.add(name, (options, cls))
-        return cls
-
-    return decorator
-
-
-def list_datasets() -> list[str]:
-    return DATASETS.names()
-
-
-def build_dataset(name: str, options: dict[str, Any]) -> Any:
-    opt_cls, cls = DATASETS.get(name)
-    try:
-        opts = opt_cls.from_dict(options)
-    except ConfigError as exc:
-        raise ConfigError(f"dataset '{name}': {exc}") from None
-    return cls(opts)
-
-
-def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
-    """Stack tensors, keep strings as lists, turn ints into a LongTensor."""
-    out: dict[str, Any] = {}
-    for key in items[0]:
-        values = [it[key] for it in items]
-        if isinstance(values[0], torch.Tensor):
-            out[key] = torch.stack(values)
-        elif isinstance(values[0], (bool, int, np.integer)):
-            out[key] = torch.tensor([int(v) for v in values], dtype=torch.long)
-        else:
-            out[key] = values
-    return out
+__all__ = ["ULTRASOUND_TEMPLATES", "BreastMNISTOptions", "BreastMNISTPairs", "class_captions"]
 
 
 # ------------------------------------------------------------------------------------------------ captions
@@ -132,7 +73,7 @@ class BreastMNISTOptions(Config):
     augment: bool = True
     shift: int = 2
     classes: dict[str, list[str]] = field(
-        default_factory=lambda: {"0": ["DOID:1612"], "1": ["DOID:0060085", "DOID:1618"]}
+        default_factory=lambda: {"0": ["DOID:1612"], "1": ["ICD10CM:D24", "DOID:1618"]}
     )
     extra_captions: dict[str, list[str]] = field(
         default_factory=lambda: {"1": ["an ultrasound image of normal breast tissue",
@@ -193,60 +134,3 @@ class BreastMNISTPairs:
         if self.opts.second_view:
             out["image2"] = _augment(img, rng, self.opts.shift)
         return out
-
-
-# ------------------------------------------------------------------------------------------------ graph groups
-@dataclass
-class GraphGroupOptions(Config):
-    """Text/text pairs from KEEP semantic groups: two texts of one concept are a positive pair.
-
-    Attributes:
-        root: use this concept and its descendants (e.g. ``DOID:1612``); ``ids`` lists concepts explicitly instead.
-        ids: explicit concept ids.
-        max_concepts: keep at most this many concepts (sorted by id; tiny recipes).
-    """
-
-    root: str | None = "DOID:1612"
-    ids: list[str] | None = None
-    max_concepts: int | None = None
-
-
-@register_dataset("graph-groups", GraphGroupOptions)
-class GraphGroupPairs:
-    """Stage-1 text data of the two-stage recipe: the knowledge-encoder pairs from the disease graph."""
-
-    fields: ClassVar[dict[str, str]] = {"text": "text", "text2": "text"}
-
-    def __init__(self, opts: GraphGroupOptions):
-        from medvl.knowledge import default_graph
-
-        graph = default_graph()
-        if opts.ids:
-            ids = [graph.resolve(i) for i in opts.ids]
-        elif opts.root:
-            ids = sorted({graph.resolve(opts.root), *graph.descendants(opts.root)})
-        else:
-            raise ConfigError("dataset 'graph-groups': give 'root' or 'ids'")
-        ids = ids[: opts.max_concepts] if opts.max_concepts else ids
-        groups = [g for g in graph.groups(ids) if len(g.texts) >= 2]
-        if len(groups) < 2:
-            raise ConfigError("dataset 'graph-groups': fewer than two concepts with two or more texts")
-        self.group_names = [g.concept_id for g in groups]
-        self.texts_by_group = [list(g.texts) for g in groups]
-        # one item per text: anchors cycle through every text of every group
-        self.index = [(gi, ti) for gi, texts in enumerate(self.texts_by_group) for ti in range(len(texts))]
-        self.group_ids = [gi for gi, _ in self.index]
-        self.group_relatives = torch.as_tensor(graph.relatives_mask(self.group_names))
-
-    def __len__(self) -> int:
-        return len(self.index)
-
-    def texts(self) -> list[str]:
-        return [t for texts in self.texts_by_group for t in texts]
-
-    def item(self, index: int, rng: torch.Generator) -> dict[str, Any]:
-        gi, ti = self.index[index]
-        texts = self.texts_by_group[gi]
-        other = int(torch.randint(len(texts) - 1, (), generator=rng))
-        other = other + 1 if other >= ti else other
-        return {"text": texts[ti], "text2": texts[other], "group": gi, "label": gi}

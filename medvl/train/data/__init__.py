@@ -1,0 +1,37 @@
+"""Training datasets: the registry and interface (:mod:`.registry`) and the built-in datasets.
+
+``breastmnist`` (:mod:`.breastmnist`): bundled BreastMNIST images with captions from the disease graph.
+``graph-groups`` (:mod:`.graph_groups`): texts of the disease graph's KEEP semantic groups (the knowledge-encoder
+stage). Add a dataset with ``@register_dataset(name, Options)`` in a module of this package and list the module in
+``DATASETS``'s built-ins.
+"""
+
+from __future__ import annotations
+
+from medvl.train.data.breastmnist import ULTRASOUND_TEMPLATES, BreastMNISTOptions, BreastMNISTPairs, class_captions
+from medvl.train.data.graph_groups import GraphGroupOptions, GraphGroupPairs
+from medvl.train.data.registry import (
+    DATASETS,
+    TrainDataset,
+    build_dataset,
+    collate,
+    dataset_options,
+    list_datasets,
+    register_dataset,
+)
+
+__all__ = [
+    "DATASETS",
+    "ULTRASOUND_TEMPLATES",
+    "BreastMNISTOptions",
+    "BreastMNISTPairs",
+    "GraphGroupOptions",
+    "GraphGroupPairs",
+    "TrainDataset",
+    "build_dataset",
+    "class_captions",
+    "collate",
+    "dataset_options",
+    "list_datasets",
+    "register_dataset",
+]

@@ -1,0 +1,91 @@
+"""The dataset registry, the interface every training dataset implements, and the collate function.
+
+A training dataset is a class built from a typed options :class:`~medvl.config.Config` and registered with
+``@register_dataset(name, Options)``. It has:
+
+- ``fields``: ``{field: modality}`` for every input field an item carries (``{"image": "image", "text": "text"}``);
+- ``__len__`` and ``item(index, rng) -> dict`` of fields; ``rng`` is a ``torch.Generator`` seeded from (seed, epoch,
+  index), so augmentation is reproducible and a resumed run draws exactly what an uninterrupted run would. A field
+  may hold a list of values (several positives of one anchor);
+- ``texts()``: every text an item may carry (for pre-computed and cached embeddings).
+
+Optional parts, used where a recipe asks for them: ``group_ids`` (one knowledge group per item), ``group_relatives``
+(``[G, G]`` bool: hierarchy relatives), ``group_names`` (one label per group) for the group-balanced sampler and the
+knowledge-group loss; ``group_texts`` (one text per group, e.g. each concept's name) for the ``bank`` loss;
+``sample_weights`` and ``siblings`` for the ``distinct`` sampler; ``linking_queries`` for the synonym-linking
+evaluation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, ClassVar, Protocol
+
+import numpy as np
+import torch
+
+from medvl.config import Config
+from medvl.errors import ConfigError
+from medvl.registry import Registry
+
+__all__ = ["DATASETS", "TrainDataset", "build_dataset", "collate", "list_datasets", "register_dataset"]
+
+
+class TrainDataset(Protocol):
+    """What the trainer needs from a dataset (see the module docstring for the optional parts)."""
+
+    fields: ClassVar[dict[str, str]]
+
+    def __len__(self) -> int: ...
+
+    def item(self, index: int, rng: torch.Generator) -> dict[str, Any]: ...
+
+    def texts(self) -> list[str]: ...
+
+
+#: name -> (typed options class, dataset class); built-ins register on first use
+DATASETS: Registry[tuple[type[Config], Callable[..., Any]]] = Registry(
+    "dataset", builtins=("medvl.train.data.breastmnist", "medvl.train.data.graph_groups"))
+
+
+def register_dataset(name: str, options: type[Config]):
+    """Register a dataset class built from a typed options config (``cls(options)``)."""
+
+    def decorator(cls):
+        DATASETS.add(name, (options, cls))
+        return cls
+
+    return decorator
+
+
+def list_datasets() -> list[str]:
+    return DATASETS.names()
+
+
+def build_dataset(name: str, options: dict[str, Any]) -> Any:
+    """The registered dataset ``name`` built from its options (checked: unknown keys name the dataset)."""
+    opt_cls, cls = DATASETS.get(name)
+    try:
+        opts = opt_cls.from_dict(options)
+    except ConfigError as exc:
+        raise ConfigError(f"dataset '{name}': {exc}") from None
+    return cls(opts)
+
+
+def dataset_options(name: str) -> type[Config]:
+    """The options class of the registered dataset ``name``."""
+    return DATASETS.get(name)[0]
+
+
+def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
+    """Stack tensors, keep strings (and lists of strings) as lists, turn ints into a LongTensor."""
+    out: dict[str, Any] = {}
+    for key in items[0]:
+        values = [it[key] for it in items]
+        if isinstance(values[0], torch.Tensor):
+            out[key] = torch.stack(values)
+        elif isinstance(values[0], (bool, int, np.integer)):
+            out[key] = torch.tensor([int(v) for v in values], dtype=torch.long)
+        else:
+            out[key] = values
+    return out
