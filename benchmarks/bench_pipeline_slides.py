@@ -36,7 +36,8 @@ def _pipeline(folder: Path, n: int, workers: int, device: str, mpp: float) -> Pa
     cfg = yaml.safe_load((config_dir() / "pipelines" / "demo-cohort.yaml").read_text())
     cfg.update(manifest=str(folder / "cohort.csv"), name="bench", workers=workers, device=device,
                cohort_steps=["index"])
-    cfg["slide"].update(mpp=mpp, batch_size=64)
+    cfg["slide"]["tiles"]["mpp"] = mpp
+    cfg["slide"].setdefault("extract", {})["batch_size"] = 64
     cfg["steps"] = {"slide": ["tile", "extract", "zeroshot"]}
     path = folder / "bench.yaml"
     path.write_text(yaml.safe_dump(cfg))

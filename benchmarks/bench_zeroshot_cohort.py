@@ -41,7 +41,7 @@ def _features(tmp: Path) -> tuple[Path, Path, list[str]]:
     (tmp / "c.csv").write_text(f"case_id,modality,path\ns0,slide,{bundled('slide')}\n")
     cfg = yaml.safe_load((config_dir() / "pipelines" / "demo-cohort.yaml").read_text())
     cfg.update(manifest=str(tmp / "c.csv"), name="zs", workers=1, cohort_steps=[], steps={"slide": ["tile", "extract"]})
-    cfg["slide"]["mpp"] = 0.5
+    cfg["slide"]["tiles"]["mpp"] = 0.5
     (tmp / "p.yaml").write_text(yaml.safe_dump(cfg))
     summary = run_pipeline(PipelineConfig.load(tmp / "p.yaml"), tmp / "ws")
     return Path(summary["run_dir"]) / "features" / "s0.h5", Path(summary["model"]), cfg["zeroshot"]["classes"]

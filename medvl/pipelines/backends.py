@@ -92,9 +92,11 @@ class _LocalPool:
         return [(h, h.result()) for h in handles if h.done()]
 
     def close(self, early: bool) -> None:
-        if early:  # the driver stopped (an error without --skip-errors): do not wait for queued chunks
-            for process in list(getattr(self._exe, "_processes", {}).values()):
-                process.terminate()
+        # Either every chunk has come back (the workers are idle, or still starting when the driver did all the
+        # work: no need to wait for their imports), or the driver stopped early (an error without --skip-errors:
+        # queued chunks are dropped). A killed worker leaves no half-written output: writes are atomic.
+        for process in list((getattr(self._exe, "_processes", None) or {}).values()):
+            process.terminate()
         self._exe.shutdown(wait=True, cancel_futures=True)
 
 

@@ -69,14 +69,9 @@ def test_dry_run_says_what_would_run_and_writes_nothing(small, tmp_path):
     assert text.returncode == 0 and "slide-a [slide] would run tile, extract, zeroshot" in text.stdout
 
 
-def _variant(pipeline, tmp_path, **changes):
+def _variant(pipeline, tmp_path, edit):
     cfg = yaml.safe_load(pipeline.read_text())
-    for key, value in changes.items():
-        section, _, field = key.partition("__")
-        if field:
-            cfg[section][field] = value
-        else:
-            cfg[section] = value
+    edit(cfg)
     out = tmp_path / "variant.yaml"
     out.write_text(yaml.safe_dump(cfg))
     return out
@@ -84,12 +79,11 @@ def _variant(pipeline, tmp_path, **changes):
 
 def test_changed_config_or_model_is_stale(small, tmp_path):
     pipeline, ws, _ = small
-    runs, _ = _dry(_variant(pipeline, tmp_path, zeroshot__topk=5), ws)
+    runs, _ = _dry(_variant(pipeline, tmp_path, lambda c: c["zeroshot"].update(topk=5)), ws)
     assert runs == {"slide-a": ["zeroshot"], "ct-a": ["zeroshot"]}  # only what the setting feeds
-    runs, _ = _dry(_variant(pipeline, tmp_path, slide__size=112), ws)
+    runs, _ = _dry(_variant(pipeline, tmp_path, lambda c: c["slide"]["tiles"].update(size=112)), ws)
     assert runs == {"slide-a": ["tile", "extract", "zeroshot"], "ct-a": []}
-    cfg = yaml.safe_load(pipeline.read_text())
-    runs, plan = _dry(_variant(pipeline, tmp_path, model={**cfg["model"], "seed": 1}), ws)  # other weights
+    runs, plan = _dry(_variant(pipeline, tmp_path, lambda c: c["model"].update(seed=1)), ws)  # other weights
     assert plan["model_built"] is False
     assert runs == {"slide-a": ["tile", "extract", "zeroshot"], "ct-a": ["preprocess", "embed", "zeroshot"]}
 
@@ -122,3 +116,23 @@ def test_chunks_shrink_towards_the_end():
     assert chunk_size(1000, 2) == MAX_CHUNK
     assert chunk_size(24, 2) == 6 and chunk_size(8, 2) == 2
     assert chunk_size(3, 2) == 1 and chunk_size(1, 4) == 1
+
+
+def test_class_prompts_are_encoded_once_for_many_cases(small):
+    from medvl.tasks.space import JointSpace
+    from medvl.tasks.zeroshot.classifier import ZeroShotConfig
+    from medvl.tasks.zeroshot.run import ClassifierCache, classify_case
+
+    _, ws, _ = small
+    run = ws / "runs" / "six"
+    space = JointSpace.load(next((ws / "models").iterdir()))
+    free = {"tumour": ["carcinoma"], "normal": ["normal kidney tissue"]}
+    cfg = ZeroShotConfig(templates=["pathology"])
+    cache = ClassifierCache()
+    h5, ct = run / "features" / "slide-a.h5", run / "ct" / "ct-a.npz"
+    shared = [classify_case(p, space, None, [], free, cfg, cache=cache, modality=m) for p, m in
+              ((h5, None), (ct, "volume"), (h5, None))]
+    fresh = [classify_case(p, space, None, [], free, cfg, modality=m) for p, m in ((h5, None), (ct, "volume"))]
+    assert len(cache._built) == 1  # one classifier (the prompts, encoded once) served all three cases
+    assert shared[0]["result"] == fresh[0]["result"] == shared[2]["result"]
+    assert shared[1]["result"] == fresh[1]["result"]
