@@ -21,7 +21,10 @@ def machine_info() -> dict[str, Any]:
         "platform": platform.platform(),
         "processor": platform.machine(),
         "cpus": os.cpu_count(),
+        "load_average_1min": round(os.getloadavg()[0], 2),
     }
+    if os.environ.get("MEDVL_BENCH_LOCK"):  # how the run was serialised against other work on a shared machine
+        info["heavy_lock"] = os.environ["MEDVL_BENCH_LOCK"]
     try:
         import psutil
 
