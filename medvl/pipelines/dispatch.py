@@ -25,7 +25,7 @@ from medvl.pipelines.steps import prefetch_steps
 __all__ = ["CaseLoop", "WorkerPool", "chunk_size", "drive"]
 
 #: largest chunk handed to a worker at once
-MAX_CHUNK = 16
+MAX_CHUNK = 8
 
 
 class CaseLoop:
@@ -88,7 +88,7 @@ class WorkerPool(Protocol):
 
 def chunk_size(remaining: int, workers: int) -> int:
     """Guided scheduling: a share of what is left, at most :data:`MAX_CHUNK`, at least one case."""
-    return max(1, min(MAX_CHUNK, remaining // (2 * max(1, workers))))
+    return max(1, min(MAX_CHUNK, remaining // (4 * max(1, workers))))
 
 
 def drive(spec: RunSpec, cases: list[dict[str, Any]], pool: WorkerPool | None, driver_works: bool
@@ -120,12 +120,13 @@ def drive(spec: RunSpec, cases: list[dict[str, Any]], pool: WorkerPool | None, d
 
 def _exchange(pool: WorkerPool, queue: deque, inflight: list[Any], workers: int, idle: bool
               ) -> Iterator[dict[str, Any]]:
-    """Keep two chunks queued per started worker; yield the records of finished chunks (waits when ``idle``).
+    """Keep one chunk on each started worker; yield the records of finished chunks (waits when ``idle``).
 
-    Nothing is queued on a worker still starting up: the driver works through the queue meanwhile.
+    Nothing is queued on a worker still starting up, and no more than one chunk on any worker: what a slow worker
+    has not taken stays in the queue, where the driver can still take it.
     """
     ready = pool.ready(block=idle and bool(queue) and not inflight)
-    while queue and len(inflight) < 2 * ready:
+    while queue and len(inflight) < ready:
         take = min(chunk_size(len(queue), workers), len(queue))
         inflight.append(pool.submit([queue.popleft() for _ in range(take)]))
     for handle, records in pool.finished(inflight, block=idle and bool(inflight)):

@@ -114,7 +114,7 @@ def test_inline_and_two_workers_write_the_same_outputs(small, tmp_path):
 
 def test_chunks_shrink_towards_the_end():
     assert chunk_size(1000, 2) == MAX_CHUNK
-    assert chunk_size(24, 2) == 6 and chunk_size(8, 2) == 2
+    assert chunk_size(24, 2) == 3 and chunk_size(16, 2) == 2
     assert chunk_size(3, 2) == 1 and chunk_size(1, 4) == 1
 
 
