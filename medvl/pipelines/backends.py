@@ -64,6 +64,10 @@ def _run_local_chunk(cases: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return _WORKER["loop"].run_chunk(cases)
 
 
+#: environment variables sizing native thread pools in a worker process
+_THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
 class _LocalPool:
     """A ``spawn`` process pool whose workers build their context (and load the models) as they start."""
 
@@ -73,7 +77,19 @@ class _LocalPool:
         self.size = size
         self._exe = ProcessPoolExecutor(max_workers=size, mp_context=multiprocessing.get_context("spawn"),
                                         initializer=_init_local_worker, initargs=(spec,))
-        self._pings = [self._exe.submit(_started) for _ in range(size)]
+        # the workers start (spawn) on these submissions, with this environment: native thread pools (OpenMP,
+        # OpenBLAS, MKL) sized to the worker's share, as Ray does for its actors, not one thread per core each
+        threads = str(spec.pipeline().threads_per_worker)
+        saved = {k: os.environ.get(k) for k in _THREAD_VARS}
+        os.environ.update(dict.fromkeys(_THREAD_VARS, threads))
+        try:
+            self._pings = [self._exe.submit(_started) for _ in range(size)]
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
 
     def ready(self, block: bool) -> int:
         if block and not any(p.done() for p in self._pings):
