@@ -68,7 +68,7 @@ def time_baseline(batch, device: str = "cpu") -> float:
     from medvl.models import create_model
 
     torch.manual_seed(0)
-    model = create_model("tiny-clip").to(device).train()
+    model = create_model("tiny-clip", random_weights=True).to(device).train()
     loss_fn = ClipLoss()
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
     amp = torch.autocast("cuda", dtype=torch.bfloat16) if device == "cuda" else torch.autocast("cpu", enabled=False)

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The GPU benchmarks in one go, for a CUDA machine (each writes its JSON record under benchmarks/results/):
-#   bench_wsi_gpu_vit.py     tiles/s, ViT-B/16 bf16 end to end vs bare forward     -> wsi_gpu_vit_b16_bf16.json
+#   bench_wsi_gpu_vit.py     tiles/s, ViT-L/16 and ViT-B/16 bf16 end to end vs bare forward -> wsi_gpu_vit_bf16.json
 #   bench_ct_embed.py        volumes/s, medvl CT tower vs bare MONAI resnet18        -> ct_resnet18_embed_gpu.json
 #   bench_train_step.py --gpu samples/s, medvl trainer step vs open_clip ClipLoss loop -> train_step_gpu.json
 # GPU utilisation (nvidia-smi, 100 ms samples) is recorded beside each figure. Without a GPU every script writes a

@@ -172,7 +172,9 @@ def _build(cfg: HFTextConfig) -> HFTextTower:
         model = AutoModel.from_pretrained(path, add_pooling_layer=False)
         tok_dir = cfg.tokenizer_path or path
     tokenizer = AutoTokenizer.from_pretrained(str(tok_dir))
-    return HFTextTower(model, tokenizer, cfg.pooling, cfg.max_length)
+    tower = HFTextTower(model, tokenizer, cfg.pooling, cfg.max_length)
+    tower.random_weights = cfg.hf_config is not None  # built from a config: the weights come later, or never
+    return tower
 
 
 def _example_text(tower: Tower) -> list[str]:
