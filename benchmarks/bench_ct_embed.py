@@ -43,14 +43,22 @@ def main() -> None:
     bare = resnet18(spatial_dims=3, n_input_channels=1, feed_forward=False, conv1_t_stride=2).to(device).eval()
     sync = torch.cuda.synchronize if gpu else (lambda: None)
     ctx = torch.autocast("cuda", dtype=torch.bfloat16) if gpu else torch.autocast("cpu", enabled=False)
+    from benchmarks.common import GpuUtilisation, write_not_measured
+
     with ctx:
-        ours = _rate(tower.encode, x, runs, sync)
-        base = _rate(bare, x, runs, sync)
+        with GpuUtilisation() as util_ours:
+            ours = _rate(tower.encode, x, runs, sync)
+        with GpuUtilisation() as util_base:
+            base = _rate(bare, x, runs, sync)
+    util = {"medvl": util_ours.summary(), "monai": util_base.summary()} if gpu else {}
+    if not gpu:
+        write_not_measured("ct_resnet18_embed_gpu", baseline="bare MONAI resnet18 on the same batches, same GPU",
+                           ratio_meaning="medvl tower volumes/s / bare MONAI volumes/s (bf16, batch 16)")
     write_record(
-        "ct_resnet18_embed",
+        "ct_resnet18_embed_gpu" if gpu else "ct_resnet18_embed",
         baseline="bare MONAI resnet18 (feed_forward=False) on the same batches, same run",
         figures={"medvl_volumes_per_s": round(ours, 2), "monai_volumes_per_s": round(base, 2), "batch": batch,
-                 "input": "[B, 1, 32, 128, 128]", "device": device, "amp": "bf16" if gpu else "off"},
+                 "input": "[B, 1, 32, 128, 128]", "device": device, "amp": "bf16" if gpu else "off", **util},
         ratio=ours / base,
         ratio_meaning="medvl tower volumes/s / bare MONAI volumes/s",
         target=None,

@@ -21,7 +21,10 @@ def machine_info() -> dict[str, Any]:
         "platform": platform.platform(),
         "processor": platform.machine(),
         "cpus": os.cpu_count(),
+        "load_average_1min": round(os.getloadavg()[0], 2),
     }
+    if os.environ.get("MEDVL_BENCH_LOCK"):  # how the run was serialised against other work on a shared machine
+        info["heavy_lock"] = os.environ["MEDVL_BENCH_LOCK"]
     try:
         import psutil
 
@@ -69,3 +72,58 @@ def write_record(
     os.replace(tmp, path)
     print(json.dumps({"name": name, "ratio": record["ratio"], "passed": passed, "figures": figures}, default=str))
     return path
+
+
+class GpuUtilisation:
+    """Samples GPU utilisation (``nvidia-smi``, every 100 ms) while a ``with`` block runs.
+
+    ``summary()`` gives ``{"gpu_util_mean_pct", "gpu_util_max_pct", "samples"}``, or ``{"gpu_util": "not sampled:
+    ..."}`` when ``nvidia-smi`` is missing (no GPU, or a machine without the NVIDIA tools).
+    """
+
+    def __init__(self, index: int = 0):
+        self.index = index
+        self._proc = None
+        self._lines: list[str] = []
+        self._why = ""
+
+    def __enter__(self) -> GpuUtilisation:
+        import shutil
+        import subprocess
+
+        exe = shutil.which("nvidia-smi")
+        if exe is None:
+            self._why = "nvidia-smi not found"
+            return self
+        self._proc = subprocess.Popen([exe, "--query-gpu=utilization.gpu", "--format=csv,noheader,nounits",
+                                       f"--id={self.index}", "-lms", "100"], stdout=subprocess.PIPE,
+                                      stderr=subprocess.DEVNULL, text=True)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._proc is None:
+            return
+        self._proc.terminate()
+        out, _ = self._proc.communicate(timeout=10)
+        self._lines = [ln.strip() for ln in out.splitlines() if ln.strip().isdigit()]
+
+    def summary(self) -> dict[str, Any]:
+        if not self._lines:
+            return {"gpu_util": f"not sampled: {self._why or 'no samples'}"}
+        values = [int(v) for v in self._lines]
+        return {"gpu_util_mean_pct": round(sum(values) / len(values), 1), "gpu_util_max_pct": max(values),
+                "samples": len(values)}
+
+
+def write_not_measured(name: str, *, baseline: str, ratio_meaning: str, why: str = "no GPU") -> Path:
+    """A record saying ``name`` was not measured here (``why``); a measured record of that name is kept as it is."""
+    path = RESULTS / f"{name}.json"
+    try:
+        if json.loads(path.read_text()).get("ratio") is not None:
+            print(json.dumps({"name": name, "kept": "measured record from an earlier run", "why_not_now": why}))
+            return path
+    except (OSError, ValueError):
+        pass
+    return write_record(name, baseline=baseline, figures={"measured": False}, ratio=None,
+                        ratio_meaning=ratio_meaning, notes=f"Not measured: {why} in this session. "
+                        "benchmarks/gpu_all.sh runs it on a CUDA machine.")

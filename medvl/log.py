@@ -15,6 +15,7 @@ import contextlib
 import logging
 import os
 import sys
+import threading
 from collections.abc import Iterable, Iterator
 from typing import TypeVar
 
@@ -55,16 +56,28 @@ class _OncePerMessage(logging.Filter):
         return True
 
 
+#: threads whose name starts with this run work ahead for another case (``medvl.pipelines.dispatch``): their warnings
+#: belong to their own collector only, and theirs to no one else's
+ISOLATED_THREAD_PREFIX = "medvl-prefetch"
+
+
 class _Collector(logging.Handler):
     """Keeps the distinct warning messages logged while it is attached, in order."""
 
     def __init__(self) -> None:
         super().__init__(logging.WARNING)
         self.messages: list[str] = []
+        self._thread = threading.current_thread()
+        self._isolated = self._thread.name.startswith(ISOLATED_THREAD_PREFIX)
+
+    def _mine(self, record: logging.LogRecord) -> bool:
+        if self._isolated:
+            return record.thread == self._thread.ident
+        return not (record.threadName or "").startswith(ISOLATED_THREAD_PREFIX)
 
     def emit(self, record: logging.LogRecord) -> None:
         message = " ".join(record.getMessage().split())
-        if record.levelno == logging.WARNING and message not in self.messages:
+        if record.levelno == logging.WARNING and self._mine(record) and message not in self.messages:
             self.messages.append(message)
 
 

@@ -69,7 +69,7 @@ def zeroshot(
     from medvl.errors import InputError
     from medvl.tasks.space import JointSpace
     from medvl.tasks.zeroshot.classifier import ZeroShotConfig
-    from medvl.tasks.zeroshot.run import classify_case, resolve_classes
+    from medvl.tasks.zeroshot.run import ClassifierCache, classify_case, resolve_classes
 
     missing = [c for c in cases if not c.exists()]
     if missing:
@@ -82,9 +82,11 @@ def zeroshot(
     space = JointSpace.load(model, random_weights=random_weights, trust_provenance=trust_provenance,
                             strict_domain=strict_domain)
     records = []
+    prompts = ClassifierCache()  # class prompts encoded once for all the cases
     for i, case in enumerate(cases):
         rec = classify_case(case, space, graph, ids, free, cfg, method=method, topk=topk, presence=presence,
-                            modality=modality, tile_scores_out=tile_scores if len(cases) == 1 else None)
+                            modality=modality, tile_scores_out=tile_scores if len(cases) == 1 else None,
+                            cache=prompts)
         rec = {"index": i, **rec}
         if dicom_sr is not None and rec.get("result") is not None:
             rec["dicom_sr"] = _write_sr(dicom_sr, rec, case, graph, space, several=len(cases) > 1)

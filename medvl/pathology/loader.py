@@ -47,7 +47,8 @@ class TileReader:
             return
         from PIL import Image
 
-        region = self.slide.read_region((int(x), int(y)), g.level, (g.read_px, g.read_px))
+        region = np.empty((g.read_px, g.read_px, 3), dtype=np.uint8)  # the direct-decoding path, then resize
+        self.slide.read_region_into((int(x), int(y)), g.level, (g.read_px, g.read_px), region)
         out[...] = np.asarray(Image.fromarray(region).resize((g.tile_px, g.tile_px), Image.Resampling.BILINEAR))
 
     def read_many(self, start: int, stop: int, out: np.ndarray | None = None) -> np.ndarray:

@@ -8,6 +8,6 @@ state (:mod:`medvl.pipelines.state`) skips finished (case, step) pairs.
 from __future__ import annotations
 
 from medvl.pipelines.config import PipelineConfig
-from medvl.pipelines.run import check_manifest, run_pipeline
+from medvl.pipelines.run import check_manifest, plan_pipeline, run_pipeline
 
-__all__ = ["PipelineConfig", "check_manifest", "run_pipeline"]
+__all__ = ["PipelineConfig", "check_manifest", "plan_pipeline", "run_pipeline"]

@@ -23,7 +23,7 @@ from medvl.tasks.vectors import l2_normalise
 
 log = get_logger(__name__)
 
-__all__ = ["run_cohort_steps"]
+__all__ = ["plan_cohort_steps", "run_cohort_steps"]
 
 #: the per-case step whose output each modality contributes to cohort steps
 EMBEDDING_STEP = {"slide": "extract", "ct": "embed"}
@@ -132,8 +132,7 @@ def _cohort_key(ctx: CaseContext, name: str, cohort: CohortInput) -> str:
                      [cohort.keys[k] for k in sorted(cohort.keys)])
 
 
-def run_cohort_steps(ctx: CaseContext, rows: list[ManifestRow]) -> dict[str, Any]:
-    """Run the configured cohort steps over ``rows`` (the finished cases); returns ``{step: record}``."""
+def _cohort_input(ctx: CaseContext, rows: list[ManifestRow]) -> CohortInput:
     keys = {}
     usable = []
     for r in rows:
@@ -141,7 +140,20 @@ def run_cohort_steps(ctx: CaseContext, rows: list[ManifestRow]) -> dict[str, Any
         if key is not None:
             keys[r.case_id] = key
             usable.append(r)
-    cohort = CohortInput(usable, keys)
+    return CohortInput(usable, keys)
+
+
+def plan_cohort_steps(ctx: CaseContext, rows: list[ManifestRow]) -> dict[str, str]:
+    """``{step: "run" | "skip"}`` for the configured cohort steps over ``rows`` (all finished), from the state."""
+    cohort = _cohort_input(ctx, rows)
+    state = CaseState(ctx.layout.state / "_cohort")
+    return {name: "skip" if state.finished(name, _cohort_key(ctx, name, cohort)) is not None else "run"
+            for name in ctx.config.cohort_steps}
+
+
+def run_cohort_steps(ctx: CaseContext, rows: list[ManifestRow]) -> dict[str, Any]:
+    """Run the configured cohort steps over ``rows`` (the finished cases); returns ``{step: record}``."""
+    cohort = _cohort_input(ctx, rows)
     state = CaseState(ctx.layout.state / "_cohort")
     results: dict[str, Any] = {}
     for name in ctx.config.cohort_steps:

@@ -129,6 +129,9 @@ class PipelineConfig(Config):
         device: ``auto``, ``cpu``, ``cuda``.
         gpus_per_worker: GPUs each Ray actor reserves (``None``: 1 when the cluster has GPUs and ``device`` is not
             ``cpu``, else 0; fractions pack several actors on one GPU).
+        driver_works: the driver process runs cases too and counts as one of ``workers`` (it starts at once while
+            the other workers import and load the model); off: ``workers`` processes/actors and an idle driver
+            (e.g. a Ray head node without a GPU).
     """
 
     manifest: Path
@@ -145,6 +148,7 @@ class PipelineConfig(Config):
     threads_per_worker: int = 1
     device: str = "cpu"
     gpus_per_worker: float | None = None
+    driver_works: bool = True
 
     def validate(self) -> None:
         if self.workers < 0 or self.threads_per_worker < 1:

@@ -16,7 +16,7 @@ from medvl.atomic import atomic_write_json
 from medvl.hashing import config_hash, content_hash
 from medvl.pipelines.config import ModelSource, PipelineConfig
 
-__all__ = ["CaseContext", "RunLayout", "RunSpec", "materialise_model"]
+__all__ = ["CaseContext", "RunLayout", "RunSpec", "materialise_model", "model_fingerprint", "model_folder"]
 
 
 @dataclass(frozen=True)
@@ -73,6 +73,14 @@ class RunSpec:
         return PipelineConfig.from_dict(self.config)
 
 
+def model_folder(source: ModelSource, models_dir: Path) -> Path:
+    """The checkpoint folder of ``source``: the folder itself, or where a built model is kept in ``models_dir``."""
+    if source.name is not None and Path(source.name).expanduser().is_dir():
+        return Path(source.name).expanduser().resolve()
+    spec = {"name": source.name, "config": source.config, "seed": source.seed}
+    return (models_dir / f"pipeline-{source.name or 'inline'}-{config_hash(spec)}").resolve()
+
+
 def materialise_model(source: ModelSource, models_dir: Path) -> tuple[Path, str]:
     """The checkpoint folder every worker loads, and a fingerprint of its weights and config.
 
@@ -81,14 +89,10 @@ def materialise_model(source: ModelSource, models_dir: Path) -> tuple[Path, str]
     """
     from medvl.models.checkpoint import is_checkpoint
 
-    if source.name is not None and Path(source.name).expanduser().is_dir():
-        folder = Path(source.name).expanduser().resolve()
-    else:
-        spec = {"name": source.name, "config": source.config, "seed": source.seed}
-        folder = (models_dir / f"pipeline-{source.name or 'inline'}-{config_hash(spec)}").resolve()
-        if not is_checkpoint(folder):
-            _build_checkpoint(source, folder)
-    return folder, _fingerprint(folder)
+    folder = model_folder(source, models_dir)
+    if not is_checkpoint(folder):
+        _build_checkpoint(source, folder)
+    return folder, model_fingerprint(folder)
 
 
 def _build_checkpoint(source: ModelSource, folder: Path) -> None:
@@ -108,7 +112,7 @@ def _build_checkpoint(source: ModelSource, folder: Path) -> None:
     save_checkpoint(model, folder, extra={"untrained": True, "seed": source.seed})
 
 
-def _fingerprint(folder: Path) -> str:
+def model_fingerprint(folder: Path) -> str:
     """The model's part of every step key: the content of its weights (as every output's provenance records them)
     and of its config (structure, preprocessing, domains)."""
     from medvl.models.checkpoint import CONFIG, WEIGHTS
@@ -125,18 +129,33 @@ class CaseContext:
         self.config = spec.pipeline()
         self.layout = spec.layout()
         self.model_dir = Path(spec.model_dir)
-        self._set_threads()
+        self._threads_set = False
 
     def _set_threads(self) -> None:
+        """torch threads per worker, set when a model first loads (a context that only reads state needs no torch)."""
+        if self._threads_set:
+            return
         import torch
 
         torch.set_num_threads(self.config.threads_per_worker)
+        self._threads_set = True
+
+    def warm(self) -> None:
+        """Load the models the configured steps use now (a worker does it while it starts, not in its first case)."""
+        steps = self.config.steps
+        if steps.get("slide"):
+            self.tile_encoder  # noqa: B018 - loads it
+        if steps.get("ct"):
+            self.ct_preprocess  # noqa: B018 - loads the volume encoder
+        if any("zeroshot" in names for names in steps.values()):
+            self.classes  # noqa: B018 - loads the knowledge graph
 
     @functools.cached_property
     def space(self) -> Any:
         """The joint space (model + source) zero-shot and the cohort steps use (``medvl zeroshot --model``)."""
         from medvl.tasks.space import JointSpace
 
+        self._set_threads()
         return JointSpace.load(self.model_dir, random_weights=self.config.model.random_weights)
 
     @functools.cached_property
@@ -153,6 +172,13 @@ class CaseContext:
         return resolve_classes(self.graph, zs.node, zs.classes)
 
     @functools.cached_property
+    def prompts(self) -> Any:
+        """Zero-shot classifiers (encoded class prompts), built once per worker and reused for every case."""
+        from medvl.tasks.zeroshot.run import ClassifierCache
+
+        return ClassifierCache()
+
+    @functools.cached_property
     def tile_encoder(self) -> Any:
         """The slide tile encoder: the checkpoint's raw image tower, as ``medvl slide extract --encoder DIR`` builds
         it (the same function, on the joint space's model, loaded once)."""
@@ -166,6 +192,7 @@ class CaseContext:
         """The CT encoder: the checkpoint's volume tower in the joint space (``medvl ct embed --model DIR``)."""
         from medvl.radiology.embed import load_volume_encoder
 
+        self._set_threads()
         return load_volume_encoder(str(self.model_dir), device=self.config.device,
                                    random_weights=self.config.model.random_weights)
 

@@ -18,15 +18,15 @@ from medvl.errors import InputError
 from medvl.io.manifest import MAX_REPORTED, Manifest, validate_manifest
 from medvl.log import get_logger, progress
 from medvl.pipelines.backends import get_backend
-from medvl.pipelines.cohort import run_cohort_steps
+from medvl.pipelines.cohort import plan_cohort_steps, run_cohort_steps
 from medvl.pipelines.config import PipelineConfig
-from medvl.pipelines.context import CaseContext, RunLayout, RunSpec, materialise_model
-from medvl.pipelines.runner import case_from_dict, case_to_dict
+from medvl.pipelines.context import CaseContext, RunLayout, RunSpec, materialise_model, model_fingerprint, model_folder
+from medvl.pipelines.runner import case_from_dict, case_to_dict, plan_case, skipped_record
 from medvl.workspace import Workspace
 
 log = get_logger(__name__)
 
-__all__ = ["check_manifest", "run_pipeline"]
+__all__ = ["check_manifest", "plan_pipeline", "run_pipeline"]
 
 _SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
@@ -63,6 +63,18 @@ def _prepare(config: PipelineConfig, workspace: Workspace) -> tuple[RunSpec, Man
     return spec, manifest
 
 
+def _split(ctx: CaseContext, cases: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(records of the cases with nothing left to do, the cases to run), from the run state alone (no torch)."""
+    done, todo = [], []
+    for case in cases:
+        try:
+            record = skipped_record(case_from_dict(case), plan_case(ctx, case_from_dict(case)))
+        except Exception:  # noqa: BLE001 - an unreadable input is reported by run_case in a worker
+            record = None
+        (done if record is not None else todo).append(record if record is not None else case)
+    return done, todo
+
+
 def run_pipeline(
     config: PipelineConfig,
     workspace: str | Path | None = None,
@@ -71,6 +83,9 @@ def run_pipeline(
     on_record: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
     """Run a cohort pipeline; returns the summary (also written to ``<run>/summary.json``).
+
+    Cases whose every step is finished are answered from the run state without starting a worker or loading a
+    model; only the others go to the backend.
 
     Args:
         config: the pipeline.
@@ -84,9 +99,15 @@ def run_pipeline(
     runner = get_backend(backend)
     spec, manifest = _prepare(config, ws)
     layout = spec.layout()
+    ctx = CaseContext(spec)
     cases = [case_to_dict(r) for r in manifest.rows]
     start = time.perf_counter()
-    records, stopped = _run_cases(runner, spec, cases, config.workers, skip_errors, on_record)
+    finished, todo = _split(ctx, cases)
+    for record in finished:
+        if on_record is not None:
+            on_record(record)
+    records, stopped = _run_cases(runner, spec, todo, config.workers, skip_errors, on_record) if todo else ([], None)
+    records = finished + records
     elapsed = time.perf_counter() - start
     if stopped is not None:
         raise InputError(None, f"case {stopped['case_id']} failed at step {stopped['step']}: {stopped['error']} "
@@ -94,8 +115,38 @@ def run_pipeline(
     order = {c["case_id"]: i for i, c in enumerate(cases)}
     records.sort(key=lambda r: order[r["case_id"]])
     ok_rows = [case_from_dict(cases[order[r["case_id"]]]) for r in records if r["status"] != "error"]
-    cohort = run_cohort_steps(CaseContext(spec), ok_rows) if ok_rows else {}
+    cohort = run_cohort_steps(ctx, ok_rows) if ok_rows else {}
     return _summary(config, backend, layout, records, cohort, elapsed, spec)
+
+
+def plan_pipeline(config: PipelineConfig, workspace: str | Path | None = None) -> dict[str, Any]:
+    """What ``run_pipeline`` would run, from the run state alone (``medvl run --dry-run``); writes nothing.
+
+    Returns ``{"cases": [{case_id, modality, run: [steps], skip: [steps]}], "cohort": {step: run|skip},
+    "counts": {...}}``. The manifest is validated as for a run.
+    """
+    ws = Workspace.resolve(workspace, create=False)
+    root = ws.runs / config.name
+    manifest, problems = validate_manifest(config.manifest, unique_ids=True, allowed=tuple(config.steps))
+    if problems:
+        raise InputError(config.manifest, f"{len(problems)} bad row(s): {'; '.join(problems[:MAX_REPORTED])}")
+    from medvl.models.checkpoint import is_checkpoint
+
+    folder = model_folder(config.model, ws.models)
+    built = is_checkpoint(folder)
+    spec = RunSpec(config.to_dict(), str(root), str(ws.volumes), str(folder),
+                   model_fingerprint(folder) if built else "not built yet")
+    ctx = CaseContext(spec)
+    plans = []
+    for row in manifest.rows:
+        steps = plan_case(ctx, row, write=False)
+        plans.append({"case_id": row.case_id, "modality": row.modality,
+                      "run": [n for n, _, done in steps if done is None],
+                      "skip": [n for n, _, done in steps if done is not None]})
+    todo = sum(bool(p["run"]) for p in plans)
+    cohort = plan_cohort_steps(ctx, list(manifest.rows)) if not todo else dict.fromkeys(config.cohort_steps, "run")
+    return {"pipeline": config.name, "run_dir": str(root), "model": str(folder), "model_built": built,
+            "cases": plans, "cohort": cohort, "counts": {"to_run": todo, "finished": len(plans) - todo}}
 
 
 def _run_cases(runner: Any, spec: RunSpec, cases: list[dict[str, Any]], workers: int, skip_errors: bool,

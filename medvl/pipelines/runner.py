@@ -19,7 +19,7 @@ from medvl.pipelines.steps import STEPS
 
 log = get_logger(__name__)
 
-__all__ = ["case_from_dict", "case_to_dict", "run_case"]
+__all__ = ["case_from_dict", "case_to_dict", "plan_case", "run_case", "skipped_record"]
 
 
 def case_to_dict(row: ManifestRow) -> dict[str, Any]:
@@ -39,15 +39,47 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def run_case(ctx: CaseContext, case: dict[str, Any]) -> dict[str, Any]:
-    """Run one case's steps; returns its status record (``done``, ``skipped`` or ``error``)."""
+def plan_case(ctx: CaseContext, row: ManifestRow, write: bool = True) -> list[tuple[str, str, dict[str, Any] | None]]:
+    """The case's steps in order as ``(step, key, finished record or None)``; reads only small state files.
+
+    Needs no model and no torch: a rerun with nothing to do is answered from this alone. ``write=False``: do not
+    store the input's content hash (a dry run writes nothing).
+    """
+    state = CaseState(ctx.layout.state / row.case_id)
+    input_hash = input_fingerprint(row.path, state.folder / "input.json", write=write)
+    keys: dict[str, str] = {}
+    plan = []
+    for step_name in ctx.config.steps.get(row.modality, []):
+        step = STEPS[row.modality].get(step_name)
+        step_cfg = {"settings": step.config(ctx.config), "model": ctx.spec.model_fingerprint}
+        keys[step_name] = state.key(step_name, input_hash, step_cfg, [keys[n] for n in step.needs])
+        plan.append((step_name, keys[step_name], state.finished(step_name, keys[step_name])))
+    return plan
+
+
+def skipped_record(row: ManifestRow, plan: list[tuple[str, str, dict[str, Any] | None]]) -> dict[str, Any] | None:
+    """The ``skipped`` record of a case whose every step is finished, else ``None``."""
+    if not plan or any(done is None for _, _, done in plan):
+        return None
+    return {"case_id": row.case_id, "modality": row.modality, "steps": {name: "skipped" for name, _, _ in plan},
+            "results": {name: done for name, _, done in plan}, "status": "skipped", "seconds": 0.0}
+
+
+def run_case(ctx: CaseContext, case: dict[str, Any], only: frozenset[str] | None = None) -> dict[str, Any]:
+    """Run one case's steps; returns its status record (``done``, ``skipped`` or ``error``).
+
+    Args:
+        ctx: the worker's context.
+        case: the case as :func:`case_to_dict` wrote it.
+        only: run only the leading steps named here and stop at the first other one (the prefetch of a worker
+            runs a case's reading steps ahead while the previous case is being encoded).
+    """
     row = case_from_dict(case)
     start = time.perf_counter()
     record: dict[str, Any] = {"case_id": row.case_id, "modality": row.modality, "steps": {}, "results": {}}
     state = CaseState(ctx.layout.state / row.case_id)
-    keys: dict[str, str] = {}
     with collect_warnings() as warned:
-        _run_steps(ctx, row, state, record, keys)
+        _run_steps(ctx, row, state, record, only)
     if warned:
         record["warnings"] = warned
     record["seconds"] = round(time.perf_counter() - start, 3)
@@ -55,22 +87,18 @@ def run_case(ctx: CaseContext, case: dict[str, Any]) -> dict[str, Any]:
 
 
 def _run_steps(ctx: CaseContext, row: ManifestRow, state: CaseState, record: dict[str, Any],
-               keys: dict[str, str]) -> None:
+               only: frozenset[str] | None) -> None:
     step_name = "input"
     try:
-        input_hash = input_fingerprint(row.path, state.folder / "input.json")
-        for step_name in ctx.config.steps.get(row.modality, []):
-            step = STEPS[row.modality].get(step_name)
-            step_cfg = {"settings": step.config(ctx.config), "model": ctx.spec.model_fingerprint}
-            key = state.key(step_name, input_hash, step_cfg, [keys[n] for n in step.needs])
-            keys[step_name] = key
-            done = state.finished(step_name, key)
+        for step_name, key, done in plan_case(ctx, row):
+            if only is not None and step_name not in only:
+                break
             if done is not None:
                 record["steps"][step_name] = "skipped"
                 record["results"][step_name] = done
                 continue
             t0 = time.perf_counter()
-            out = step.fn(ctx, row)
+            out = STEPS[row.modality].get(step_name).fn(ctx, row)
             state.finish(step_name, key, out.record, out.outputs, time.perf_counter() - t0)
             record["steps"][step_name] = "done"
             record["results"][step_name] = out.record

@@ -23,8 +23,11 @@ from medvl.hashing import config_hash, content_hash
 __all__ = ["CaseState", "input_fingerprint"]
 
 
-def input_fingerprint(path: Path, memo_file: Path) -> str:
-    """Content hash of a case's input (file or folder), memoised in ``memo_file`` by path, size and mtime."""
+def input_fingerprint(path: Path, memo_file: Path, write: bool = True) -> str:
+    """Content hash of a case's input (file or folder), memoised in ``memo_file`` by path, size and mtime.
+
+    ``write=False`` reads the memo but never writes it (``medvl run --dry-run`` leaves the workspace as it is).
+    """
     stat_key = _stat_key(path)
     try:
         memo = json.loads(memo_file.read_text())
@@ -33,7 +36,8 @@ def input_fingerprint(path: Path, memo_file: Path) -> str:
     except (OSError, ValueError, KeyError):
         pass
     digest = content_hash(path)
-    atomic_write_json(memo_file, {"stat": stat_key, "hash": digest})
+    if write:
+        atomic_write_json(memo_file, {"stat": stat_key, "hash": digest})
     return digest
 
 

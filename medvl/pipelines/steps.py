@@ -17,7 +17,7 @@ from medvl.errors import ConfigError, InputError
 from medvl.io.manifest import ManifestRow
 from medvl.registry import Registry
 
-__all__ = ["COHORT_STEPS", "STEPS", "StepDef", "StepOutput", "check_steps", "register_step"]
+__all__ = ["COHORT_STEPS", "STEPS", "StepDef", "StepOutput", "check_steps", "prefetch_steps", "register_step"]
 
 
 @dataclass
@@ -38,6 +38,7 @@ class StepDef:
         fn: ``fn(ctx, row) -> StepOutput``.
         needs: steps that must run before it (their keys enter this step's key).
         config: ``config(pipeline_config) -> JSON-able``: the settings that change this step's outputs.
+        prefetch: a reading step a worker may run for its next case while the current one is being encoded.
     """
 
     name: str
@@ -45,6 +46,7 @@ class StepDef:
     fn: Callable[[Any, ManifestRow], StepOutput]
     needs: tuple[str, ...]
     config: Callable[[Any], Any]
+    prefetch: bool = False
 
 
 #: modality -> registry of its per-case steps
@@ -54,12 +56,13 @@ STEPS: dict[str, Registry[StepDef]] = {}
 COHORT_STEPS: Registry[Callable[..., StepOutput | None]] = Registry("cohort step", builtins=("medvl.pipelines.cohort",))
 
 
-def register_step(modality: str, name: str, needs: tuple[str, ...] = (), config: Callable[[Any], Any] = lambda c: {}):
+def register_step(modality: str, name: str, needs: tuple[str, ...] = (), config: Callable[[Any], Any] = lambda c: {},
+                  prefetch: bool = False):
     """Decorator registering ``fn(ctx, row) -> StepOutput`` as a per-case step of ``modality``."""
 
     def decorator(fn):
         STEPS.setdefault(modality, Registry(f"{modality} step")).add(name, StepDef(name, modality, fn, tuple(needs),
-                                                                                   config))
+                                                                                   config, prefetch))
         return fn
 
     return decorator
@@ -85,6 +88,12 @@ def check_steps(steps: dict[str, list[str]], cohort_steps: list[str]) -> None:
             raise ConfigError(f"cohort_steps: {exc}") from None
 
 
+def prefetch_steps(modality: str) -> frozenset[str]:
+    """Names of the ``modality``'s steps marked ``prefetch`` (run ahead for the next case)."""
+    registry = STEPS.get(modality)
+    return frozenset(n for n, s in registry.items() if s.prefetch) if registry is not None else frozenset()
+
+
 # ------------------------------------------------------------------------------------------------ slides
 def _slide_job(row: ManifestRow) -> Any:
     from medvl.pathology.pipeline import SlideJob
@@ -106,7 +115,7 @@ def _slide_h5(ctx: Any, row: ManifestRow) -> Path:
     return ctx.layout.features / f"{row.case_id}.h5"
 
 
-@register_step("slide", "tile", config=_tile_config)
+@register_step("slide", "tile", config=_tile_config, prefetch=True)
 def tile_step(ctx: Any, row: ManifestRow) -> StepOutput:
     """Tissue mask and tile grid: ``features/<case_id>.h5`` (coords) + mask PNG + GeoJSON."""
     from medvl.pathology.pipeline import tile_slide
@@ -156,7 +165,7 @@ def slide_zeroshot_step(ctx: Any, row: ManifestRow) -> StepOutput:
     tiles_out = ctx.layout.zeroshot / f"{row.case_id}_tiles.npz"
     record = classify_case(_slide_h5(ctx, row), ctx.space, ctx.graph, ids, free,
                            _zeroshot_config(ctx.config, zs.slide_templates), method=zs.method, topk=zs.topk,
-                           tile_scores_out=tiles_out)
+                           tile_scores_out=tiles_out, cache=ctx.prompts)
     out = ctx.write_json(ctx.layout.zeroshot / f"{row.case_id}.json", record)
     return StepOutput(_zs_summary(record), [str(out), str(tiles_out)])
 
@@ -187,7 +196,7 @@ def _ct_config(cfg: Any) -> dict[str, Any]:
     return {"preprocess": cfg.ct.preprocess_config().to_dict(), **_ct_options(cfg)}
 
 
-@register_step("ct", "preprocess", config=_ct_config)
+@register_step("ct", "preprocess", config=_ct_config, prefetch=True)
 def preprocess_step(ctx: Any, row: ManifestRow) -> StepOutput:
     """The one CT preprocessing chain into the workspace volume cache (``<workspace>/volumes``)."""
     from medvl.radiology.preprocess import preprocess_case
@@ -215,6 +224,7 @@ def ct_zeroshot_step(ctx: Any, row: ManifestRow) -> StepOutput:
 
     ids, free = ctx.classes
     record = classify_case(ctx.layout.ct / f"{row.case_id}.npz", ctx.space, ctx.graph, ids, free,
-                           _zeroshot_config(ctx.config, ctx.config.zeroshot.ct_templates), modality="volume")
+                           _zeroshot_config(ctx.config, ctx.config.zeroshot.ct_templates), modality="volume",
+                           cache=ctx.prompts)
     out = ctx.write_json(ctx.layout.zeroshot / f"{row.case_id}.json", record)
     return StepOutput(_zs_summary(record), [str(out)])

@@ -36,3 +36,19 @@ def test_resized_tiles_and_dataset(pyramid_tiff):
     x, i = ds[3]
     assert tuple(x.shape) == (3, 64, 64) and i == 3
     np.testing.assert_array_equal(x.permute(1, 2, 0).numpy(), tiles[3])
+
+
+def test_resized_tiles_equal_openslide_region_then_resize(svs_path):
+    """The resampling path reads through the direct decoder, then resizes: the pixels OpenSlide + PIL give."""
+    from PIL import Image
+
+    with open_slide(svs_path) as s:
+        grid = make_tile_grid(s, TileConfig(mpp=0.6, size=224, min_tissue=0))
+    assert grid.read_px != grid.tile_px
+    sub = type(grid)(**{**grid.__dict__, "coords": grid.coords[:12], "tissue_fraction": None})
+    ref = openslide.OpenSlide(str(svs_path))
+    expected = [np.asarray(Image.fromarray(np.asarray(ref.read_region((int(x), int(y)), grid.level,
+                                                                      (grid.read_px, grid.read_px)))[..., :3])
+                           .resize((224, 224), Image.Resampling.BILINEAR)) for x, y in sub.coords]
+    got = np.concatenate([t for _, t in iter_tile_batches(svs_path, sub, batch_size=5, workers=2)])
+    np.testing.assert_array_equal(got, np.stack(expected))

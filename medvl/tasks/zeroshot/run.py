@@ -73,17 +73,41 @@ def build_classifier(space: Any, graph: Any, ids: list[str], free: dict[str, lis
     return ZeroShotClassifier.from_names(space.model, extra, config)
 
 
+class ClassifierCache:
+    """Class prompts encoded once per run: classifiers memoised by what they were built from.
+
+    A cohort (``medvl zeroshot`` over many files, ``medvl run``) builds each classifier on its first case and reuses
+    it for every other case with the same model, classes and prompt settings.
+    """
+
+    def __init__(self) -> None:
+        self._built: dict[tuple, Any] = {}
+
+    def get(self, kind: str, space: Any, ids: list[str], free: dict[str, list[str]], config: ZeroShotConfig,
+            build: Any) -> Any:
+        key = (kind, id(space), tuple(ids), repr(sorted(free.items())), repr(config))
+        if key not in self._built:
+            self._built[key] = build()
+        return self._built[key]
+
+
 def classify_case(path: Path, space: Any, graph: Any, ids: list[str], free: dict[str, list[str]],
                   config: ZeroShotConfig, method: str = "topk", topk: int = 50, presence: bool = False,
-                  modality: str | None = None, tile_scores_out: Path | None = None) -> dict[str, Any]:
-    """Classify one case file; returns a JSON-able record (no identifiers)."""
+                  modality: str | None = None, tile_scores_out: Path | None = None,
+                  cache: ClassifierCache | None = None) -> dict[str, Any]:
+    """Classify one case file; returns a JSON-able record (no identifiers).
+
+    Args:
+        cache: reuse classifiers (encoded class prompts) across calls; without it they are built per call.
+    """
+    cache = cache if cache is not None else ClassifierCache()
     path = Path(path)
     if not path.exists():
         raise InputError(path, "case file not found")
     suffix = path.suffix.lower()
     record: dict[str, Any] = {"case_ref": case_ref(path)}
     if is_tile_features(path):
-        record.update(_classify_slide(path, space, graph, ids, free, config, method, topk, tile_scores_out))
+        record.update(_classify_slide(path, space, graph, ids, free, config, method, topk, tile_scores_out, cache))
         return record
     vectors_print = None
     if suffix in EMBEDDING_SUFFIXES:
@@ -98,10 +122,11 @@ def classify_case(path: Path, space: Any, graph: Any, ids: list[str], free: dict
     record["input"] = kind
     if presence:
         names = {i: graph.concept(i).names(tuple(config.synonym_scopes)) for i in ids} | free
-        clf = PresenceClassifier.from_names(space.model, names, config)
+        clf = cache.get("presence", space, ids, free, config,
+                        lambda: PresenceClassifier.from_names(space.model, names, config))
         record["presence"] = clf.decide(clf.predict_proba(case_vector))[0]
         return record
-    clf = build_classifier(space, graph, ids, free, config)
+    clf = cache.get("classes", space, ids, free, config, lambda: build_classifier(space, graph, ids, free, config))
     record["result"] = clf.decide(clf.predict_proba(case_vector))[0]
     return record
 
@@ -118,11 +143,14 @@ def prediction_provenance(space: Any, path: Path, vectors: Any = None) -> dict[s
 
 
 def _classify_slide(path: Path, space: Any, graph: Any, ids: list[str], free: dict[str, list[str]],
-                    config: ZeroShotConfig, method: str, topk: int, tile_scores_out: Path | None) -> dict[str, Any]:
+                    config: ZeroShotConfig, method: str, topk: int, tile_scores_out: Path | None,
+                    cache: ClassifierCache) -> dict[str, Any]:
     emb = load_embeddings(path)
     tiles = space.to_joint(emb, "image", origin=path)
     space.check_domain("slide")
-    clf = build_classifier(space, graph, ids, free, config, with_normal=method == "keep")
+    keep = method == "keep"
+    clf = cache.get(f"classes{'+normal' if keep else ''}", space, ids, free, config,
+                    lambda: build_classifier(space, graph, ids, free, config, with_normal=keep))
     pred = slide_zeroshot(tiles, clf, method, topk=topk)
     slide_clf = clf if method != "keep" else ZeroShotClassifier(
         pred.class_ids, clf.class_embeddings[[clf.class_ids.index(c) for c in pred.class_ids]],
