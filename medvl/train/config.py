@@ -88,6 +88,10 @@ class StageConfig(Config):
         dropout: keep dropout in the trained towers (False: they run in eval mode, deterministic forward passes).
         bank_every: re-encode the group bank (for the ``bank`` loss) every N steps.
         evaluate: evaluations run before and after the stage (``metrics.jsonl``, ``summary.json``).
+        eval_every: also run them every N optimizer steps (0: only before and after).
+        best_metric: keep the checkpoint with the best value of this figure of the evaluations (``recall@1``,
+            ``auc``, ...) in ``best/`` (``best.json`` says which step); measured after steps and at the end.
+        best_mode: ``max`` or ``min``: which direction is better.
         multilabel: supervised with a sigmoid per label (labels are a multi-hot ``label`` field).
     """
 
@@ -115,6 +119,9 @@ class StageConfig(Config):
     dropout: bool = True
     bank_every: int = 50
     evaluate: list[EvalConfig] = field(default_factory=list)
+    eval_every: int = 0
+    best_metric: str | None = None
+    best_mode: Literal["max", "min"] = "max"
     multilabel: bool = False
 
     def validate(self) -> None:
@@ -122,6 +129,8 @@ class StageConfig(Config):
             raise ConfigError("StageConfig.inputs: name at least one dataset field")
         if self.steps <= 0 or self.grad_accum <= 0:
             raise ConfigError("StageConfig.steps and grad_accum must be positive")
+        if self.eval_every < 0 or (self.best_metric and not self.evaluate):
+            raise ConfigError("StageConfig.eval_every must be >= 0, and best_metric needs evaluations (evaluate)")
         if self.max_minutes < 0 or self.bank_every <= 0:
             raise ConfigError("StageConfig.max_minutes must be >= 0 and bank_every positive")
         if any(n <= 0 for n in self.freeze_layers.values()):

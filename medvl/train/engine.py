@@ -21,6 +21,7 @@ from torch import nn
 from medvl.atomic import atomic_write_json
 from medvl.errors import ConfigError, MedvlError
 from medvl.log import get_logger, progress
+from medvl.train.best import BestCheckpoint
 from medvl.train.config import StageConfig, TrainConfig
 from medvl.train.data import build_dataset, collate
 from medvl.train.distributed import init_distributed
@@ -206,6 +207,8 @@ class StageRunner:
             t.last_loss = record["loss"]
             if last:
                 break
+            if self.stage.eval_every and state.step % self.stage.eval_every == 0:
+                t._evaluate(self, "step", state)
             if state.global_step % cfg.checkpoint_every == 0:
                 state.seconds = self.clock.elapsed()
                 t.checkpoint(state, self)
@@ -281,6 +284,8 @@ class Trainer:
         try:
             for index in range(state.stage, len(cfg.stages)):
                 runner = StageRunner(self, index)
+                if self.dist.main and hasattr(runner.dataset, "write_report"):  # counts before step 1
+                    runner.dataset.write_report(self.out, runner.stage.name)
                 if payload is not None and payload["state"].stage == index:
                     runner.restore(payload)
                 self._evaluate(runner, "before", state)
@@ -300,12 +305,16 @@ class Trainer:
         configs = runner.stage.evaluate
         if configs and self.dist.main:
             done = {r["evaluation"] for r in self.metrics.records()
-                    if r.get("stage") == runner.stage.name and r.get("when") == when and "evaluation" in r}
+                    if r.get("stage") == runner.stage.name and r.get("when") == when and "evaluation" in r
+                    and (when != "step" or r.get("step") == state.step)}
             todo = [c for c in configs if c.name not in done]
-            for name, figures in (run_evaluations(self.model, runner.dataset, todo) if todo else {}).items():
+            results = run_evaluations(self.model, runner.dataset, todo) if todo else {}
+            for name, figures in results.items():
                 self.metrics.write({"stage": runner.stage.name, "step": state.step, "global_step": state.global_step,
                                     "evaluation": name, "when": when, **figures})
                 log.info("%s %s (%s): %s", runner.stage.name, name, when, figures)
+            if when != "before":
+                BestCheckpoint(self.out).offer(self.model, runner.stage, results, state.step, state.global_step)
         self.dist.barrier()
 
     def _evaluations(self) -> dict[str, Any]:
@@ -327,6 +336,9 @@ class Trainer:
         }
         if self.dist.main:
             summary["evaluations"] = self._evaluations()
+            best = BestCheckpoint(self.out).record()
+            if best is not None:
+                summary["best"] = best
         if self.dist.main:
             self.model.save(self.out / "model")
             atomic_write_json(self.out / "summary.json", summary)

@@ -185,7 +185,8 @@ class ManifestPairs:
             return True
         return any(len(labels) != 1 for labels in self.source.rows.labels)
 
-    def _label(self, k: int) -> torch.Tensor | int:
+    def target(self, k: int) -> torch.Tensor | int:
+        """The ``label`` field of item ``k``: a class index, or a multi-hot vector when labels are multi-label."""
         labels = self.labels_of(k)
         if not self.multilabel:
             return self.label_names.index(labels[0])
@@ -201,7 +202,7 @@ class ManifestPairs:
             "group": self.group_ids[index],
         }
         if self.label_names:
-            out["label"] = self._label(index)
+            out["label"] = self.target(index)
         return out
 
     # ------------------------------------------------------------------ held-out splits and records
