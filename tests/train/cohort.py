@@ -51,8 +51,8 @@ def breastmnist_cohort(folder: Path, n_train: int = 160, n_test: int = 48) -> Pa
 
 #: short reports written for the shared CT volumes
 CT_REPORTS = [
-    ("example_ct.nii.gz", "clear cell renal cell carcinoma of the left kidney", "renal cell carcinoma"),
-    ("example_ct_sm.nii.gz", "simple kidney cyst, no renal cell carcinoma", "benign"),
+    ("example_ct.nii.gz", "clear cell renal cell carcinoma of the left kidney with mild hydronephrosis", "malignant"),
+    ("example_ct_sm.nii.gz", "angiomyolipoma of the right kidney, no renal cell carcinoma", "benign"),
 ]
 
 

@@ -11,7 +11,7 @@ replace an item's text with a probability (``hierarchy_fraction``). The tagged c
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 

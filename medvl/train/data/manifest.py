@@ -86,9 +86,13 @@ class ManifestOptions(Config):
             raise ConfigError(f"ManifestOptions.split: '{self.split}' / default_split '{self.default_split}' must be "
                               f"one of splits ({', '.join(self.splits)})")
 
-    def manifest_path(self) -> Path:
-        path = Path(self.manifest).expanduser()
+    def resolve(self, path: str | Path) -> Path:
+        """A path of these options (``manifest``, ``cache``): relative ones are found in ``root`` when it is set."""
+        path = Path(path).expanduser()
         return path if path.is_absolute() or self.root is None else Path(self.root) / path
+
+    def manifest_path(self) -> Path:
+        return self.resolve(self.manifest)
 
 
 class _Source:

@@ -142,6 +142,7 @@ class CTReader:
 def _ct_reader(opts: Any) -> CTReader:
     from medvl.train.data.ct import CTVolumes
 
-    volumes = CTVolumes(opts.preprocess, opts.cache, allow_non_ct=opts.allow_non_ct,
+    cache = opts.resolve(opts.cache) if opts.cache is not None else None
+    volumes = CTVolumes(opts.preprocess, cache, allow_non_ct=opts.allow_non_ct,
                         allow_irregular=opts.allow_irregular)
     return CTReader(volumes, DataDomain(opts.domain or "ct", channels="grayscale"))
