@@ -10,6 +10,7 @@ replace an item's text with a probability (``hierarchy_fraction``). The tagged c
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -47,19 +48,25 @@ class ConceptOptions(Config):
             raise ConfigError("ConceptOptions.hierarchy_fraction: must be within [0, 1]")
 
 
+@functools.lru_cache(maxsize=4)
+def _graph_and_tagger(graph_file: str | None, roots: tuple[str, ...] | None) -> tuple[Any, Any]:
+    """The graph and its tagger, built once per process (every split and stage of a run shares them)."""
+    from medvl.knowledge import DiseaseGraph, default_graph
+    from medvl.knowledge.tagger import ConceptTagger
+
+    graph = DiseaseGraph.load(graph_file) if graph_file else default_graph()
+    ids = None
+    if roots:
+        ids = sorted({d for root in roots for d in [graph.resolve(root), *graph.descendants(root)]})
+    return graph, ConceptTagger.from_graph(graph, ids)
+
+
 class ConceptTags:
     """The disease graph and its tagger, and the concepts each text asserts."""
 
     def __init__(self, opts: ConceptOptions):
-        from medvl.knowledge import DiseaseGraph, default_graph
-        from medvl.knowledge.tagger import ConceptTagger
-
         self.opts = opts
-        self.graph = DiseaseGraph.load(opts.graph) if opts.graph else default_graph()
-        ids = None
-        if opts.ids:
-            ids = sorted({d for root in opts.ids for d in [self.graph.resolve(root), *self.graph.descendants(root)]})
-        self.tagger = ConceptTagger.from_graph(self.graph, ids)
+        self.graph, self.tagger = _graph_and_tagger(opts.graph, tuple(opts.ids) if opts.ids else None)
 
     def asserted(self, text: str) -> list[str]:
         """Concepts the text asserts (negated mentions excluded), in order, once each."""
