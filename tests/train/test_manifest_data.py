@@ -153,7 +153,7 @@ def _tiny(example: str, folder: Path, edit) -> Path:
 
     data = yaml.safe_load((config_dir() / "examples" / example).read_text())
     edit(data)
-    data["tensorboard"] = False
+    data["tensorboard"], data["threads"] = False, 1
     out = folder / example
     out.write_text(yaml.safe_dump(data))
     return out
@@ -165,6 +165,7 @@ def _tiny_images(data: dict) -> None:
     data["data"]["batch_size"], data["data"]["groups_per_batch"] = 8, 2
     stage = data["stages"][0]
     stage["steps"], stage["eval_every"], stage["warmup_steps"] = 4, 2, 1
+    stage["evaluate"][0]["options"]["max_train"] = 24
     data["checkpoint_every"] = 2
 
 
