@@ -35,6 +35,9 @@ __all__ = ["ManifestOptions", "ManifestPairs"]
 
 log = get_logger(__name__)
 
+#: manifest modality -> its default reader (``medvl.train.data.readers``)
+DEFAULT_READERS = {"image": "image", "ct": "ct", "slide": "slide-tiles"}
+
 
 @dataclass
 class ManifestOptions(Config):
@@ -58,6 +61,12 @@ class ManifestOptions(Config):
         cache: the volume cache folder, for ``ct`` rows.
         allow_non_ct: accept non-CT series.
         allow_irregular: accept series with missing slices.
+        reader: how rows are read (default by modality: ``image``, ``ct``, ``slide-tiles``; also ``slide-features``).
+        tiles_per_slide: ``slide-tiles``: items per slide per epoch (at most its tile count).
+        max_open_slides: ``slide-tiles``: slide readers kept open.
+        stain: ``slide-tiles``: the stain recorded in the checkpoint's domain (``H&E``).
+        bag_size: ``slide-features``: tiles per bag.
+        feature_dim: ``slide-features``: the bag tower's input dimension (default: the first bag's).
         augment: random flips of images.
         skip_bad: leave bad rows out (listed in the run folder) instead of refusing the manifest.
     """
@@ -78,6 +87,12 @@ class ManifestOptions(Config):
     cache: Path | None = None
     allow_non_ct: bool = False
     allow_irregular: bool = False
+    reader: str | None = None
+    tiles_per_slide: int = 16
+    max_open_slides: int = 16
+    stain: str | None = "H&E"
+    bag_size: int = 256
+    feature_dim: int | None = None
     augment: bool = True
     skip_bad: bool = False
 
@@ -85,6 +100,9 @@ class ManifestOptions(Config):
         if self.split not in self.splits or self.default_split not in self.splits:
             raise ConfigError(f"ManifestOptions.split: '{self.split}' / default_split '{self.default_split}' must be "
                               f"one of splits ({', '.join(self.splits)})")
+
+    def reader_name(self) -> str:
+        return self.reader or DEFAULT_READERS.get(self.modality, self.modality)
 
     def resolve(self, path: str | Path) -> Path:
         """A path of these options (``manifest``, ``cache``): relative ones are found in ``root`` when it is set."""
@@ -102,7 +120,7 @@ class _Source:
         from medvl.train.data.readers import READERS
 
         self.opts = opts
-        self.reader = READERS.get(opts.modality)(opts)
+        self.reader = READERS.get(opts.reader_name())(opts)
         self.rows: CheckedRows = check_rows(
             opts.manifest_path(), opts.modality, self.reader, splits=opts.splits, default_split=opts.default_split,
             text_column=opts.text_column, skip_bad=opts.skip_bad)
@@ -135,11 +153,19 @@ class ManifestPairs:
         self.fields = {reader.field: reader.modality, "text": "text"}
         self.preprocessing = {reader.modality: reader.preprocessing}
         self.domains = {reader.modality: reader.domain}
-        picked = [i for i, s in enumerate(self.source.rows.splits) if s == opts.split]
+        picked, self.occurrence, self.copies = [], [], []
+        for i, s in enumerate(self.source.rows.splits):
+            if s == opts.split:
+                n = reader.items(self.source.rows.rows[i]) if hasattr(reader, "items") else 1
+                picked += [i] * n
+                self.occurrence += list(range(n))
+                self.copies += [n] * n
         concepts = [self.source.asserted[i] for i in picked]
         row_numbers = [self.source.rows.rows[i].row for i in picked]
         table = build_groups(concepts, row_numbers, self.source.tags, opts.concepts.untagged)
         self.index = [picked[i] for i in table.kept]
+        self.occurrence = [self.occurrence[i] for i in table.kept]
+        self.copies = [self.copies[i] for i in table.kept]
         self.group_ids = table.group_ids
         self.group_names = table.group_names
         self.group_relatives = torch.as_tensor(table.group_relatives)
@@ -201,7 +227,8 @@ class ManifestPairs:
     def item(self, index: int, rng: torch.Generator | None) -> dict[str, Any]:
         row = self.source.rows.rows[self.index[index]]
         out = {
-            self.field: self.source.reader.load(row, rng if self.opts.augment else None),
+            self.field: self.source.reader.load(row, rng if self.opts.augment else None, self.occurrence[index],
+                                                self.copies[index]),
             "text": self._text(index, rng),
             "group": self.group_ids[index],
         }
@@ -226,12 +253,13 @@ class ManifestPairs:
             per_split[s] = per_split.get(s, 0) + 1
         per_concept = {cid: {"name": tags.name(cid) if tags else cid, "items": n}
                        for cid, n in sorted(self.groups.items_per_concept.items(), key=lambda kv: -kv[1])}
+        rows = sorted(set(self.index))
+        in_split = sum(1 for s in src.rows.splits if s == self.opts.split)
         return {
             "manifest": str(src.rows.source), "modality": self.opts.modality, "split": self.opts.split,
             "manifest_rows": src.rows.total_rows, "usable_rows": len(src.rows.rows), "rows_per_split": per_split,
-            "rows": len(self.index), "tagged_rows": sum(bool(src.asserted[i]) for i in self.index),
-            "dropped_untagged": sum(1 for i, s in enumerate(src.rows.splits) if s == self.opts.split)
-            - len(self.index),
+            "rows": len(rows), "items": len(self.index), "tagged_rows": sum(bool(src.asserted[i]) for i in rows),
+            "dropped_untagged": in_split - len(rows),
             "groups": len(self.group_names), "concept_groups": self.groups.concept_groups,
             "items_per_concept": per_concept, "classes": list(self.label_names),
             "skipped_rows": len(src.rows.problems),

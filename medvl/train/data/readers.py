@@ -9,7 +9,9 @@ its ``preprocessing`` (saved in the checkpoint, so inference applies the same tr
 - ``ct``: DICOM folders or NIfTI through the ``medvl.radiology`` chain and volume cache
   (:class:`medvl.train.data.ct.CTVolumes`, shared with ``ct-reports``).
 
-Register another with ``@register_reader(modality)`` on ``factory(options) -> reader``.
+Slides are read as tiles or feature bags (:mod:`medvl.train.data.slides`). A reader may also say how many items a
+row gives per epoch (``items(row)``: tiles per slide); ``load(row, rng, occurrence, copies)`` reads one of them.
+Register another with ``@register_reader(name)`` on ``factory(options) -> reader``.
 """
 
 from __future__ import annotations
@@ -29,7 +31,8 @@ from medvl.registry import Registry
 __all__ = ["READERS", "CTReader", "ImageReader", "decode_image", "register_reader"]
 
 #: manifest modality -> factory(options of the manifest dataset) -> reader
-READERS: Registry[Callable[[Any], Any]] = Registry("manifest modality", builtins=("medvl.train.data.readers",))
+READERS: Registry[Callable[[Any], Any]] = Registry(
+    "manifest reader", builtins=("medvl.train.data.readers", "medvl.train.data.slides"))
 
 
 def register_reader(modality: str):
@@ -105,7 +108,7 @@ class ImageReader:
         """Raise when the row's file does not decode."""
         decode_image(row.path)
 
-    def load(self, row: Any, rng: torch.Generator | None) -> torch.Tensor:
+    def load(self, row: Any, rng: torch.Generator | None, occurrence: int = 0, copies: int = 1) -> torch.Tensor:
         x = image_transform(decode_image(row.path)[None], self.preprocessing)[0]
         if rng is not None and torch.rand((), generator=rng) < 0.5:
             x = x.flip(-1)
@@ -134,7 +137,7 @@ class CTReader:
         """Raise when the row's volume fails to load or preprocess (a good one lands in the cache)."""
         self.volumes.load(self.volumes.case(row))
 
-    def load(self, row: Any, rng: torch.Generator | None) -> torch.Tensor:
+    def load(self, row: Any, rng: torch.Generator | None, occurrence: int = 0, copies: int = 1) -> torch.Tensor:
         return self.volumes.load(self.volumes.case(row))
 
 

@@ -92,7 +92,9 @@ def _check_row(row: Any, reader: Any, splits: list[str], default_split: str, tex
             reader.check(row)
         except Exception as exc:  # any decoder or preprocessing failure is this row's problem
             message = " ".join(str(exc).split())[:200] or type(exc).__name__
-            problems.append(RowProblem(row.row, "path", f"cannot read '{row.path.name}': {message}"))
+            column = getattr(exc, "column", None)  # a reader's problem with another cell (a slide's tile store)
+            problems.append(RowProblem(row.row, column or "path", message if column
+                                       else f"cannot read '{row.path.name}': {message}"))
     return split, text, problems
 
 
