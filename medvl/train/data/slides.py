@@ -138,8 +138,9 @@ class SlideFeatureReader:
     def load(self, row: Any, rng: torch.Generator | None, occurrence: int = 0, copies: int = 1) -> torch.Tensor:
         feats = self._features(row)
         n = feats.shape[0]
-        if rng is None:
-            picks = np.arange(self.bag_size) * n // self.bag_size if n >= self.bag_size else np.arange(self.bag_size) % n
+        spaced = np.arange(self.bag_size)
+        if rng is None:  # evaluation: evenly spaced tiles (each once when the slide has enough)
+            picks = spaced * n // self.bag_size if n >= self.bag_size else spaced % n
         elif n >= self.bag_size:
             picks = torch.randperm(n, generator=rng)[: self.bag_size].numpy()
         else:
