@@ -8,6 +8,7 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -201,11 +202,31 @@ def test_own_images_example_trains_evaluates_and_the_model_works_in_zeroshot(coh
     meta = json.loads((run / "model" / "config.json").read_text())
     assert meta["preprocessing"]["image"]["size"] == 32 and meta["domains"]["image"]["modality"] == "ultrasound"
     png = sorted((folder / "images").glob("test_*.png"))[0]
+    _the_apps_use_it(run / "model", png, tmp_path / "workspace")
     zs = run_cli("zeroshot", png, "--model", run / "model", "--classes", "DOID:1612,DOID:1618", "--json")
     assert zs.returncode == 0, zs.stderr
     top = zs.json()["result"]["top"]
     assert {t["id"] for t in top} == {"DOID:1612", "DOID:1618"}
     assert abs(sum(t["probability"] for t in top) - 1) < 1e-3
+
+
+def _the_apps_use_it(model: Path, png: Path, workspace: Path) -> None:
+    """The apps list the trained model from the workspace (no random-weights badge) and encode an image file with
+    the transform it was trained with."""
+    from PIL import Image
+
+    from medvl.apps.catalog import model_badge, scan_workspace
+    from medvl.models.transforms import ImageTransformConfig, image_transform
+    from medvl.tasks.space import JointSpace
+
+    shutil.copytree(model, workspace / "models" / "mine")
+    assert scan_workspace(workspace).models == [workspace / "models" / "mine"]
+    assert model_badge(workspace / "models" / "mine") is None  # both towers trained
+    space = JointSpace.load(workspace / "models" / "mine")
+    pixels = torch.as_tensor(list(Image.open(png).getdata()), dtype=torch.uint8).view(1, 28, 28)
+    with torch.inference_mode():
+        direct = space.model.encode_image(image_transform(pixels, ImageTransformConfig.from_dict(IMAGE))).numpy()
+    assert np.allclose(space.encode_image_file(png), direct, atol=1e-6)
 
 
 def test_skip_bad_trains_on_the_rest_and_lists_the_skipped_rows(cohort, tmp_path):
