@@ -87,6 +87,9 @@ class StageRunner:
         self.dataset = build_dataset(data_cfg.dataset, data_cfg.options)
         if data_cfg.batch_size % trainer.dist.world:
             raise ConfigError(f"batch_size {data_cfg.batch_size} is not divisible by {trainer.dist.world} processes")
+        if hasattr(self.dataset, "stream") and data_cfg.sampler != "shuffled":
+            raise ConfigError(f"dataset '{data_cfg.dataset}' is streamed: it shuffles itself (sampler: shuffled), "
+                              f"'{data_cfg.sampler}' cannot apply")
         self.sampler = build_sampler(data_cfg.sampler, self.dataset, data_cfg.batch_size,
                                      data_cfg.groups_per_batch, trainer.config.seed + index, data_cfg.sampler_options)
         from medvl.train.objectives import build_objective
@@ -123,6 +126,12 @@ class StageRunner:
     def _batches(self, state: TrainState):
         """Global batches from the saved data position on, this process's slice of each, collated."""
         d = self.t.dist
+        if hasattr(self.dataset, "stream"):  # streamed data (WebDataset shards): its own order, split and resume
+            local = self.t.config.stage_data(self.index).batch_size // d.world
+            for epoch, b, batch in self.dataset.stream(state.epoch, state.batch_in_epoch, local, d.rank, d.world,
+                                                       self.t.config.seed + self.index):
+                state.epoch, state.batch_in_epoch = epoch, b + 1
+                yield _move(batch, d.device)
         while True:
             batches = self.sampler.batches(state.epoch)
             while state.batch_in_epoch < len(batches):

@@ -267,17 +267,21 @@ class ManifestPairs:
 
     def write_report(self, out: Path, stage: str) -> dict[str, Any]:
         """Log the counts and write ``data/<stage>.counts.json`` and, when rows were skipped, ``.skipped.jsonl``."""
-        counts = self.counts()
-        folder = Path(out) / "data"
-        folder.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(folder / f"{stage}.counts.json", json.dumps(counts, indent=2) + "\n")
-        if self.source.rows.problems:
-            lines = "".join(json.dumps(p.to_dict()) + "\n" for p in self.source.rows.problems)
-            atomic_write_text(folder / f"{stage}.skipped.jsonl", lines)
-            log.warning("stage '%s': skipped %d bad row(s), listed in %s", stage, len(self.source.rows.problems),
-                        folder / f"{stage}.skipped.jsonl")
-        log.info("stage '%s' data: %s", stage, counts_text(counts))
-        return counts
+        return write_report(out, stage, self.counts(), self.source.rows.problems)
+
+
+def write_report(out: Path, stage: str, counts: dict[str, Any], problems: list[Any]) -> dict[str, Any]:
+    """Log a dataset's counts and write them (``data/<stage>.counts.json``) with its skipped rows
+    (``data/<stage>.skipped.jsonl``, one :class:`~medvl.train.data.rows.RowProblem` a line)."""
+    folder = Path(out) / "data"
+    folder.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(folder / f"{stage}.counts.json", json.dumps(counts, indent=2) + "\n")
+    if problems:
+        atomic_write_text(folder / f"{stage}.skipped.jsonl", "".join(json.dumps(p.to_dict()) + "\n" for p in problems))
+        log.warning("stage '%s': skipped %d bad row(s), listed in %s", stage, len(problems),
+                    folder / f"{stage}.skipped.jsonl")
+    log.info("stage '%s' data: %s", stage, counts_text(counts))
+    return counts
 
 
 def counts_text(counts: dict[str, Any]) -> str:
