@@ -30,6 +30,8 @@ class DataConfig(Config):
         sampler_options: the sampler's own options.
         batch_size: the global batch (over all processes) of one forward pass.
         groups_per_batch: G of the group-balanced sampler (K = batch_size / G).
+        workers: DataLoader worker processes that read, decode and collate each batch (0: in the training process);
+            the batches are the same either way.
     """
 
     dataset: str
@@ -38,10 +40,11 @@ class DataConfig(Config):
     sampler_options: dict[str, Any] = field(default_factory=dict)
     batch_size: int = 32
     groups_per_batch: int = 0
+    workers: int = 0
 
     def validate(self) -> None:
-        if self.batch_size <= 0:
-            raise ConfigError("DataConfig.batch_size: must be positive")
+        if self.batch_size <= 0 or self.workers < 0:
+            raise ConfigError("DataConfig.batch_size must be positive and workers >= 0")
 
 
 @dataclass

@@ -23,9 +23,10 @@ from medvl.errors import ConfigError, MedvlError
 from medvl.log import get_logger, progress
 from medvl.train.best import BestCheckpoint
 from medvl.train.config import StageConfig, TrainConfig
-from medvl.train.data import build_dataset, collate
+from medvl.train.data import build_dataset
 from medvl.train.distributed import init_distributed
 from medvl.train.evaluations import run_evaluations
+from medvl.train.loading import local_batches
 from medvl.train.metrics import Metrics
 from medvl.train.optim import StageClock, build_optimizer, build_schedule, cosine_schedule
 from medvl.train.recording import record_training_data
@@ -132,16 +133,13 @@ class StageRunner:
                                                        self.t.config.seed + self.index):
                 state.epoch, state.batch_in_epoch = epoch, b + 1
                 yield _move(batch, d.device)
+        workers = self.t.config.stage_data(self.index).workers
         while True:
             batches = self.sampler.batches(state.epoch)
-            while state.batch_in_epoch < len(batches):
-                indices = batches[state.batch_in_epoch]
+            seed = self.t.config.seed * 7919 + state.epoch * 104729
+            for batch in local_batches(self.dataset, batches, state.batch_in_epoch, d.rank, d.world, seed, workers):
                 state.batch_in_epoch += 1
-                n = len(indices) // d.world
-                local = indices[d.rank * n:(d.rank + 1) * n]
-                seed = self.t.config.seed * 7919 + state.epoch * 104729
-                items = [self.dataset.item(i, torch.Generator().manual_seed(seed + i)) for i in local]
-                yield _move(collate(items), d.device)
+                yield _move(batch, d.device)
             state.epoch, state.batch_in_epoch = state.epoch + 1, 0
 
     def _autocast(self):

@@ -242,3 +242,16 @@ def test_skip_bad_trains_on_the_rest_and_lists_the_skipped_rows(cohort, tmp_path
     skipped = [json.loads(ln) for ln in (run / "data" / "keep.skipped.jsonl").read_text().splitlines()]
     assert skipped == [{"row": 3, "column": "path", "problem": "'nowhere.png' not found"}]
     assert json.loads((run / "data" / "keep.counts.json").read_text())["rows"] == 11
+
+
+def test_dataloader_workers_decode_the_same_batches(cohort):
+    from medvl.train.loading import local_batches
+    from medvl.train.samplers import build_sampler
+
+    ds = _dataset(cohort)
+    batches = build_sampler("shuffled", ds, 8, 0, 0, {}).batches(0)
+    plain = list(local_batches(ds, batches, 1, 0, 1, 7))
+    workers = list(local_batches(ds, batches, 1, 0, 1, 7, workers=2))
+    assert len(plain) == len(batches) - 1 == len(workers)
+    for a, b in zip(plain, workers, strict=True):
+        assert torch.equal(a["image"], b["image"]) and a["text"] == b["text"] and torch.equal(a["group"], b["group"])
