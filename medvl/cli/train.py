@@ -48,6 +48,10 @@ def summary_text(summary: dict[str, Any]) -> str:
     """The run summary for people: steps, time, loss, the model folder, and every evaluation before -> after."""
     text = (f"trained {summary['global_steps']} steps ({', '.join(summary['stages'])}) in {summary['seconds']} s "
             f"on {summary['processes']} process(es); final loss {summary['final_loss']:.4f}; model: {summary['model']}")
+    best = summary.get("best")
+    if best:
+        text += (f"\nbest {best['metric']} {best['value']:.4f} at step {best['step']} of {best['stage']}: "
+                 f"{best['model']}")
     for stage, result in summary.get("stage_results", {}).items():
         if result.get("budget_reached"):
             text += f"\n{stage}: time budget reached after {result['steps']} steps"

@@ -2,8 +2,10 @@
 
 ``breastmnist`` (:mod:`.breastmnist`): bundled BreastMNIST images with captions from the disease graph.
 ``graph-groups`` (:mod:`.graph_groups`): texts of the disease graph's KEEP semantic groups (the knowledge-encoder
-stage). Add a dataset with ``@register_dataset(name, Options)`` in a module of this package and list the module in
-``DATASETS``'s built-ins.
+stage). ``manifest`` (:mod:`.manifest`): a cohort manifest's image, slide (tiles or feature bags) or CT rows with
+their captions or reports, concept groups from the tagger. ``ct-reports`` (:mod:`.ct`): CT rows and reports.
+``webdataset`` (:mod:`.shards`): image/caption pairs streamed from WebDataset shards. Add a dataset with
+``@register_dataset(name, Options)`` in a module of this package and list the module in ``DATASETS``'s built-ins.
 """
 
 from __future__ import annotations
