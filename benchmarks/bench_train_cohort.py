@@ -9,6 +9,9 @@
 - ``train_webdataset``: samples/s streamed from WebDataset shards against the same pairs read from a folder by the
   ``manifest`` dataset (decode + transform, one process).
 
+The data-path figures run with one torch thread (the tile dataset transforms one tile per item, the extraction
+loader a batch of 32: per-call overhead is part of what is measured).
+
 Run from the repo root under the benchmark lock: ``flock /tmp/medvl-heavy.lock .venv/bin/python
 benchmarks/bench_train_cohort.py``.
 """
@@ -162,6 +165,7 @@ def webdataset_vs_folder(folder: Path, manifest: Path) -> dict[str, float]:
 
 def main() -> None:
     torch.manual_seed(0)
+    torch.set_num_threads(1)  # the data paths in one thread each (a shared machine); the trainer sets its own
     folder = Path(tempfile.mkdtemp())
     manifest = write_cohort(folder)
     tiles = slide_tiles()
