@@ -52,7 +52,8 @@ def test_towers_models_losses_datasets_and_steps_share_the_class():
     for reg in (TOWERS, MODELS, LOSSES, DATASETS, OBJECTIVES, SAMPLERS, EVALUATIONS, COHORT_STEPS, *STEPS.values()):
         assert isinstance(reg, Registry) and len(reg) > 0
     assert "timm-tiny" in TOWERS and "tiny-clip" in MODELS and "medvl.models.text" in sys.modules
-    with pytest.raises(ConfigError, match="unknown dataset 'nope'; known: breastmnist, ct-reports, graph-groups, manifest, webdataset"):
+    known = "breastmnist, ct-reports, graph-groups, manifest, webdataset"
+    with pytest.raises(ConfigError, match=f"unknown dataset 'nope'; known: {known}"):
         DATASETS.get("nope")
     with pytest.raises(ConfigError, match="unknown objective 'nope'; known: contrastive, supervised"):
         OBJECTIVES.get("nope")
