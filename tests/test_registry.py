@@ -52,9 +52,11 @@ def test_towers_models_losses_datasets_and_steps_share_the_class():
     for reg in (TOWERS, MODELS, LOSSES, DATASETS, OBJECTIVES, SAMPLERS, EVALUATIONS, COHORT_STEPS, *STEPS.values()):
         assert isinstance(reg, Registry) and len(reg) > 0
     assert "timm-tiny" in TOWERS and "tiny-clip" in MODELS and "medvl.models.text" in sys.modules
-    known = "breastmnist, ct-reports, graph-groups, manifest, webdataset"
+    known = "bags, breastmnist, breastmnist-bags, ct-reports, graph-groups, manifest, text-pairs, webdataset"
     with pytest.raises(ConfigError, match=f"unknown dataset 'nope'; known: {known}"):
         DATASETS.get("nope")
-    with pytest.raises(ConfigError, match="unknown objective 'nope'; known: contrastive, supervised"):
+    known = "bag_survival, contrastive, lexical, masked_embedding, supervised"
+    with pytest.raises(ConfigError, match=f"unknown objective 'nope'; known: {known}"):
         OBJECTIVES.get("nope")
-    assert SAMPLERS.names() == ["distinct", "group-balanced", "shuffled"] and "synonym-linking" in EVALUATIONS
+    assert SAMPLERS.names() == ["distinct", "event-balanced", "group-balanced", "shuffled"]
+    assert "synonym-linking" in EVALUATIONS

@@ -24,6 +24,9 @@ log = get_logger(__name__)
 #: normal/benign: benign neoplasm of breast (ICD10CM:D24))
 BREASTMNIST_CONCEPTS = {0: "DOID:1612", 1: "ICD10CM:D24"}
 BREASTMNIST_NAMES = {0: "malignant", 1: "normal/benign"}
+#: the kind of case (modality, stain, organ) behind each label the pages show: neighbours stay within one kind
+KINDS = {"H&E slide": {"modality": "slide", "stain": "H&E", "organ": None},
+         "breast ultrasound": {"modality": "ultrasound", "stain": None, "organ": "breast"}}
 
 
 @dataclass
@@ -142,4 +145,13 @@ def case_index(cases: CaseSet):
     from medvl.tasks.retrieval.index import IndexConfig, RetrievalIndex
 
     meta = pd.DataFrame({"case": cases.refs, "kind": cases.kinds})
+    for name in ("modality", "stain", "organ"):
+        meta[name] = [KINDS.get(k, {}).get(name) for k in cases.kinds]
     return RetrievalIndex.build(cases.embeddings, meta, IndexConfig(kind="flat"), modality="image")
+
+
+def kind_of(label: str):
+    """The :class:`~medvl.tasks.retrieval.kinds.CaseKind` of a case label (``"H&E slide"``, ...)."""
+    from medvl.tasks.retrieval.kinds import CaseKind
+
+    return CaseKind(**KINDS.get(label, {"modality": label}))

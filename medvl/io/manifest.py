@@ -22,10 +22,11 @@ __all__ = ["MODALITIES", "REQUIRED_COLUMNS", "Manifest", "ManifestRow", "is_mani
 REQUIRED_COLUMNS = ("case_id", "modality", "path")
 #: accepted spellings -> canonical modality
 MODALITIES = {
+    "image": "image",
     "slide": "slide", "wsi": "slide", "pathology": "slide",
     "ct": "ct", "radiology": "ct",
     "text": "text", "report": "text",
-    "image": "image", "tile": "image",
+    "tile": "image",
 }
 MANIFEST_SUFFIXES = (".csv", ".tsv", ".parquet", ".pq")
 #: at most this many problems are spelled out in the error (the count covers all)

@@ -44,6 +44,7 @@ class EncoderSpec(Config):
         trust_remote_code: let a model card's hub code run (cards published with their own Python code).
         random_weights: allow an encoder without weights (a random initialisation, seed 0): tests and baselines.
         strict_domain: refuse a checkpoint trained on another kind of image than slides (else a warning).
+        stain: a stain fit (``medvl slide stain-fit`` JSON) applied to every tile before the model's preprocessing.
 
     ``name`` may also be a model card (``medvl models list``): the card's architecture, preprocessing and output,
     with ``weights`` or the model installed in the local store.
@@ -58,6 +59,7 @@ class EncoderSpec(Config):
     trust_remote_code: bool = False
     random_weights: bool = False
     strict_domain: bool = False
+    stain: str | None = None
 
 
 @dataclass
@@ -108,6 +110,7 @@ class TileEncoder:
         projected: whether outputs are joint-space embeddings.
         project_fn: maps raw tower features to the joint space (checkpoints only).
         owner: the module that holds ``model`` and the projection (moved to the device with it).
+        stain: the stain normalisation applied to the uint8 tiles first (``None``: none).
     """
 
     model: Any
@@ -118,9 +121,17 @@ class TileEncoder:
     projected: bool = False
     project_fn: Any = None
     owner: Any = None
+    stain: Any = None
 
     def get(self) -> TileEncoder:
         return self
+
+    @property
+    def stain_label(self) -> str:
+        """``none``, or the stain fit's ``METHOD:FINGERPRINT`` (part of the features' provenance)."""
+        from medvl.pathology.stain import stain_label
+
+        return stain_label(self.stain)
 
     def to(self, device) -> TileEncoder:
         (self.owner if self.owner is not None else self.model).to(device)
@@ -130,6 +141,10 @@ class TileEncoder:
         """uint8 ``[B, H, W, 3]`` -> the tower's input ``[B, C, h, w]`` (the one image transform)."""
         from medvl.models.transforms import image_transform
 
+        if self.stain is not None:  # the run's stain fit, on the uint8 tiles on the device, before any resizing
+            import torch
+
+            tiles = self.stain.apply(torch.from_numpy(np.ascontiguousarray(tiles)).to(device, non_blocking=True))
         return image_transform(tiles, self.transform, device)
 
     def encode(self, x) -> Any:
@@ -138,8 +153,20 @@ class TileEncoder:
 
 
 def encoder_label(spec: EncoderSpec) -> str:
-    """The readable ``encoder`` attribute of feature files (identity is the print: :func:`encoder_print`)."""
-    return encoder_print(spec).encoder + (":projected" if spec.project else "")
+    """The readable ``encoder`` attribute of feature files (identity is the print: :func:`encoder_print`); a stain fit
+    adds ``+stain:METHOD:FINGERPRINT`` (the fit is also part of the features' provenance: :func:`spec_stain_label`)."""
+    label = encoder_print(spec).encoder + (":projected" if spec.project else "")
+    stain = spec_stain_label(spec)
+    return label if stain == "none" else f"{label}+stain:{stain}"
+
+
+def spec_stain_label(spec: EncoderSpec) -> str:
+    """``none``, or ``METHOD:FINGERPRINT`` of the stain fit ``spec`` applies (known before the model loads)."""
+    if spec.stain is None:
+        return "none"
+    from medvl.pathology.stain import StainFit, stain_label
+
+    return stain_label(StainFit.load(spec.stain))
 
 
 def _tower_options(spec: EncoderSpec) -> dict[str, Any]:
@@ -180,6 +207,7 @@ class LazyTileEncoder:
         self.spec = spec
         self.model_print = encoder_print(spec)
         self.name = encoder_label(spec)
+        self.stain_label = spec_stain_label(spec)
         if self.model_print.random_weights and not spec.random_weights:
             raise ConfigError(f"encoder '{self.model_print.encoder}' has no weights (a random initialisation): give "
                               f"--weights FILE or a trained checkpoint, or {RANDOM_HINT}")
@@ -214,6 +242,15 @@ def load_tile_encoder(spec: EncoderSpec) -> TileEncoder:
     the one it was trained with, and using it on slides when it was trained on another domain warns (or, with
     ``spec.strict_domain``, fails).
     """
+    encoder = _load_model(spec)
+    if spec.stain is not None:
+        from medvl.pathology.stain import StainFit
+
+        encoder.stain = StainFit.load(spec.stain)
+    return encoder
+
+
+def _load_model(spec: EncoderSpec) -> TileEncoder:
     if Path(spec.name).is_dir():
         return _checkpoint_encoder(spec)
     if card_of(spec) is not None:
@@ -237,7 +274,7 @@ def load_tile_encoder(spec: EncoderSpec) -> TileEncoder:
     if tower.random_weights and not spec.random_weights:
         raise ConfigError(f"encoder '{printed.encoder}' has no weights (a random initialisation): give --weights "
                           f"FILE or a trained checkpoint, or {RANDOM_HINT}")
-    return TileEncoder(model=tower.eval(), name=printed.encoder, embed_dim=int(tower.embed_dim),
+    return TileEncoder(model=tower.eval(), name=encoder_label(spec), embed_dim=int(tower.embed_dim),
                        transform=tower_transform(tower), model_print=printed)
 
 
@@ -293,7 +330,7 @@ def _card_encoder(spec: EncoderSpec) -> TileEncoder:
     if encoder.data_config is None:
         raise ConfigError(f"model card '{spec.name}' is a {encoder.card.modality} encoder, not a tile encoder")
     printed = encoder_print(spec)
-    return TileEncoder(model=encoder, name=printed.encoder, embed_dim=encoder.embed_dim,
+    return TileEncoder(model=encoder, name=encoder_label(spec), embed_dim=encoder.embed_dim,
                        transform=ImageTransformConfig.from_data_config(encoder.data_config), model_print=printed)
 
 

@@ -73,7 +73,15 @@ def select_trainable(objective: nn.Module, stage: StageConfig) -> None:
 
 
 def _move(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
-    return {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+    """Tensors (also inside a mapping, e.g. a padded bag) to ``device``."""
+    out: dict[str, Any] = {}
+    for k, v in batch.items():
+        if isinstance(v, torch.Tensor):
+            v = v.to(device, non_blocking=True)
+        elif isinstance(v, dict):
+            v = _move(v, device)
+        out[k] = v
+    return out
 
 
 # ------------------------------------------------------------------------------------------------ the loop
@@ -298,6 +306,9 @@ class Trainer:
                 self._evaluate(runner, "before", state)
                 runner.run(state)
                 self._evaluate(runner, "after", state)
+                if self.dist.main and hasattr(runner.objective, "export"):
+                    # what an objective trains beside the model (e.g. a lexical head) goes next to it
+                    runner.objective.export(self.out / "objectives" / runner.stage.name)
                 finished = {**state.finished, runner.stage.name: {
                     "steps": state.step, "seconds": round(runner.seconds, 2), "budget_reached": runner.budget_reached}}
                 state = TrainState(stage=index + 1, global_step=state.global_step, finished=finished)

@@ -140,8 +140,15 @@ def test_retrieval_text_and_case_queries(demo_workspace, on_workspace):
     assert at.subheader[0].value.startswith("Top 3 of")
     at.radio(key="rt_mode").set_value("case").run()
     assert not at.exception
+    # the first case is the demo's slide: its neighbours are H&E slides only; an ultrasound case gets ultrasound cases
+    assert at.subheader[0].value.endswith("H&E slide cases")
+    assert all("H&E slide" in m.value for m in at.markdown if m.value.startswith("**#"))
+    options = at.selectbox(key="rt_case").options
+    at.selectbox(key="rt_case").select_index(next(i for i, o in enumerate(options) if "breast ultrasound" in o)).run()
     second = [m.value for m in at.markdown if m.value.startswith("**#")]
-    assert len(second) == 3 and second != first[:3]
+    assert len(second) == 3 and second != first[:3] and all("breast ultrasound" in m for m in second)
+    at.checkbox(key="rt_mix").check().run()
+    assert not at.exception and at.subheader[0].value.startswith("Top 3 of")
 
 
 def test_survival_without_table_says_so(demo_workspace, on_workspace):

@@ -86,7 +86,7 @@ def test_extract_override_warns_in_stderr_and_json(lab, tmp_path, svs_path):
     assert r.returncode == 0, r.stderr
     message = next(w for w in r.json()["warnings"] if w.startswith("tiling at 4 µm/px"))
     assert "but model card 'lab-uni' expects 2 µm/px" in message
-    assert r.stderr.count(f"WARNING: {message}") == 1  # once, on stderr and in the JSON alike (medvl.log.warn)
+    assert r.stderr.count(f"warning: {message}") == 1  # once, on stderr and in the JSON alike (medvl.log.warn)
 
 
 def test_bad_weights_one_error_line(lab, tmp_path, svs_path):

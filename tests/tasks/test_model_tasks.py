@@ -130,13 +130,13 @@ def test_zeroshot_takes_a_custom_graph_and_repeated_classes_with_commas(checkpoi
                           Concept("X:2", "nephroblastoma of the kidney", source="X")])
     path = graph.save(tmp_path / "custom.json.gz")
     r = run_cli("zeroshot", slides["rcc"], "--model", checkpoint, "--graph", path, "--class", "X:1", "--class", "X:2",
-                "--class", "carcinoma, clear cell", "--json")  # ids of the custom graph and a name with a comma
+                "--class", "carcinoma, clear cell", "--random-weights", "--json")  # custom ids, a name with a comma
     assert r.returncode == 0, r.stderr
     top = {t["id"]: t["name"] for t in r.json()["result"]["top"]}
     assert top == {"X:1": "renal cell carcinoma, clear cell type", "X:2": "nephroblastoma of the kidney",
                    "carcinoma, clear cell": "carcinoma, clear cell"}
     assert_clean_error(run_cli("zeroshot", slides["rcc"], "--model", checkpoint, "--graph", tmp_path / "no.json.gz",
-                               "--class", "a", "--class", "b"), "graph file not found")
+                               "--class", "a", "--class", "b", "--random-weights"), "graph file not found")
 
 
 def test_tile_scores_feed_the_heatmap(checkpoint, space, tmp_path):
@@ -149,10 +149,13 @@ def test_tile_scores_feed_the_heatmap(checkpoint, space, tmp_path):
     h5 = next(tiles.glob("*.h5"))
     table = FeatureStore(h5).read()
     feats = np.random.default_rng(0).normal(size=(len(table), 64)).astype(np.float32)
+    own = space.expected("image", projected=False).to_json()  # stand for what the model's own tower gives
     FeatureStore(h5).write(TileTable(table.coords, {**table.attrs, "encoder": "timm-tiny", "embed_dim": 64,
-                                                    "projected": False}, feats, table.tissue_fraction))
+                                                    "projected": False, PROVENANCE_KEY: own}, feats,
+                                     table.tissue_fraction))
     scores = tmp_path / "scores.npz"
-    z = run_cli("zeroshot", h5, "--model", checkpoint, "--classes", f"{RCC},{KIDNEY}", "--tile-scores", scores)
+    z = run_cli("zeroshot", h5, "--model", checkpoint, "--classes", f"{RCC},{KIDNEY}", "--tile-scores", scores,
+                "--random-weights")
     assert z.returncode == 0, z.stderr
     out = tmp_path / "maps"
     ambiguous = run_cli("slide", "heatmap", slide, "--features", tiles, "--scores", scores, "--out", out)

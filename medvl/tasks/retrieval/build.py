@@ -21,6 +21,7 @@ from medvl.io.embeddings import READ_SUFFIXES as EMBEDDING_SUFFIXES
 from medvl.io.embeddings import EmbeddingSet, is_tile_features, load_embeddings
 from medvl.provenance import Provenance, parse_provenance, require_match
 from medvl.tasks.retrieval.index import IndexConfig, RetrievalIndex
+from medvl.tasks.retrieval.kinds import CaseKind, embedding_space, kind_of_embeddings, search_kind
 
 
 def expand_inputs(inputs: Sequence[str | Path]) -> list[Path]:
@@ -44,11 +45,18 @@ def _vectors(emb: EmbeddingSet, path: Path, space: Any | None) -> np.ndarray:
     return space.to_joint(emb, emb.modality or "image", origin=path)
 
 
+def _with_kind(meta: pd.DataFrame, kind: CaseKind) -> pd.DataFrame:
+    for name, value in kind.to_dict().items():
+        meta[name] = value
+    return meta
+
+
 def _rows(path: Path, emb: EmbeddingSet, vectors: np.ndarray, level: str) -> tuple[np.ndarray, pd.DataFrame]:
+    kind = kind_of_embeddings(emb, is_tile_features(path))
     if level == "slide" and is_tile_features(path):
         pooled = vectors.mean(axis=0, keepdims=True)
-        return pooled, pd.DataFrame({"source": [path.stem], "n_tiles": [len(vectors)]})
-    meta = pd.DataFrame({"source": path.stem, "row": np.arange(len(vectors))})
+        return pooled, _with_kind(pd.DataFrame({"source": [path.stem], "n_tiles": [len(vectors)]}), kind)
+    meta = _with_kind(pd.DataFrame({"source": path.stem, "row": np.arange(len(vectors))}), kind)
     if emb.coords is not None:
         meta["x"], meta["y"] = emb.coords[:, 0], emb.coords[:, 1]
     # case ids go under "case_id": "id" is the vector row number that search puts in front of every hit
@@ -103,7 +111,8 @@ def collect(paths: Sequence[Path], level: str = "slide", space: Any | None = Non
         prov = base.provenance.space() if base.provenance is not None else Provenance()
     info = {"encoder": space.source if space is not None else base.encoder,
             "space": "joint" if space is not None or base.projected else "raw",
-            "provenance": prov.replace(trusted=sorted(set(trusted))).to_dict()}
+            "provenance": prov.replace(trusted=sorted(set(trusted))).to_dict(),
+            "tower": load_embeddings(first[0]).modality or "image"}
     return np.concatenate(blocks), pd.concat(metas, ignore_index=True), info
 
 
@@ -119,15 +128,19 @@ def build_index(inputs: Sequence[str | Path], out: Path, config: IndexConfig | N
                 model: str | Path | None = None, *, random_weights: bool = False,
                 trust_provenance: bool = False) -> dict[str, Any]:
     """Build an index over files (optionally projected by ``model``) and save it to ``out``; the index records
-    the provenance of its vectors (what queries must match)."""
+    the provenance of its vectors (what queries must match), its embedding space and the kinds of cases it holds."""
     space = _load_space(model, random_weights, trust_provenance)
     vectors, meta, info = collect(expand_inputs(inputs), level, space, trust_provenance)
-    index = RetrievalIndex.build(vectors, meta, config, encoder=info["encoder"], modality="image")
-    index.info.update(space=info["space"], level=level, provenance=info["provenance"])
+    index = RetrievalIndex.build(vectors, meta, config, encoder=info["encoder"], modality=info["tower"])
+    prov = Provenance.from_dict(info["provenance"])
+    index.info.update(space=info["space"], level=level, provenance=info["provenance"],
+                      embedding_space=embedding_space(prov),
+                      modalities=sorted({str(v) for v in meta["modality"].dropna()}))
     index.save(out)
     prov = Provenance.from_dict(info["provenance"])
     return {"index": str(out), "count": len(index), "dim": index.dim, "kind": index.kind,
-            "space": info["space"], "level": level, "provenance": prov.summary()}
+            "space": info["space"], "level": level, "provenance": prov.summary(),
+            "embedding_space": index.info["embedding_space"], "modalities": index.info["modalities"]}
 
 
 def index_provenance(index: RetrievalIndex) -> Provenance | None:
@@ -135,8 +148,7 @@ def index_provenance(index: RetrievalIndex) -> Provenance | None:
     return parse_provenance(index.info.get("provenance"))
 
 
-def _query_file(index: RetrievalIndex, f: Path, space: Any | None, joint: bool,
-                trust: bool) -> tuple[np.ndarray, list[str]]:
+def _query_file(index: RetrievalIndex, f: Path, space: Any | None, joint: bool, trust: bool):
     emb = load_embeddings(f)
     if space is not None and joint:
         v = space.to_joint(emb, emb.modality or "image", origin=f)
@@ -149,9 +161,11 @@ def _query_file(index: RetrievalIndex, f: Path, space: Any | None, joint: bool,
             raise InputError(f, f"features come from encoder '{emb.encoder}' but the index holds "
                                 f"'{index.info['encoder']}' features")
         v = emb.embeddings
-    pooled = index.info.get("level") == "slide" and is_tile_features(f)
-    return (v.mean(axis=0, keepdims=True) if pooled else v,
-            [f"file: {f.name}"] if pooled else [f"file: {f.name}#{i}" for i in range(len(v))])
+    tiles = is_tile_features(f)
+    pooled = index.info.get("level") == "slide" and tiles
+    labels = [f"file: {f.name}"] if pooled else [f"file: {f.name}#{i}" for i in range(len(v))]
+    vectors = v.mean(axis=0, keepdims=True) if pooled else v
+    return vectors, labels, [kind_of_embeddings(emb, tiles)] * len(vectors)
 
 
 def _check_index_model(index: RetrievalIndex, space: Any) -> None:
@@ -165,10 +179,11 @@ def _check_index_model(index: RetrievalIndex, space: Any) -> None:
 
 
 def query_vectors(index: RetrievalIndex, *, texts: Sequence[str] = (), files: Sequence[Path] = (),
-                  model: str | Path | None = None, random_weights: bool = False,
-                  trust_provenance: bool = False) -> tuple[np.ndarray, list[str]]:
-    """Query vectors from texts (needs the model), image files (needs the model) or embedding files; each must
-    come from the index's embedding space (checked by provenance)."""
+                  model: str | Path | None = None, modality: str | None = None, random_weights: bool = False,
+                  trust_provenance: bool = False) -> tuple[np.ndarray, list[str], list[CaseKind | None]]:
+    """Query vectors from texts (needs the model), image files (needs the model) or embedding files, each from the
+    index's embedding space (checked by provenance), with the kind of case each one is (an embedding file knows
+    it; ``modality`` names it for text and image queries and overrides a file's)."""
     space = _load_space(model, random_weights, trust_provenance)
     joint = index.info.get("space") == "joint"
     if (texts or any(Path(f).suffix.lower() not in EMBEDDING_SUFFIXES for f in files)) and (space is None or not joint):
@@ -176,31 +191,39 @@ def query_vectors(index: RetrievalIndex, *, texts: Sequence[str] = (), files: Se
                                "(medvl index build ... --model DIR)")
     if space is not None and joint:
         _check_index_model(index, space)
-    vectors, labels = [], []
+    given = None if modality is None else CaseKind(modality)
+    vectors, labels, kinds = [], [], []
     if texts:
         vectors.append(space.encode_text(list(texts)))
         labels.extend(f"text: {t}" for t in texts)
+        kinds.extend([given] * len(texts))
     for f in map(Path, files):
         if f.suffix.lower() in EMBEDDING_SUFFIXES:
-            v, names = _query_file(index, f, space, joint, trust_provenance)
-            vectors.append(v)
-            labels.extend(names)
+            v, names, found = _query_file(index, f, space, joint, trust_provenance)
+            kinds.extend([given] * len(names) if given is not None else found)
         else:
-            vectors.append(space.encode_image_file(f))
-            labels.append(f"image: {f.name}")
+            v, names = space.encode_image_file(f), [f"image: {f.name}"]
+            kinds.append(given)
+        vectors.append(v)
+        labels.extend(names)
     if not vectors:
         raise InputError(None, "give a query: --text TEXT and/or --query FILE")
-    return np.concatenate(vectors).astype(np.float32), labels
+    return np.concatenate(vectors).astype(np.float32), labels, kinds
 
 
 def search_index(index_dir: Path, *, texts: Sequence[str] = (), files: Sequence[Path] = (),
-                 model: str | Path | None = None, k: int = 10, nprobe: int | None = None, random_weights: bool = False,
+                 model: str | Path | None = None, k: int = 10, nprobe: int | None = None,
+                 modality: str | None = None, mix: bool = False, random_weights: bool = False,
                  trust_provenance: bool = False) -> list[dict[str, Any]]:
-    """Search a saved index; one record per query with its ranked hits (metadata rows)."""
+    """Search a saved index; one record per query with its ranked hits (metadata rows).
+
+    Hits are of the query's kind (:mod:`medvl.tasks.retrieval.kinds`) unless ``mix``; a query of a modality the
+    index does not hold is refused.
+    """
     index = RetrievalIndex.load(index_dir)
     index.set_search_params(nprobe=nprobe)
-    vectors, labels = query_vectors(index, texts=texts, files=files, model=model, random_weights=random_weights,
-                                    trust_provenance=trust_provenance)
-    results = index.search(vectors, k=k)
+    vectors, labels, kinds = query_vectors(index, texts=texts, files=files, model=model, modality=modality,
+                                           random_weights=random_weights, trust_provenance=trust_provenance)
+    results = search_kind(index, vectors, k, kinds, mix)
     return [{"query": label, "hits": hits.to_dict(orient="records")} for label, hits in zip(labels, results,
                                                                                             strict=True)]

@@ -136,8 +136,8 @@ def read_survival_table(
     if dedupe and id_column:
         df = df.drop_duplicates(subset=[id_column], keep="first")
     df = df.reset_index(drop=True)
-    t = _check_time(path, df[time], time)
-    e = _check_event(path, df[event], event, event_is_censoring)
+    t = check_time(path, df[time], time)
+    e = check_event(path, df[event], event, event_is_censoring)
     X = df[covariates].copy()
     ids = df[id_column].astype(str).to_numpy() if id_column else None
     encoder = provenance = None
@@ -157,7 +157,8 @@ def read_survival_table(
     return table
 
 
-def _check_time(path: Path, col: pd.Series, name: str) -> np.ndarray:
+def check_time(path: Path, col: pd.Series, name: str) -> np.ndarray:
+    """Follow-up times as floats; non-numeric, missing or negative values are an error naming the column."""
     values = pd.to_numeric(col, errors="coerce").to_numpy(dtype=float)
     bad_nan = np.isnan(values) & col.notna().to_numpy()
     if bad_nan.any():
@@ -171,7 +172,8 @@ def _check_time(path: Path, col: pd.Series, name: str) -> np.ndarray:
     return values
 
 
-def _check_event(path: Path, col: pd.Series, name: str, is_censoring: bool) -> np.ndarray:
+def check_event(path: Path, col: pd.Series, name: str, is_censoring: bool) -> np.ndarray:
+    """Events as booleans (True = event) from a 0/1 (or bool) column; anything else is an error naming it."""
     if col.dtype == bool:
         values = col.to_numpy()
     else:

@@ -135,8 +135,11 @@ def _classify_slide(path: Path, space: Any, graph: Any, ids: list[str], free: di
         from medvl.atomic import atomic_path
 
         with atomic_path(tile_scores_out) as tmp, open(tmp, "wb") as fh:
+            names = [clf.names[clf.class_ids.index(c)] if c in clf.class_ids else c for c in pred.tile_class_ids]
             np.savez(fh, scores=pred.tile_scores.astype(np.float32), class_ids=np.array(pred.tile_class_ids),
-                     coords=emb.coords if emb.coords is not None else np.zeros((0, 2)))
+                     class_names=np.array(names),
+                     coords=emb.coords if emb.coords is not None else np.zeros((0, 2)),
+                     patch_size_level0=float(emb.attrs.get("patch_size_level0") or 0))
         out["tile_scores"] = str(tile_scores_out)
     return out
 

@@ -2,8 +2,10 @@
 
 ``breastmnist`` (:mod:`.breastmnist`): bundled BreastMNIST images with captions from the disease graph.
 ``graph-groups`` (:mod:`.graph_groups`): texts of the disease graph's KEEP semantic groups (the knowledge-encoder
-stage). ``manifest`` (:mod:`.manifest`): a cohort manifest's image, slide (tiles or feature bags) or CT rows with
-their captions or reports, concept groups from the tagger. ``ct-reports`` (:mod:`.ct`): CT rows and reports.
+stage). ``ct`` (:mod:`.ct`): CT volumes. ``bags`` and ``breastmnist-bags`` (:mod:`.bags`): bags of embeddings
+(slides' tiles, volumes' slices, images' patches) with labels and survival outcomes. ``text-pairs``
+(:mod:`.text_pairs`): query/document pairs of a table. ``manifest`` (:mod:`.manifest`): a cohort manifest's image,
+slide (tiles or feature bags) or CT rows with their captions or reports, concept groups from the tagger.
 ``webdataset`` (:mod:`.shards`): image/caption pairs streamed from WebDataset shards. Add a dataset with
 ``@register_dataset(name, Options)`` in a module of this package and list the module in ``DATASETS``'s built-ins.
 """
@@ -19,6 +21,7 @@ from medvl.train.data.registry import (
     collate,
     dataset_options,
     list_datasets,
+    pad_bags,
     register_dataset,
 )
 
@@ -35,5 +38,6 @@ __all__ = [
     "collate",
     "dataset_options",
     "list_datasets",
+    "pad_bags",
     "register_dataset",
 ]
