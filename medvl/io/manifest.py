@@ -26,6 +26,7 @@ MODALITIES = {
     "slide": "slide", "wsi": "slide", "pathology": "slide",
     "ct": "ct", "radiology": "ct",
     "text": "text", "report": "text",
+    "tile": "image",
 }
 MANIFEST_SUFFIXES = (".csv", ".tsv", ".parquet", ".pq")
 #: at most this many problems are spelled out in the error (the count covers all)

@@ -31,6 +31,8 @@ class DataConfig(Config):
         sampler_options: the sampler's own options (e.g. ``event_fraction`` of ``event-balanced``).
         batch_size: the global batch (over all processes) of one forward pass.
         groups_per_batch: G of the group-balanced sampler (K = batch_size / G).
+        workers: DataLoader worker processes that read, decode and collate each batch (0: in the training process);
+            the batches are the same either way.
     """
 
     dataset: str
@@ -39,10 +41,11 @@ class DataConfig(Config):
     sampler_options: dict[str, Any] = field(default_factory=dict)
     batch_size: int = 32
     groups_per_batch: int = 0
+    workers: int = 0
 
     def validate(self) -> None:
-        if self.batch_size <= 0:
-            raise ConfigError("DataConfig.batch_size: must be positive")
+        if self.batch_size <= 0 or self.workers < 0:
+            raise ConfigError("DataConfig.batch_size must be positive and workers >= 0")
 
 
 @dataclass
@@ -91,6 +94,10 @@ class StageConfig(Config):
         dropout: keep dropout in the trained towers (False: they run in eval mode, deterministic forward passes).
         bank_every: re-encode the group bank (for the ``bank`` loss) every N steps.
         evaluate: evaluations run before and after the stage (``metrics.jsonl``, ``summary.json``).
+        eval_every: also run them every N optimizer steps (0: only before and after).
+        best_metric: keep the checkpoint with the best value of this figure of the evaluations (``recall@1``,
+            ``auc``, ...) in ``best/`` (``best.json`` says which step); measured after steps and at the end.
+        best_mode: ``max`` or ``min``: which direction is better.
         multilabel: supervised with a sigmoid per label (labels are a multi-hot ``label`` field).
     """
 
@@ -119,6 +126,9 @@ class StageConfig(Config):
     dropout: bool = True
     bank_every: int = 50
     evaluate: list[EvalConfig] = field(default_factory=list)
+    eval_every: int = 0
+    best_metric: str | None = None
+    best_mode: Literal["max", "min"] = "max"
     multilabel: bool = False
 
     def validate(self) -> None:
@@ -126,6 +136,8 @@ class StageConfig(Config):
             raise ConfigError("StageConfig.inputs: name at least one dataset field")
         if self.steps <= 0 or self.grad_accum <= 0:
             raise ConfigError("StageConfig.steps and grad_accum must be positive")
+        if self.eval_every < 0 or (self.best_metric and not self.evaluate):
+            raise ConfigError("StageConfig.eval_every must be >= 0, and best_metric needs evaluations (evaluate)")
         if self.max_minutes < 0 or self.bank_every <= 0:
             raise ConfigError("StageConfig.max_minutes must be >= 0 and bank_every positive")
         if any(n <= 0 for n in self.freeze_layers.values()):

@@ -21,10 +21,12 @@ from torch import nn
 from medvl.atomic import atomic_write_json
 from medvl.errors import ConfigError, MedvlError
 from medvl.log import get_logger, progress
+from medvl.train.best import BestCheckpoint
 from medvl.train.config import StageConfig, TrainConfig
-from medvl.train.data import build_dataset, collate
+from medvl.train.data import build_dataset
 from medvl.train.distributed import init_distributed
 from medvl.train.evaluations import run_evaluations
+from medvl.train.loading import local_batches
 from medvl.train.metrics import Metrics
 from medvl.train.optim import StageClock, build_optimizer, build_schedule, cosine_schedule
 from medvl.train.recording import record_training_data
@@ -94,6 +96,9 @@ class StageRunner:
         self.dataset = build_dataset(data_cfg.dataset, data_cfg.options)
         if data_cfg.batch_size % trainer.dist.world:
             raise ConfigError(f"batch_size {data_cfg.batch_size} is not divisible by {trainer.dist.world} processes")
+        if hasattr(self.dataset, "stream") and data_cfg.sampler != "shuffled":
+            raise ConfigError(f"dataset '{data_cfg.dataset}' is streamed: it shuffles itself (sampler: shuffled), "
+                              f"'{data_cfg.sampler}' cannot apply")
         self.sampler = build_sampler(data_cfg.sampler, self.dataset, data_cfg.batch_size,
                                      data_cfg.groups_per_batch, trainer.config.seed + index, data_cfg.sampler_options)
         from medvl.train.objectives import build_objective
@@ -130,16 +135,19 @@ class StageRunner:
     def _batches(self, state: TrainState):
         """Global batches from the saved data position on, this process's slice of each, collated."""
         d = self.t.dist
+        if hasattr(self.dataset, "stream"):  # streamed data (WebDataset shards): its own order, split and resume
+            local = self.t.config.stage_data(self.index).batch_size // d.world
+            for epoch, b, batch in self.dataset.stream(state.epoch, state.batch_in_epoch, local, d.rank, d.world,
+                                                       self.t.config.seed + self.index):
+                state.epoch, state.batch_in_epoch = epoch, b + 1
+                yield _move(batch, d.device)
+        workers = self.t.config.stage_data(self.index).workers
         while True:
             batches = self.sampler.batches(state.epoch)
-            while state.batch_in_epoch < len(batches):
-                indices = batches[state.batch_in_epoch]
+            seed = self.t.config.seed * 7919 + state.epoch * 104729
+            for batch in local_batches(self.dataset, batches, state.batch_in_epoch, d.rank, d.world, seed, workers):
                 state.batch_in_epoch += 1
-                n = len(indices) // d.world
-                local = indices[d.rank * n:(d.rank + 1) * n]
-                seed = self.t.config.seed * 7919 + state.epoch * 104729
-                items = [self.dataset.item(i, torch.Generator().manual_seed(seed + i)) for i in local]
-                yield _move(collate(items), d.device)
+                yield _move(batch, d.device)
             state.epoch, state.batch_in_epoch = state.epoch + 1, 0
 
     def _autocast(self):
@@ -214,6 +222,8 @@ class StageRunner:
             t.last_loss = record["loss"]
             if last:
                 break
+            if self.stage.eval_every and state.step % self.stage.eval_every == 0:
+                t._evaluate(self, "step", state)
             if state.global_step % cfg.checkpoint_every == 0:
                 state.seconds = self.clock.elapsed()
                 t.checkpoint(state, self)
@@ -289,6 +299,8 @@ class Trainer:
         try:
             for index in range(state.stage, len(cfg.stages)):
                 runner = StageRunner(self, index)
+                if self.dist.main and hasattr(runner.dataset, "write_report"):  # counts before step 1
+                    runner.dataset.write_report(self.out, runner.stage.name)
                 if payload is not None and payload["state"].stage == index:
                     runner.restore(payload)
                 self._evaluate(runner, "before", state)
@@ -311,12 +323,16 @@ class Trainer:
         configs = runner.stage.evaluate
         if configs and self.dist.main:
             done = {r["evaluation"] for r in self.metrics.records()
-                    if r.get("stage") == runner.stage.name and r.get("when") == when and "evaluation" in r}
+                    if r.get("stage") == runner.stage.name and r.get("when") == when and "evaluation" in r
+                    and (when != "step" or r.get("step") == state.step)}
             todo = [c for c in configs if c.name not in done]
-            for name, figures in (run_evaluations(self.model, runner.dataset, todo) if todo else {}).items():
+            results = run_evaluations(self.model, runner.dataset, todo) if todo else {}
+            for name, figures in results.items():
                 self.metrics.write({"stage": runner.stage.name, "step": state.step, "global_step": state.global_step,
                                     "evaluation": name, "when": when, **figures})
                 log.info("%s %s (%s): %s", runner.stage.name, name, when, figures)
+            if when != "before":
+                BestCheckpoint(self.out).offer(self.model, runner.stage, results, state.step, state.global_step)
         self.dist.barrier()
 
     def _evaluations(self) -> dict[str, Any]:
@@ -338,6 +354,9 @@ class Trainer:
         }
         if self.dist.main:
             summary["evaluations"] = self._evaluations()
+            best = BestCheckpoint(self.out).record()
+            if best is not None:
+                summary["best"] = best
         if self.dist.main:
             self.model.save(self.out / "model")
             atomic_write_json(self.out / "summary.json", summary)

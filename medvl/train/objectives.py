@@ -250,7 +250,8 @@ class SupervisedObjective(Objective):
         self.field = stage.inputs[0]
         self.modality = _modality(dataset, self.field, model)
         self.multilabel = stage.multilabel
-        n_classes = len(getattr(dataset, "group_names", [])) or int(max(dataset.group_ids)) + 1
+        classes = getattr(dataset, "label_names", None) or getattr(dataset, "group_names", [])  # label_names: labels
+        n_classes = len(classes) or int(max(dataset.group_ids)) + 1
         with torch.random.fork_rng(devices=[]):  # the head's init must not move the run's RNG stream
             torch.manual_seed(seed)
             self.head = nn.Linear(model.towers[self.modality].embed_dim, n_classes)

@@ -4,8 +4,10 @@
 ``graph-groups`` (:mod:`.graph_groups`): texts of the disease graph's KEEP semantic groups (the knowledge-encoder
 stage). ``ct`` (:mod:`.ct`): CT volumes. ``bags`` and ``breastmnist-bags`` (:mod:`.bags`): bags of embeddings
 (slides' tiles, volumes' slices, images' patches) with labels and survival outcomes. ``text-pairs``
-(:mod:`.text_pairs`): query/document pairs of a table. Add a dataset with ``@register_dataset(name, Options)`` in a
-module of this package and list the module in ``DATASETS``'s built-ins.
+(:mod:`.text_pairs`): query/document pairs of a table. ``manifest`` (:mod:`.manifest`): a cohort manifest's image,
+slide (tiles or feature bags) or CT rows with their captions or reports, concept groups from the tagger.
+``webdataset`` (:mod:`.shards`): image/caption pairs streamed from WebDataset shards. Add a dataset with
+``@register_dataset(name, Options)`` in a module of this package and list the module in ``DATASETS``'s built-ins.
 """
 
 from __future__ import annotations

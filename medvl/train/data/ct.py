@@ -19,7 +19,7 @@ from medvl.errors import InputError
 from medvl.models.domain import DataDomain
 from medvl.train.data.registry import register_dataset
 
-__all__ = ["CTReportOptions", "CTReportPairs"]
+__all__ = ["CTReportOptions", "CTReportPairs", "CTVolumes"]
 
 
 @dataclass
@@ -54,22 +54,18 @@ class CTReportPairs:
 
     def __init__(self, opts: CTReportOptions):
         from medvl.io.manifest import read_manifest
-        from medvl.radiology.cache import VolumeCache
-        from medvl.radiology.preprocess import CTCase
-        from medvl.radiology.transforms import CTPreprocessConfig
 
-        config = CTPreprocessConfig.from_dict(dict(opts.preprocess), source="ct-reports preprocess")
         rows = [r for r in read_manifest(opts.manifest, modality="ct").rows
                 if opts.split is None or r.get("split") == opts.split]
         rows = [r for r in rows if r.get(opts.text_column)]
         if not rows:
             raise InputError(opts.manifest, f"no CT rows with a '{opts.text_column}' text"
                                             + (f" in split '{opts.split}'" if opts.split else ""))
-        self.cases = [CTCase(r.path, r.case_id, series=r.get("series")) for r in rows]
+        self.volumes = CTVolumes(opts.preprocess, opts.cache, allow_non_ct=opts.allow_non_ct,
+                                 allow_irregular=opts.allow_irregular)
+        self.cases = [self.volumes.case(r) for r in rows]
         self.reports = [str(r.get(opts.text_column)) for r in rows]
-        self.preprocessing = {"volume": config}
-        self.cache = VolumeCache(opts.cache, config) if opts.cache is not None else None
-        self.options = {"allow_non_ct": opts.allow_non_ct, "allow_irregular": opts.allow_irregular}
+        self.preprocessing = {"volume": self.volumes.config}
 
     def __len__(self) -> int:
         return len(self.cases)
@@ -78,7 +74,34 @@ class CTReportPairs:
         return list(self.reports)
 
     def item(self, index: int, rng: torch.Generator) -> dict[str, Any]:
+        return {"volume": self.volumes.load(self.cases[index]), "text": self.reports[index]}
+
+
+class CTVolumes:
+    """The CT chain and its cache for training data: manifest rows -> preprocessed ``[1, D, H, W]`` tensors.
+
+    Shared by ``ct-reports`` and the ``ct`` rows of the ``manifest`` dataset, so both read volumes exactly as
+    ``medvl ct preprocess`` does and record the same chain in the checkpoint.
+    """
+
+    def __init__(self, preprocess: dict[str, Any], cache: Path | None, *, allow_non_ct: bool = False,
+                 allow_irregular: bool = False):
+        from medvl.radiology.cache import VolumeCache
+        from medvl.radiology.transforms import CTPreprocessConfig
+
+        self.config = CTPreprocessConfig.from_dict(dict(preprocess), source="CT preprocess")
+        self.cache = VolumeCache(cache, self.config) if cache is not None else None
+        self.options = {"allow_non_ct": allow_non_ct, "allow_irregular": allow_irregular}
+
+    @staticmethod
+    def case(row: Any) -> Any:
+        """The :class:`~medvl.radiology.preprocess.CTCase` of a manifest row."""
+        from medvl.radiology.preprocess import CTCase
+
+        return CTCase(row.path, row.case_id, series=row.get("series"))
+
+    def load(self, case: Any) -> torch.Tensor:
+        """The preprocessed volume of ``case`` (read from / written to the cache)."""
         from medvl.radiology.preprocess import preprocess_case
 
-        entry = preprocess_case(self.cases[index], self.preprocessing["volume"], self.cache, **self.options)
-        return {"volume": torch.from_numpy(entry.array), "text": self.reports[index]}
+        return torch.from_numpy(preprocess_case(case, self.config, self.cache, **self.options).array)

@@ -48,7 +48,8 @@ class TrainDataset(Protocol):
 #: name -> (typed options class, dataset class); built-ins register on first use
 DATASETS: Registry[tuple[type[Config], Callable[..., Any]]] = Registry(
     "dataset", builtins=("medvl.train.data.breastmnist", "medvl.train.data.graph_groups", "medvl.train.data.ct",
-                         "medvl.train.data.bags", "medvl.train.data.text_pairs"))
+                         "medvl.train.data.bags", "medvl.train.data.text_pairs", "medvl.train.data.manifest",
+                         "medvl.train.data.shards"))
 
 
 def register_dataset(name: str, options: type[Config]):
