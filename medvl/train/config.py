@@ -89,6 +89,7 @@ class StageConfig(Config):
         bank_every: re-encode the group bank (for the ``bank`` loss) every N steps.
         evaluate: evaluations run before and after the stage (``metrics.jsonl``, ``summary.json``).
         multilabel: supervised with a sigmoid per label (labels are a multi-hot ``label`` field).
+        objective_options: the objective's own typed options (e.g. the masking of ``mlm``), checked by it.
     """
 
     name: str = "align"
@@ -116,6 +117,7 @@ class StageConfig(Config):
     bank_every: int = 50
     evaluate: list[EvalConfig] = field(default_factory=list)
     multilabel: bool = False
+    objective_options: dict[str, Any] = field(default_factory=dict)
 
     def validate(self) -> None:
         if not self.inputs:

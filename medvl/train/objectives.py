@@ -33,7 +33,8 @@ __all__ = ["OBJECTIVES", "ContrastiveObjective", "Objective", "SupervisedObjecti
 
 #: name -> objective class
 OBJECTIVES: Registry[type[Objective]] = Registry(
-    "objective", builtins=("medvl.train.objectives",))  # add the modules of new objectives here
+    "objective", builtins=("medvl.train.objectives", "medvl.train.text.mlm",
+                           ))  # add the modules of new objectives here
 
 
 def register_objective(name: str):

@@ -45,7 +45,8 @@ class TrainDataset(Protocol):
 
 #: name -> (typed options class, dataset class); built-ins register on first use
 DATASETS: Registry[tuple[type[Config], Callable[..., Any]]] = Registry(
-    "dataset", builtins=("medvl.train.data.breastmnist", "medvl.train.data.graph_groups"))
+    "dataset", builtins=("medvl.train.data.breastmnist", "medvl.train.data.graph_groups",
+                          "medvl.train.data.text_corpus"))
 
 
 def register_dataset(name: str, options: type[Config]):
