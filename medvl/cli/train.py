@@ -2,7 +2,7 @@
 
 import os
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Optional
 
 import typer
 
@@ -16,12 +16,18 @@ def train(
     config: Annotated[Path, typer.Option("--config", "-c", help="Training recipe (YAML or JSON).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Run folder: checkpoints, metrics, final model.")],
     resume: Annotated[bool, typer.Option("--resume", help="Continue from the latest checkpoint in --out.")] = False,
+    corpus: Annotated[Optional[Path], typer.Option(  # noqa: UP045 - Typer needs Optional at runtime
+        "--corpus", help="Reports folder or file for the recipe's 'reports' text corpus (text recipes).")] = None,
 ) -> Result:
     """Train a model with a recipe (keep, two-stage, ...); several processes under torchrun."""
     from medvl.train import TrainConfig
     from medvl.train import train as run_training
 
     cfg = TrainConfig.from_file(config)
+    if corpus is not None:
+        from medvl.train.data.text_corpus import with_corpus
+
+        cfg = TrainConfig.from_dict(with_corpus(cfg.to_dict(), "reports", str(corpus)))
     summary = run_training(cfg, out, resume=resume)
     if os.environ.get("RANK", "0") != "0":  # under torchrun only the first process reports
         return None

@@ -100,6 +100,10 @@ class HFTextTower(Tower):
         hidden, mask = self.encode_tokens_masked(batch)
         return self._pool(hidden, mask)
 
+    def pool(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Sentence embeddings from last hidden states ``[B, T, D]`` and the mask (the tower's pooling)."""
+        return self._pool(hidden, mask)
+
     def _pool(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         if self.pooling == "cls":
             return hidden[:, 0]

@@ -29,7 +29,7 @@ from medvl.errors import ConfigError, InputError
 from medvl.train.data.registry import register_dataset
 
 __all__ = ["CorpusConfig", "TextCorpus", "TextCorpusOptions", "fold_text", "read_corpus", "split_sections",
-           "split_sentences"]
+           "split_sentences", "with_corpus"]
 
 # a sentence ends at . ! ? followed by space and an upper-case letter, digit or quote; not after a one-letter or a
 # common abbreviation (e.g., i.e., Dr., vs., approx.), nor inside a decimal number
@@ -103,8 +103,9 @@ class TextCorpusOptions(Config):
     Attributes:
         corpora: the corpora mixed into the dataset.
         exclude: held-out evaluation texts (same formats, split the same way as each is configured): every corpus
-            text equal to one of them after folding, or containing one of them (of at least ``min_chars``), is
-            removed.
+            text equal to one of them after folding, or (``exclude_match: contained``) containing one of them of at
+            least ``min_chars``, is removed.
+        exclude_match: ``contained`` or ``exact``.
         min_chars, max_chars: texts shorter are dropped, longer are cut at a word boundary.
         dedup: drop repeated texts (after folding), keeping the first.
         seed: the seed of fractional up-sampling.
@@ -112,6 +113,7 @@ class TextCorpusOptions(Config):
 
     corpora: list[CorpusConfig]
     exclude: list[CorpusConfig] = field(default_factory=list)
+    exclude_match: Literal["contained", "exact"] = "contained"
     min_chars: int = 8
     max_chars: int = 2000
     dedup: bool = True
@@ -231,6 +233,7 @@ class TextCorpus:
     def __init__(self, options: TextCorpusOptions):
         self.options = options
         folded_out, pattern = _held_out(options.exclude, options.min_chars)
+        pattern = pattern if options.exclude_match == "contained" else None
         seen: set[str] = set()
         self.unique: list[str] = []
         self.counts: dict[str, dict[str, int]] = {}
@@ -266,6 +269,21 @@ class TextCorpus:
 
     def texts(self) -> list[str]:
         return list(self.unique)
+
+
+def with_corpus(config: dict[str, Any], name: str, path: str) -> dict[str, Any]:
+    """A training config (as a mapping) with the path of every ``text-corpus`` corpus called ``name`` set to
+    ``path``; a :class:`ConfigError` when the recipe has none."""
+    hits = 0
+    for node in [config.get("data"), *(stage.get("data") for stage in config.get("stages", []))]:
+        if node and node.get("dataset") == "text-corpus":
+            for corpus in node.get("options", {}).get("corpora", []):
+                if corpus.get("name") == name:
+                    corpus["path"] = path
+                    hits += 1
+    if not hits:
+        raise ConfigError(f"--corpus: this recipe has no text-corpus corpus named '{name}'")
+    return config
 
 
 def _upsample(indices: list[int], factor: float, rng: np.random.Generator) -> list[int]:
