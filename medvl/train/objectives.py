@@ -34,7 +34,7 @@ __all__ = ["OBJECTIVES", "ContrastiveObjective", "Objective", "SupervisedObjecti
 #: name -> objective class
 OBJECTIVES: Registry[type[Objective]] = Registry(
     "objective", builtins=("medvl.train.objectives", "medvl.train.text.mlm", "medvl.train.text.distill",
-                           ))  # add the modules of new objectives here
+                           "medvl.train.text.rtd"))  # add the modules of new objectives here
 
 
 def register_objective(name: str):

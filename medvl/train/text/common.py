@@ -49,12 +49,13 @@ def concept_tagger(tokenizer: Any, sources: list[str] | None, source: str) -> An
 
 
 class LMHead(nn.Module):
-    """BERT's masked-LM head (dense, GELU, LayerNorm) with the decoder tied to the input embeddings."""
+    """BERT's masked-LM head (dense, GELU, LayerNorm) with the decoder tied to the input embeddings; ``width``: the
+    embeddings' width when the hidden states are narrower (ELECTRA's small generator)."""
 
-    def __init__(self, hidden: int, vocab: int, eps: float = 1e-12):
+    def __init__(self, hidden: int, vocab: int, eps: float = 1e-12, width: int | None = None):
         super().__init__()
-        self.dense = nn.Linear(hidden, hidden)
-        self.norm = nn.LayerNorm(hidden, eps=eps)
+        self.dense = nn.Linear(hidden, width or hidden)
+        self.norm = nn.LayerNorm(width or hidden, eps=eps)
         self.bias = nn.Parameter(torch.zeros(vocab))
 
     def forward(self, hidden: torch.Tensor, embeddings: torch.Tensor) -> torch.Tensor:
