@@ -41,11 +41,22 @@ def _linking(max_queries: int):
     return build_dataset(SYNONYM_DATA["dataset"], SYNONYM_DATA["options"]), max_queries
 
 
+def _throughput(model: Any, texts: list[str]) -> float:
+    """Sentences (reports) per second of frozen encoding, batch 64, after one warm-up batch."""
+    from medvl.tasks.report_classification import encode_texts
+
+    encode_texts(model, texts[:64])
+    start = time.perf_counter()
+    encode_texts(model, texts)
+    return round(len(texts) / (time.perf_counter() - start), 1)
+
+
 def _evaluate(model: Any, iu: Path, linking: tuple, seconds: dict) -> dict[str, float]:
-    from medvl.tasks.report_classification import ReportClassificationSection, eval_report_classification
+    from medvl.tasks.report_classification import ReportClassificationSection, eval_report_classification, load_reports
     from medvl.train.config import EvalConfig
     from medvl.train.evaluations import run_evaluations
 
+    speed = _throughput(model, load_reports(ReportClassificationSection(reports=iu)).texts[:512])
     start = time.perf_counter()
     result = eval_report_classification(ReportClassificationSection(reports=iu, baseline=False), model=model)
     dataset, max_queries = linking
@@ -53,7 +64,7 @@ def _evaluate(model: Any, iu: Path, linking: tuple, seconds: dict) -> dict[str, 
                                                                            "max_length": 32, "batch_size": 256})])
     seconds["eval"] = round(time.perf_counter() - start, 1)
     linked = syn["synonym-linking"]
-    return {"iu_macro_auc": round(result["metrics"]["macro_auc"], 4),
+    return {"iu_macro_auc": round(result["metrics"]["macro_auc"], 4), "reports_per_s": speed,
             "synonym_r@1": round(linked["r@1"], 4), "synonym_r@5": round(linked["r@5"], 4)}
 
 
@@ -79,7 +90,18 @@ def _train_arm(name: str, data: dict, tmp: Path) -> tuple[Any, dict]:
     return create_model(tmp / name / "model"), {"steps": result["steps"], "train_s": result["seconds"]}
 
 
-ARMS = {"mlm": "text-dapt-mlm.yaml", "rtd": "text-dapt-electra.yaml", "vocab": "text-vocab.yaml"}
+ARMS = {"mlm": "text-dapt-mlm.yaml", "rtd": "text-dapt-electra.yaml", "vocab": "text-vocab.yaml",
+        "vocab-random": "text-vocab.yaml", "distill": "text-distill.yaml"}
+
+
+def _arm_config(arm: str, iu: Path, heldout: Path, minutes: float) -> dict:
+    data = _corpus_config(ARMS[arm], iu, heldout, minutes)
+    vocab = data["model_config"]["towers"]["text"]["options"].get("vocab")
+    if vocab is not None:  # held-out synonyms must not become their concept's token
+        vocab["holdout_file"] = str(heldout)
+    if arm == "vocab-random":
+        vocab["init"] = "random"
+    return data
 
 
 def _heldout(iu: Path, folder: Path, linking: tuple) -> Path:
@@ -96,7 +118,7 @@ def _heldout(iu: Path, folder: Path, linking: tuple) -> Path:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--minutes", type=float, default=5.0)
-    parser.add_argument("--arms", default="base,mlm")
+    parser.add_argument("--arms", default="base,mlm,rtd,distill,vocab,vocab-random")
     parser.add_argument("--max-queries", type=int, default=1500)
     args = parser.parse_args()
     shared = shared_data_dir()
@@ -121,11 +143,11 @@ def main() -> None:
                     "name": "hf-text", "options": {"max_length": 128}, "projection": "none"}}, "embed_dim": 384}))
                 info: dict = {}
             else:
-                model, info = _train_arm(arm, _corpus_config(ARMS[arm], iu, heldout, args.minutes), tmp)
+                model, info = _train_arm(arm, _arm_config(arm, iu, heldout, args.minutes), tmp)
             arms[arm] = {**_evaluate(model, iu, linking, seconds), **info, **seconds}
             load.append(os.getloadavg())
             print(json.dumps({arm: arms[arm]}), flush=True)
-    _record(arms, tfidf, args, load)
+            _record(arms, tfidf, args, load)  # after every arm: a stopped run keeps what it measured
 
 
 def _record(arms: dict, tfidf: float, args: Any, load: list) -> None:
@@ -133,12 +155,19 @@ def _record(arms: dict, tfidf: float, args: Any, load: list) -> None:
     gain = 100 * (mlm["iu_macro_auc"] - base["iu_macro_auc"]) if base and mlm else None
     syn_drop = 100 * (base["synonym_r@1"] - mlm["synonym_r@1"]) if base and mlm else None
     passed = None if gain is None else bool(gain >= 2 and syn_drop <= 1)
+    student, teacher = arms.get("distill"), base
+    distill = None
+    if student and teacher:
+        distill = {"iu_auc_share": round(student["iu_macro_auc"] / teacher["iu_macro_auc"], 4),
+                   "synonym_r1_share": round(student["synonym_r@1"] / max(teacher["synonym_r@1"], 1e-9), 4),
+                   "speedup": round(student["reports_per_s"] / teacher["reports_per_s"], 2),
+                   "target": ">= 0.95 of the teacher's IU macro-AUC and synonym R@1 at >= 2.5x reports/s"}
     write_record(
         "text_encoders",
         baseline="all-MiniLM-L6-v2 as shipped (frozen), and TF-IDF word 1-2-grams + logistic regression",
         figures={"arms": arms, "tfidf_iu_macro_auc": round(tfidf, 4), "minutes_per_arm": args.minutes,
                  "synonym_queries": args.max_queries, "mlm_iu_gain_points": gain,
-                 "mlm_synonym_r1_drop_points": syn_drop,
+                 "mlm_synonym_r1_drop_points": syn_drop, "distill_vs_teacher": distill,
                  "load_average_1_5_15": [list(x) for x in load]},
         ratio=None if gain is None else mlm["iu_macro_auc"] / base["iu_macro_auc"],
         ratio_meaning="IU macro-AUC of the MLM-adapted encoder / the base MiniLM",

@@ -38,6 +38,8 @@ class VocabConfig(Config):
         words: domain words added as whole tokens.
         words_from: a text file; its ``max_words`` most frequent words that the base tokenizer splits into at least
             ``min_pieces`` pieces (and that occur ``min_count`` times) are added.
+        holdout_file: texts (one per line) that must never become concept mentions: the held-out queries of an
+            evaluation (synonym linking), which would otherwise turn into the concept's own token.
         seed: seed of ``random`` init.
     """
 
@@ -51,6 +53,7 @@ class VocabConfig(Config):
     max_words: int = 500
     min_pieces: int = 3
     min_count: int = 5
+    holdout_file: str | None = None
     seed: int = 0
 
 
@@ -86,7 +89,26 @@ def _concept_tokenizer(cfg: VocabConfig, tokenizer: Any) -> Any:
         ids = graph.subgraph_ids(cfg.concept_source)
         if not ids:
             raise ConfigError(f"vocab.concept_source: the graph has no concept of source '{cfg.concept_source}'")
-    return ConceptTokenizer.from_graph(tokenizer, graph, ids)
+    out = ConceptTokenizer.from_graph(tokenizer, graph, ids)
+    if cfg.holdout_file:
+        _drop_held_out(out, cfg.holdout_file)
+    return out
+
+
+def _drop_held_out(concepts: Any, path: str) -> None:
+    """Held-out texts are neither tagged as mentions nor used to initialise a concept's embedding."""
+    from medvl.knowledge.text import normalise
+
+    file = Path(path)
+    if not file.is_file():
+        raise InputError(file, "vocab.holdout_file: file not found")
+    lines = file.read_text(encoding="utf-8").splitlines()
+    held = {normalise(line) for line in lines}
+    for line in lines:
+        concepts.tagger.lexicon.pop(normalise(line), None)
+        concepts.tagger.acronyms.pop(line.strip(), None)
+    for cid, names in concepts.names.items():
+        concepts.names[cid] = [names[0], *(n for n in names[1:] if normalise(n) not in held)]
 
 
 def _pieces(tokenizer: Any, text: str) -> list[int]:

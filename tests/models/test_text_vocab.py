@@ -71,3 +71,13 @@ def test_unknown_concept_ids_and_a_vocabulary_mismatch_are_clear_errors(tmp_path
     tower.save_tokenizer(tmp_path / "m")
     with pytest.raises(ConfigError, match="tokenizer and model vocabulary mismatch"):
         create_model(tmp_path / "m")
+
+
+def test_held_out_texts_are_never_concept_mentions(tmp_path):
+    held = tmp_path / "held.txt"
+    held.write_text("lung carcinoma\n")
+    tower = create_model(_tiny_with({"sources": SOURCES, "holdout_file": str(held)})).towers["text"]
+    tok = tower.tokenizer
+    assert tok.tokenize("lung cancer") == ["[DOID:1324]"]
+    assert "[DOID:1324]" not in tok.tokenize("lung carcinoma")
+    assert "lung carcinoma" not in tok.names["DOID:1324"]
