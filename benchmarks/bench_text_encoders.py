@@ -6,7 +6,8 @@ Corpus: the IU chest X-ray reports of the training split (sentences, up-sampled 
 kept out) and the names, synonyms and definitions of the bundled DO NCIthesaurus subset, OncoTree and ICD-10-CM
 (the held-out synonym-linking queries kept out). Tasks: IU report classification (frozen embeddings + linear
 probe, macro-AUC over labels with >= 30 positives, seeded patient-level split; TF-IDF word 1-2-grams + logistic
-regression on the same split) and synonym linking (held-out DO synonym -> concept among all 4,750 names, R@1).
+regression on the same split), synonym linking (held-out DO synonym -> concept among all 4,750 names, R@1) and
+ROCO caption -> concept (captions whose UMLS CUIs map to DO concepts, recall@1/5 among the same names).
 
 Needs ``../shared/data/image_text/indiana_reports.csv`` (CC BY-NC-ND, read in place, never copied): the record says
 so. Arms: ``python benchmarks/bench_text_encoders.py [--minutes M] [--arms base,mlm,...]``. Run under
@@ -51,6 +52,18 @@ def _throughput(model: Any, texts: list[str]) -> float:
     return round(len(texts) / (time.perf_counter() - start), 1)
 
 
+def _captions(model: Any) -> dict[str, float]:
+    """ROCO caption -> DO concept recall@1/5 (CUIs mapped through DO's UMLS xrefs); empty without the ROCO files."""
+    from medvl.tasks.caption_concepts import CaptionConceptSection, eval_caption_concepts
+
+    roco = shared_data_dir() / "image_text" / "roco_test_radiology"
+    if not (roco / "cuis.txt").is_file():
+        return {}
+    result = eval_caption_concepts(CaptionConceptSection(captions=roco / "captions.txt", cuis=roco / "cuis.txt"),
+                                   model=model)
+    return {"caption_r@1": round(result["metrics"]["r@1"], 4), "caption_r@5": round(result["metrics"]["r@5"], 4)}
+
+
 def _evaluate(model: Any, iu: Path, linking: tuple, seconds: dict) -> dict[str, float]:
     from medvl.tasks.report_classification import ReportClassificationSection, eval_report_classification, load_reports
     from medvl.train.config import EvalConfig
@@ -64,7 +77,8 @@ def _evaluate(model: Any, iu: Path, linking: tuple, seconds: dict) -> dict[str, 
                                                                            "max_length": 32, "batch_size": 256})])
     seconds["eval"] = round(time.perf_counter() - start, 1)
     linked = syn["synonym-linking"]
-    return {"iu_macro_auc": round(result["metrics"]["macro_auc"], 4), "reports_per_s": speed,
+    captions = _captions(model)
+    return {**captions, "iu_macro_auc": round(result["metrics"]["macro_auc"], 4), "reports_per_s": speed,
             "synonym_r@1": round(linked["r@1"], 4), "synonym_r@5": round(linked["r@5"], 4)}
 
 
