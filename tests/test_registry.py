@@ -54,6 +54,7 @@ def test_towers_models_losses_datasets_and_steps_share_the_class():
     assert "timm-tiny" in TOWERS and "tiny-clip" in MODELS and "medvl.models.text" in sys.modules
     with pytest.raises(ConfigError, match="unknown dataset 'nope'; known: breastmnist, graph-groups"):
         DATASETS.get("nope")
-    with pytest.raises(ConfigError, match="unknown objective 'nope'; known: contrastive, supervised"):
+    with pytest.raises(ConfigError,
+                       match="unknown objective 'nope'; known: contrastive, distill, mlm, rtd, supervised"):
         OBJECTIVES.get("nope")
     assert SAMPLERS.names() == ["distinct", "group-balanced", "shuffled"] and "synonym-linking" in EVALUATIONS

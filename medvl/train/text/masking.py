@@ -18,7 +18,7 @@ import torch
 from medvl.config import Config
 from medvl.errors import ConfigError
 
-__all__ = ["MaskedBatch", "Masker", "MaskingConfig"]
+__all__ = ["MaskedBatch", "Masker", "MaskingConfig", "hf_tokenizer", "text_seed"]
 
 IGNORE = -100
 
@@ -74,7 +74,7 @@ def hf_tokenizer(tokenizer: Any) -> tuple[Any, Any, set[int]]:
     return tokenizer, (lambda text: text), set()
 
 
-def _text_seed(seed: int, step: int, text: str) -> int:
+def text_seed(seed: int, step: int, text: str) -> int:
     return (seed * 1_000_003 + step * 7919 + zlib.crc32(text.encode("utf-8"))) % (2**63)
 
 
@@ -160,7 +160,7 @@ class Masker:
         masked = ids.clone()
         cfg = self.config
         for row, text in enumerate(rewritten):
-            rng = np.random.default_rng(_text_seed(seed, step, texts[row]))
+            rng = np.random.default_rng(text_seed(seed, step, texts[row]))
             concepts, words = self._units(enc, row, text, ids[row])
             n_tokens = sum(len(u) for u in concepts) + sum(len(u) for u in words)
             if not n_tokens:

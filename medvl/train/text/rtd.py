@@ -24,7 +24,7 @@ from medvl.errors import ConfigError
 from medvl.train.config import StageConfig
 from medvl.train.objectives import register_objective
 from medvl.train.text.common import LMHead, TextObjective, concept_tagger, global_mean
-from medvl.train.text.masking import IGNORE, Masker, MaskingConfig, _text_seed
+from medvl.train.text.masking import IGNORE, Masker, MaskingConfig, text_seed
 
 __all__ = ["RTDConfig", "RTDObjective"]
 
@@ -100,7 +100,7 @@ class RTDObjective(TextObjective):
         noise = torch.empty_like(logits)
         for row in rows.unique().tolist():
             pick = rows == row
-            gen = torch.Generator().manual_seed(_text_seed(self.seed + 1, self.step, texts[row]))
+            gen = torch.Generator().manual_seed(text_seed(self.seed + 1, self.step, texts[row]))
             uniform = torch.rand((int(pick.sum()), logits.shape[1]), generator=gen).clamp_(1e-9, 1 - 1e-9)
             noise[pick] = -torch.log(-torch.log(uniform)).to(logits.device)
         return (logits.detach() + noise).argmax(-1)
