@@ -81,3 +81,14 @@ def test_held_out_texts_are_never_concept_mentions(tmp_path):
     assert tok.tokenize("lung cancer") == ["[DOID:1324]"]
     assert "[DOID:1324]" not in tok.tokenize("lung carcinoma")
     assert "lung carcinoma" not in tok.names["DOID:1324"]
+
+
+def test_frequent_domain_words_split_into_many_pieces_become_tokens(tmp_path):
+    corpus = tmp_path / "reports.txt"
+    corpus.write_text("No pneumothorax. " * 6 + "Small cardiomegaly. " * 5 + "Rare atelectasis. " * 2 + "the lung " * 9)
+    tower = create_model(_tiny_with({"concepts": False, "words_from": str(corpus), "min_count": 5,
+                                     "min_pieces": 3})).towers["text"]
+    tok = tower.tokenizer
+    assert type(tok).__name__ != "ConceptTokenizer"
+    assert tok.tokenize("pneumothorax and cardiomegaly") == ["pneumothorax", "and", "cardiomegaly"]
+    assert "atelectasis" not in tok.get_vocab() and "lung" in tok.get_vocab()  # too rare; already a single token
