@@ -25,7 +25,8 @@ __all__ = ["EVALUATIONS", "SynonymLinkingOptions", "register_evaluation", "run_e
 
 #: name -> (typed options class, fn(model, dataset, options) -> metrics)
 EVALUATIONS: Registry[tuple[type[Config], Callable[..., dict[str, Any]]]] = Registry(
-    "evaluation", builtins=("medvl.train.evaluations",))  # add the modules of new evaluations here
+    "evaluation",
+    builtins=("medvl.train.evaluations", "medvl.train.text.evaluations"))  # add the modules of new evaluations here
 
 
 def register_evaluation(name: str, options: type[Config]):

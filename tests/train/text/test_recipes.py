@@ -49,3 +49,24 @@ def test_cli_points_a_recipe_at_a_reports_folder_and_refuses_an_empty_one(tmp_pa
     (tmp_path / "empty" / "e.txt").write_text("\n\nx\n")
     bad = run_cli("train", "--config", str(config), "--corpus", str(tmp_path / "empty"), "--out", str(tmp_path / "b"))
     assert_clean_error(bad, "the corpus is empty")
+
+
+def test_a_stage_measures_report_classification_before_and_after(tmp_path):
+    import csv
+
+    reports = tmp_path / "reports.csv"
+    with reports.open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["uid", "Problems", "findings", "impression"])
+        for i in range(90):
+            label, text = [("Cardiomegaly", "The heart is enlarged."), ("Pleural Effusion", "Small left effusion."),
+                           ("normal", "The lungs are clear.")][i % 3]
+            w.writerow([i, label, text, ""])
+    data = TrainConfig.from_file(RECIPES / "text-dapt-mlm-tiny.yaml").to_dict()
+    data["stages"][0]["steps"] = 2
+    data["stages"][0]["evaluate"] = [{"name": "report-classification",
+                                      "options": {"reports": str(reports), "min_positives": 20}}]
+    summary = train(TrainConfig.from_dict(data), tmp_path / "run")
+    figures = summary["evaluations"]["mlm"]["report-classification"]
+    assert figures["before"]["labels"] == 3 and figures["after"]["tfidf_macro_auc"] == 1.0
+    assert 0 <= figures["after"]["macro_auc"] <= 1
