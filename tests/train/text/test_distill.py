@@ -97,3 +97,11 @@ def test_two_processes_give_the_loss_and_gradients_of_one(tmp_path):
         assert not any(k.startswith("teacher.") for k in one[case]["grads"])
         for name, g in one[case]["grads"].items():
             torch.testing.assert_close(two[case]["grads"][name], g, atol=1e-5, rtol=1e-4, msg=f"{case}: {name}")
+
+
+def test_bf16_distillation_trains(tmp_path):
+    data = TrainConfig.from_file(RECIPE).to_dict()
+    data.update(precision="bf16")
+    data["stages"][0].update(steps=2, grad_accum=2)
+    summary = train(TrainConfig.from_dict(data), tmp_path / "run")
+    assert summary["precision"] == "bf16" and summary["global_steps"] == 2 and 0 < summary["final_loss"] < 3
