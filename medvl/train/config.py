@@ -46,12 +46,18 @@ class DataConfig(Config):
 
 @dataclass
 class ParamGroupConfig(Config):
-    """Parameters whose name starts with ``prefix`` (e.g. ``towers.text``): frozen, or their own lr / weight decay."""
+    """Parameters whose name starts with ``prefix`` (e.g. ``towers.text``; ``head.``: the objective's own head, such
+    as a new MLM head): frozen, or their own lr / weight decay."""
 
     prefix: str
     freeze: bool = False
     lr_scale: float = 1.0
     weight_decay: float | None = None
+
+    @property
+    def full_prefix(self) -> str:
+        """The prefix among the objective's parameter names (the model's are under ``model.``)."""
+        return self.prefix if self.prefix.startswith("head.") else f"model.{self.prefix}"
 
 
 @dataclass

@@ -56,16 +56,14 @@ class DistillConfig(Config):
 
 def _teacher_tower(cfg: DistillConfig) -> Any:
     from medvl.models import create_model
-    from medvl.models.multimodal import ModelConfig
+    from medvl.models.registry import create_tower
 
     if cfg.teacher:
         model = create_model(cfg.teacher)
         if "text" not in model.towers:
             raise ConfigError(f"distill: the teacher {cfg.teacher} has no text tower")
         return model.towers["text"]
-    options = {"path": cfg.teacher_path} if cfg.teacher_path else {}
-    spec = {"towers": {"text": {"name": "hf-text", "options": options, "projection": "none"}}, "embed_dim": 1}
-    return create_model(ModelConfig.from_dict(spec)).towers["text"]
+    return create_tower("hf-text", **({"path": cfg.teacher_path} if cfg.teacher_path else {}))
 
 
 def tower_fingerprint(tower: nn.Module) -> str:
@@ -112,6 +110,7 @@ class DistillObjective(TextObjective):
             torch.manual_seed(seed)
             self.teacher = _teacher_tower(self.cfg)
         self.teacher.requires_grad_(False)
+        self.teacher.max_length = self.tower.max_length  # both read the same tokens of a text
         s_dim, t_dim = self.tower.embed_dim, self.teacher.embed_dim
         if s_dim != t_dim and not self.cfg.projection:
             raise ConfigError(f"distill: the student's embeddings are {s_dim}-d and the teacher's {t_dim}-d; set "

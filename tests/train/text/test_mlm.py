@@ -133,3 +133,17 @@ def test_mlm_refuses_a_non_text_input_and_the_frozen_cache(tmp_path):
     data["stages"][0].update(cache_frozen=True, freeze_layers={"text": 1})
     with pytest.raises(ConfigError, match="cache_frozen does not apply"):
         train(TrainConfig.from_dict(data), tmp_path / "run")
+
+
+def test_the_objectives_head_can_have_its_own_learning_rate(tmp_path):
+    from medvl.train.config import StageConfig
+    from medvl.train.optim import build_optimizer
+
+    obj = ddp_text_worker.build("mlm", {})
+    stage = StageConfig.from_dict({"name": "t", "objective": "mlm", "inputs": ["text"], "lr": 1e-4,
+                                   "param_groups": [{"prefix": "head.", "lr_scale": 20}]})
+    groups = build_optimizer(obj, stage).param_groups
+    head = {id(p) for p in obj.head.parameters()}
+    lrs = sorted({round(g["lr"], 9) for g in groups if any(id(p) in head for p in g["params"])})
+    assert lrs == [0.002]
+    assert sorted({round(g["lr"], 9) for g in groups if not any(id(p) in head for p in g["params"])}) == [0.0001]
