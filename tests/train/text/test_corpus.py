@@ -90,3 +90,19 @@ def test_bad_corpora_are_clear_errors(corpora):
         build_dataset("text-corpus", {"corpora": [{"path": str(corpora / "missing.txt")}]})
     with pytest.raises(ConfigError, match="at least one corpus"):
         build_dataset("text-corpus", {"corpora": []})
+
+
+def test_iu_test_split_sentences_never_enter_an_iu_corpus(tmp_path):
+    from medvl.resources import shared_data_dir
+    from medvl.tasks.report_classification import ReportClassificationSection, heldout_texts
+
+    data = shared_data_dir()
+    iu = data / "image_text" / "indiana_reports.csv" if data else None
+    if iu is None or not iu.is_file():
+        pytest.skip("needs /work/shared/data/image_text/indiana_reports.csv")
+    held = [s for t in heldout_texts(ReportClassificationSection(reports=iu)) for s in split_sentences(t)]
+    (tmp_path / "held.txt").write_text("\n".join(held) + "\n")
+    ds = build_dataset("text-corpus", {"corpora": [{"path": str(iu), "columns": ["findings", "impression"]}],
+                                       "exclude": [{"path": str(tmp_path / "held.txt")}], "exclude_match": "exact"})
+    folded = {fold_text(t) for t in held}
+    assert len(ds.texts()) > 1000 and not any(fold_text(t) in folded for t in ds.texts())
