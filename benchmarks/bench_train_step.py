@@ -60,7 +60,7 @@ def time_baseline(batch) -> float:
     from medvl.models import create_model
 
     torch.manual_seed(0)
-    model = create_model("tiny-clip").train()
+    model = create_model("tiny-clip", random_weights=True).train()
     loss_fn = ClipLoss()
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
     def step():

@@ -37,7 +37,7 @@ def main() -> None:
     with open_slide(path) as s:
         mask, _ = detect_tissue(s)
         grid = make_tile_grid(s, TileConfig(mpp=0.5, size=224, min_tissue=0.25), mask)
-    enc = load_tile_encoder(EncoderSpec(name="timm", model_name=MODEL))
+    enc = load_tile_encoder(EncoderSpec(name="timm", model_name=MODEL, random_weights=True))
     cpu = torch.device("cpu")
     tiles = np.concatenate([t for _, t in iter_tile_batches(path, grid, batch_size=BATCH, workers=0)])
     pre = [enc.preprocess(tiles[i:i + BATCH], cpu) for i in range(0, len(tiles), BATCH)]

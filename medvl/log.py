@@ -22,6 +22,8 @@ T = TypeVar("T")
 
 _STATE = {"quiet": False}
 LOGGER_NAME = "medvl"
+#: the warnings of the running command, each once, in order (``--json`` output lists them under ``warnings``)
+_WARNINGS: list[str] = []
 
 
 def get_logger(name: str | None = None) -> logging.Logger:
@@ -106,6 +108,27 @@ def set_quiet(quiet: bool) -> None:
 
 def is_quiet() -> bool:
     return _STATE["quiet"] or os.environ.get("MEDVL_NO_PROGRESS") == "1"
+
+
+def warn(message: str) -> None:
+    """A warning the user must see: on stderr once, and kept for the ``warnings`` list of ``--json`` output.
+
+    The same message given again (a model's domain warning for every tile batch, every slide) is not repeated.
+    """
+    if message in _WARNINGS:
+        return
+    _WARNINGS.append(message)
+    get_logger().warning(message)
+
+
+def collected_warnings() -> list[str]:
+    """The warnings :func:`warn` gave since the last :func:`clear_warnings` (the command line clears them per
+    command)."""
+    return list(_WARNINGS)
+
+
+def clear_warnings() -> None:
+    _WARNINGS.clear()
 
 
 def progress(iterable: Iterable[T], total: int | None = None, desc: str | None = None, unit: str = "it") -> Iterator[T]:

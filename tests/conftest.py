@@ -38,6 +38,16 @@ def _restore_main_module():
     sys.argv[:] = argv
 
 
+@pytest.fixture(autouse=True)
+def _fresh_warnings():
+    """Each test starts with no collected warnings (as each command does): a warning given once in an earlier test
+    must not hide the same warning in this one."""
+    from medvl.log import clear_warnings
+
+    clear_warnings()
+    yield
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     """``../shared/data`` (read-only real test data); tests using it skip cleanly when it is absent."""

@@ -23,7 +23,7 @@ PACKAGE = ROOT / "medvl"
 #: package (first name under medvl/) -> layer; an import may point to its own layer or below, never above
 LAYERS = {
     **dict.fromkeys(("medvl", "errors", "log", "config", "atomic", "hashing", "workspace", "registry", "lazy",
-                     "resources", "batch"), 0),
+                     "resources", "batch", "provenance"), 0),
     "io": 1,
     **dict.fromkeys(("pathology", "radiology", "knowledge", "models", "losses"), 2),
     "tasks": 3,

@@ -2,7 +2,8 @@
 
 Coordinates are level-0 slide pixels, as QuPath and ``medvl slide tile`` write them. What the viewer draws: polygon
 and line outlines and points, one colour per feature (QuPath's ``classification.color`` when present). A file that
-is not GeoJSON, a geometry whose coordinates are not finite numbers, or annotations that all lie off the slide (a
+is not GeoJSON, a geometry whose coordinates are not finite numbers, an invalid polygon (a self-intersecting ring,
+a hole outside its shell), or annotations that all lie off the slide (a
 file in another coordinate frame, e.g. a thumbnail's or micrometres) are refused with a message naming the problem.
 """
 
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from medvl.errors import InputError
+from medvl.pathology.regions import area_geometry
 
 __all__ = ["load_geojson", "shapes_for_viewer"]
 
@@ -77,6 +79,8 @@ def _shape(feature: Any, i: int) -> dict[str, Any] | None:
     color = _color(feature.get("properties") or {})
     if kind in _LINES:
         rings = _points(geom.get("coordinates"), _LINES[kind], f"{where} ({kind})")
+        if kind in ("Polygon", "MultiPolygon"):
+            area_geometry(geom, i, "annotations")  # an invalid ring (self-intersection, ...) is refused
         return {"rings": rings, "points": [], "closed": kind in ("Polygon", "MultiPolygon"), "color": color}
     if kind in ("Point", "MultiPoint"):
         coords = geom.get("coordinates")

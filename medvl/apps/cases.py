@@ -8,10 +8,8 @@ report excerpt when its data set has report text.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -26,6 +24,9 @@ log = get_logger(__name__)
 #: normal/benign: benign neoplasm of breast (ICD10CM:D24))
 BREASTMNIST_CONCEPTS = {0: "DOID:1612", 1: "ICD10CM:D24"}
 BREASTMNIST_NAMES = {0: "malignant", 1: "normal/benign"}
+#: the kind of case (modality, stain, organ) behind each label the pages show: neighbours stay within one kind
+KINDS = {"H&E slide": {"modality": "slide", "stain": "H&E", "organ": None},
+         "breast ultrasound": {"modality": "ultrasound", "stain": None, "organ": "breast"}}
 
 
 @dataclass
@@ -40,6 +41,8 @@ class CaseSet:
         reports: report text of each case, None when the data set has none.
         thumbnails: RGB ``uint8`` thumbnail per case.
         paths: the file each case comes from (never shown; the slide viewer opens it).
+        domains: the input kind of each case (``slide``, ``ultrasound``: :func:`medvl.models.domain.input_domain`),
+            what the pages check the model's training domain against.
     """
 
     refs: list[str] = field(default_factory=list)
@@ -49,6 +52,7 @@ class CaseSet:
     reports: list[str | None] = field(default_factory=list)
     thumbnails: list[np.ndarray] = field(default_factory=list)
     paths: list[str | None] = field(default_factory=list)
+    domains: list[str] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.refs)
@@ -57,26 +61,12 @@ class CaseSet:
         if len(other) == 0:
             return self
         self.embeddings = other.embeddings if len(self) == 0 else np.concatenate([self.embeddings, other.embeddings])
-        for name in ("refs", "kinds", "reference", "reports", "thumbnails", "paths"):
+        for name in ("refs", "kinds", "reference", "reports", "thumbnails", "paths", "domains"):
             getattr(self, name).extend(getattr(other, name))
         return self
 
     def index_of(self, ref: str) -> int:
         return self.refs.index(ref)
-
-
-def training_image_size(model_dir: Path | None, workspace: Path | None) -> int | None:
-    """The image size the model was trained at, from the run config beside it in the workspace (if recorded)."""
-    if model_dir is None or workspace is None:
-        return None
-    run_config = workspace / "runs" / Path(model_dir).name / "run_config.json"
-    if not run_config.is_file():
-        return None
-    cfg = json.loads(run_config.read_text())
-    for data in [s.get("data") for s in cfg.get("stages", [])] + [cfg.get("data")]:
-        if data and data.get("options", {}).get("image_size"):
-            return int(data["options"]["image_size"])
-    return None
 
 
 def _upscale(gray: np.ndarray, px: int = 96) -> np.ndarray:
@@ -85,26 +75,27 @@ def _upscale(gray: np.ndarray, px: int = 96) -> np.ndarray:
     return np.asarray(Image.fromarray(gray).convert("RGB").resize((px, px), Image.BILINEAR))
 
 
-def breastmnist_cases(space: Any, catalog: Catalog, image_size: int | None = None, split: str = "test") -> CaseSet:
-    """The BreastMNIST ``split`` embedded with the model's image tower (BreastMNIST preprocessing)."""
+def breastmnist_cases(space: Any, catalog: Catalog, split: str = "test") -> CaseSet:
+    """The BreastMNIST ``split`` embedded with the model's image tower and its transform (the one its checkpoint
+    records: a model trained on BreastMNIST sees exactly its training preprocessing)."""
     import torch
 
-    from medvl.models.transforms import preprocess_grayscale
+    from medvl.models.transforms import image_transform
     from medvl.resources import bundled
 
     if "image" not in space.model.modalities:
         return CaseSet()
-    size = image_size or training_image_size(Path(space.source), catalog.root) or 28
     with np.load(bundled("breastmnist")) as data:
         images, labels = data[f"{split}_images"], data[f"{split}_labels"].reshape(-1).astype(int)
     with torch.inference_mode():
-        emb = space.model.encode_image(preprocess_grayscale(images, size)).float().numpy()
+        emb = space.model.encode_image(image_transform(images, space.model.image_transform())).float().numpy()
     emb = l2_normalise(emb)
     n = len(labels)
     return CaseSet(
         refs=[pseudonym(f"breastmnist-{split}-{i}", "us") for i in range(n)], embeddings=emb.astype(np.float32),
         kinds=["breast ultrasound"] * n, reference=[BREASTMNIST_CONCEPTS[int(v)] for v in labels],
         reports=[None] * n, thumbnails=[_upscale(img) for img in images], paths=[None] * n,
+        domains=["ultrasound"] * n,
     )
 
 
@@ -128,7 +119,7 @@ def slide_cases(space: Any, catalog: Catalog) -> CaseSet:
         mean = tiles.embeddings.mean(axis=0)
         out.extend(CaseSet(refs=[pseudonym(path, "slide")], embeddings=l2_normalise(mean)[None],
                            kinds=["H&E slide"], reference=[None], reports=[None], thumbnails=[thumb],
-                           paths=[str(path)]))
+                           paths=[str(path)], domains=["slide"]))
     return out
 
 
@@ -154,4 +145,13 @@ def case_index(cases: CaseSet):
     from medvl.tasks.retrieval.index import IndexConfig, RetrievalIndex
 
     meta = pd.DataFrame({"case": cases.refs, "kind": cases.kinds})
+    for name in ("modality", "stain", "organ"):
+        meta[name] = [KINDS.get(k, {}).get(name) for k in cases.kinds]
     return RetrievalIndex.build(cases.embeddings, meta, IndexConfig(kind="flat"), modality="image")
+
+
+def kind_of(label: str):
+    """The :class:`~medvl.tasks.retrieval.kinds.CaseKind` of a case label (``"H&E slide"``, ...)."""
+    from medvl.tasks.retrieval.kinds import CaseKind
+
+    return CaseKind(**KINDS.get(label, {"modality": label}))

@@ -168,6 +168,22 @@ def _is_checkpoint(folder: Path) -> bool:
     return (folder / "config.json").is_file() and (folder / "model.safetensors").is_file()
 
 
+def model_badge(model_dir: str | Path) -> str | None:
+    """What the pages show beside a model whose towers hold random weights (``None`` for a trained model); read
+    from its checkpoint record, without loading it."""
+    from medvl.errors import MedvlError
+    from medvl.models.checkpoint import read_checkpoint_config, recorded_random_weights
+
+    try:
+        random = [m for m, r in recorded_random_weights(read_checkpoint_config(model_dir)).items() if r]
+    except MedvlError:
+        return None
+    if not random:
+        return None
+    return (f"Random weights: the {', '.join(random)} tower(s) of this model were never trained; its outputs are "
+            "not diagnoses.")
+
+
 def scan_workspace(root: str | Path) -> Catalog:
     """Look through a workspace's standard folders (missing folders are simply empty)."""
     root = Path(root)

@@ -6,7 +6,7 @@ The deep-zoom view itself is drawn in the browser (:mod:`medvl.apps.components`,
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,12 +30,14 @@ class SlideTiles:
         patch_size_level0: tile side in level-0 pixels.
         embeddings: ``[N, D]`` L2-normalised joint-space embeddings.
         source: how the embeddings were made (shown to the user).
+        warnings: what the user must know about them (the model was trained on another kind of image).
     """
 
     coords: np.ndarray
     patch_size_level0: float
     embeddings: np.ndarray
     source: str
+    warnings: list[str] = field(default_factory=list)
 
 
 def tile_grid_for(slide: Slide, features: Path | None = None, mpp: float = 0.5, size: int = 224):
@@ -52,45 +54,59 @@ def tile_grid_for(slide: Slide, features: Path | None = None, mpp: float = 0.5, 
 
 
 def encode_tiles(model: Any, tiles: np.ndarray, batch_size: int = 64) -> np.ndarray:
-    """Joint-space embeddings of RGB ``uint8`` tiles through the model's image tower and its preprocessing."""
+    """Joint-space embeddings of RGB ``uint8`` tiles: the model's image transform (the one ``medvl slide extract``
+    applies), its image tower and projection."""
     import torch
-    import torch.nn.functional as F
 
-    tower = model.towers["image"]
-    cfg = getattr(tower, "data_config", None) or {}
-    _, h, w = cfg.get("input_size", (3, 224, 224))
-    mean = torch.tensor(cfg.get("mean", (0.485, 0.456, 0.406))).view(1, 3, 1, 1)
-    std = torch.tensor(cfg.get("std", (0.229, 0.224, 0.225))).view(1, 3, 1, 1)
+    from medvl.models.transforms import image_transform
+
+    transform = model.image_transform()
     out = []
     with torch.inference_mode():
         for start in range(0, len(tiles), batch_size):
-            x = torch.from_numpy(np.ascontiguousarray(tiles[start:start + batch_size])).permute(0, 3, 1, 2).float()
-            x = F.interpolate(x / 255.0, size=(h, w), mode="bilinear", antialias=True, align_corners=False)
-            out.append(model.encode_image((x - mean) / std).float().numpy())
+            x = image_transform(np.ascontiguousarray(tiles[start:start + batch_size]), transform)
+            out.append(model.encode_image(x).float().numpy())
     emb = np.concatenate(out) if out else np.zeros((0, int(model.embed_dim)), np.float32)
     return l2_normalise(emb)
+
+
+def model_notes(space: Any, kind: str = "slide") -> list[str]:
+    """What the pages show beside the model's outputs on ``kind`` inputs (``slide``, ``ultrasound``): that the
+    model was trained on another domain (random weights have their own badge, :func:`medvl.apps.catalog.model_badge`).
+    """
+    from medvl.models.domain import domain_mismatch, input_domain
+
+    model = space.model
+    if "image" not in model.modalities:
+        return []
+    name = (getattr(model, "identity", None) or {}).get("name") or space.source
+    message = domain_mismatch(model.domain("image"), input_domain(kind), str(name))
+    return [message] if message else []
 
 
 def slide_tiles(slide: Slide, space: Any, features: Path | None = None, cache_dir: Path | None = None) -> SlideTiles:
     """Tile embeddings of a slide in ``space`` (a :class:`~medvl.tasks.space.JointSpace`).
 
-    Stored features are projected when they come from the model's own image tower; otherwise (another encoder, or
-    no feature file) the tiles are read from the slide in batches and encoded with the model's image tower. With
-    ``cache_dir``, those encodings are kept there, keyed by the slide's bytes, the checkpoint's weights and the tile
-    grid, so reopening the slide (a new app session, another page) does not encode it again.
+    Stored features are projected when their provenance says they come from the model's own image tower with its
+    transform; otherwise (another encoder, no provenance record, or no feature file) the tiles are read from the
+    slide in batches and encoded with the model's image tower and transform. With ``cache_dir``, those encodings
+    are kept there, keyed by the slide's content, the model's print and transform and the tile grid, so reopening
+    the slide (a new app session, another page) does not encode it again.
     """
     grid = tile_grid_for(slide, features)
     if len(grid) == 0:
         raise InputError(slide.path, "no tissue tiles on this slide")
+    notes = model_notes(space)
     if features is not None and Path(features).is_file():
         from medvl.io.embeddings import load_embeddings
 
         emb = load_embeddings(features)
         try:
             joint = space.to_joint(emb, "image", origin=features)
-            return SlideTiles(grid.coords, float(grid.patch_size_level0), joint, "stored tile features, projected")
+            return SlideTiles(grid.coords, float(grid.patch_size_level0), joint, "stored tile features, projected",
+                              notes)
         except InputError as exc:
-            note = f"stored features do not fit this model ({exc.problem}); tiles re-encoded"
+            note = f"stored features do not fit this model ({exc.problem.split(';')[0]}); tiles re-encoded"
     else:
         note = "tiles encoded with the model's image tower"
     cached = _tile_cache_file(slide, space, grid, cache_dir)
@@ -100,7 +116,7 @@ def slide_tiles(slide: Slide, space: Any, features: Path | None = None, cache_di
         except (OSError, ValueError):
             joint = None  # unreadable: encode again and replace it
         if joint is not None and joint.shape == (len(grid), space.dim):
-            return SlideTiles(grid.coords, float(grid.patch_size_level0), joint, note + " (cached)")
+            return SlideTiles(grid.coords, float(grid.patch_size_level0), joint, note + " (cached)", notes)
     joint = encode_grid(slide, grid, space.model)
     if cached is not None:
         import io
@@ -113,7 +129,7 @@ def slide_tiles(slide: Slide, space: Any, features: Path | None = None, cache_di
             atomic_write_bytes(cached, buf.getvalue())
         except OSError:
             pass  # a read-only workspace: the encodings are still returned, only not kept
-    return SlideTiles(grid.coords, float(grid.patch_size_level0), joint, note)
+    return SlideTiles(grid.coords, float(grid.patch_size_level0), joint, note, notes)
 
 
 def encode_grid(slide: Slide, grid: Any, model: Any, batch_size: int = 64, workers: int = 2) -> np.ndarray:
@@ -126,15 +142,17 @@ def encode_grid(slide: Slide, grid: Any, model: Any, batch_size: int = 64, worke
 
 
 def _tile_cache_file(slide: Slide, space: Any, grid: Any, cache_dir: Path | None) -> Path | None:
-    """Where the encodings of this slide, checkpoint and grid are kept; None without a cache or a checkpoint folder
-    (a registered model name has no weights file to key on)."""
-    from medvl.hashing import bytes_hash, config_hash, content_hash
-    from medvl.models.checkpoint import WEIGHTS
+    """Where the encodings of this slide, model and grid are kept (``None`` without a cache, or for a model whose
+    weights have no content hash: one built from a registered name)."""
+    from medvl.hashing import bytes_hash, config_hash
+    from medvl.models.identity import model_print
+    from medvl.provenance import Provenance, input_print
 
-    weights = Path(space.source) / WEIGHTS
-    if cache_dir is None or not weights.is_file():
+    printed = model_print(space.model, "image", projected=True)
+    if cache_dir is None or printed.weights is None:
         return None
     coords = bytes_hash(np.ascontiguousarray(grid.coords, dtype=np.int64).tobytes())
-    key = config_hash([content_hash(slide.path), content_hash(weights), coords, grid.level, grid.read_px,
-                       grid.tile_px])
-    return Path(cache_dir) / f"slide-tiles-{key}.npy"
+    record = Provenance(model=printed, preprocessing=space.model.image_transform().to_dict(),
+                        tiling={"coords": coords, "level": grid.level, "read_px": grid.read_px,
+                                "tile_px": grid.tile_px}, input=input_print(slide.path))
+    return Path(cache_dir) / f"slide-tiles-{config_hash(record.to_dict() | {'medvl_version': None})}.npy"

@@ -64,13 +64,19 @@ def tile_image(slide: Any, xy: tuple[float, float], size_level0: float, px: int 
 
 
 def nearest_cases(cases: Any, index: Any, query: np.ndarray, exclude: str | None = None,
-                  k: int = 5) -> list[dict[str, Any]]:
+                  k: int = 5, kind: str = "H&E slide", mix: bool = False) -> list[dict[str, Any]]:
     """The ``k`` nearest cases of the collection to ``query`` (one joint-space vector), the slide itself left out.
+
+    Only cases of the query's ``kind`` (a case label, e.g. ``"H&E slide"``) are returned unless ``mix``; a kind the
+    collection holds no case of is refused (:func:`medvl.tasks.retrieval.kinds.search_kind`).
 
     Returns:
         ``{"case", "kind", "score", "thumbnail"}`` per hit, best first.
     """
-    hits = index.search(np.atleast_2d(query), k=k + 1)[0]
+    from medvl.apps.cases import kind_of
+    from medvl.tasks.retrieval.kinds import search_kind
+
+    hits = search_kind(index, np.atleast_2d(query), k + 1, [kind_of(kind)], mix)[0]
     if exclude is not None:
         hits = hits[hits["case"] != exclude]
     return [{"case": h["case"], "kind": h["kind"], "score": float(h["score"]),

@@ -91,7 +91,8 @@ def load_space(model_dir: str):
     from medvl.tasks.space import JointSpace
 
     torch.set_num_threads(max(1, min(4, torch.get_num_threads())))
-    return JointSpace.load(model_dir)
+    # a checkpoint with random towers opens too: the model picker shows its badge (catalog.model_badge)
+    return JointSpace.load(model_dir, random_weights=True)
 
 
 @st.cache_resource(show_spinner="Loading the knowledge graph…")
@@ -208,7 +209,17 @@ def pick_model(cat: catalog_mod.Catalog, key: str = "model") -> str | None:
         st.info("This workspace has no model checkpoint yet (`medvl demo` trains one into `models/`).")
         return None
     names = {m.name: str(m) for m in cat.models}
-    return names[st.sidebar.selectbox("Model", list(names), key=key)]
+    chosen = names[st.sidebar.selectbox("Model", list(names), key=key)]
+    badge = catalog_mod.model_badge(chosen)
+    if badge:
+        st.sidebar.warning(badge, icon="🎲")
+    return chosen
+
+
+def notes(messages: list[str]) -> None:
+    """Warnings about a model's outputs (another training domain, random weights), each shown once per page."""
+    for message in dict.fromkeys(messages):
+        st.warning(message, icon="⚠️")
 
 
 def graph_path(cat: catalog_mod.Catalog) -> str | None:

@@ -56,6 +56,16 @@ WorkspaceOpt = Annotated[
     ),
 ]
 
+#: the options of "never silently wrong" (one name everywhere)
+RandomWeightsOpt = Annotated[bool, typer.Option(
+    "--random-weights", help="Allow a model or tower without weights (a random initialisation); recorded in every "
+    "output's provenance.")]
+TrustProvenanceOpt = Annotated[bool, typer.Option(
+    "--trust-provenance", help="Use stored vectors that carry no provenance record (older medvl, other tools) "
+    "without checking them against the model; recorded in the output.")]
+StrictDomainOpt = Annotated[bool, typer.Option(
+    "--strict-domain", help="Refuse inputs of another kind than the model was trained on (else a warning).")]
+
 
 def emit_line(record: dict[str, Any]) -> None:
     """Stream one JSON line on stdout (per-case status in batch commands) when ``--json`` is on."""
@@ -108,11 +118,12 @@ def command(app: typer.Typer, name: str | None = None, **kwargs: Any):
 
 
 def run_command(fn, args, kw, *, json_output: bool, debug: bool, verbose: int) -> None:
-    from medvl.log import collect_warnings, setup_logging
+    from medvl.log import clear_warnings, collect_warnings, setup_logging
 
     STATE.json, STATE.debug = json_output, debug
     level = "DEBUG" if verbose >= 2 else "INFO" if verbose == 1 else "WARNING"
     setup_logging(level, quiet=json_output)
+    clear_warnings()
     try:
         with collect_warnings() as warned:
             result = fn(*args, **kw)

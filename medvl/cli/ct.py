@@ -1,11 +1,11 @@
-"""``medvl ct info|preprocess|embed``: CT volumes (a DICOM series folder, a NIfTI file, or a manifest)."""
+"""``medvl ct info|preprocess|embed|slices``: CT volumes (a DICOM series folder, a NIfTI file, or a manifest)."""
 
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from medvl.cli.common import Result, WorkspaceOpt, command, emit_line
+from medvl.cli.common import RandomWeightsOpt, Result, StrictDomainOpt, WorkspaceOpt, command, emit_line
 
 app = typer.Typer()
 
@@ -165,6 +165,7 @@ def preprocess(
     allow_irregular: IrregularOpt = False,
     skip_errors: SkipOpt = False,
     workspace: WorkspaceOpt = None,
+    dicom_seg: Annotated[Path | None, typer.Option("--dicom-seg", help="Also write the region the model sees (the chain's crop) as a DICOM SEG of the source series into this folder.")] = None,  # noqa: E501
 ) -> Result:
     """Preprocess CT volumes with the one medvl chain into the cache (RAS, spacing, HU window, crops, size)."""
     from medvl.batch import exit_code
@@ -177,6 +178,8 @@ def preprocess(
     for res in iter_preprocess(cases, cfg, store, skip_errors=skip_errors, allow_non_ct=allow_non_ct,
                                allow_irregular=allow_irregular):
         rec = res.record()
+        if dicom_seg is not None and rec["status"] != "error":
+            rec.update(_write_seg(dicom_seg, res, cfg, skip_errors))
         if _is_manifest(path):
             emit_line(rec)
         records.append(rec)
@@ -188,6 +191,19 @@ def preprocess(
         for r in records
     )
     return Result(data, text, exit_code=exit_code(records))
+
+
+def _write_seg(out: Path, res, cfg, skip_errors: bool) -> dict:
+    from medvl.errors import MedvlError
+    from medvl.tasks.interop.ctseg import write_ct_seg
+
+    case = res.case
+    try:
+        return write_ct_seg(out, case.path, cfg, case.labels, case.series)
+    except MedvlError as exc:
+        if not skip_errors:
+            raise
+        return {"status": "error", "error": str(exc)}
 
 
 @command(app, "embed")
@@ -213,16 +229,22 @@ def embed(
     allow_non_ct: NonCtOpt = False,
     allow_irregular: IrregularOpt = False,
     skip_errors: SkipOpt = False,
+    random_weights: RandomWeightsOpt = False,
+    strict_domain: StrictDomainOpt = False,
     workspace: WorkspaceOpt = None,
 ) -> Result:
-    """Embed CT volumes with a volume tower or checkpoint; writes embeddings + case ids and the resolved config."""
+    """Embed CT volumes with a volume tower or checkpoint; writes embeddings + case ids and the resolved config.
+
+    Cases already in --out are kept only when their provenance (weights, CT chain, input files) matches.
+    """
     from medvl.batch import exit_code
     from medvl.errors import ConfigError
     from medvl.radiology.embed import embed_cases, load_volume_encoder
 
     if (tower is None) == (model is None):
         raise ConfigError("give exactly one of --tower NAME or --model CHECKPOINT_DIR")
-    encoder = load_volume_encoder(str(model) if model is not None else tower, device=device)
+    encoder = load_volume_encoder(str(model) if model is not None else tower, device=device,
+                                  random_weights=random_weights, strict_domain=strict_domain)
     cfg = _preprocess_config(config, window, level, width, spacing, size, foreground_crop, organ, box_mm)
     cfg = _fit_encoder(cfg, encoder, explicit=config is not None or size is not None)
     summary = embed_cases(_cases(path, labels, series), cfg, encoder, out, _cache(cache, workspace, cfg),
@@ -230,6 +252,44 @@ def embed(
                           allow_irregular=allow_irregular)
     text = (f"embedded {summary['embedded']} case(s) ({summary['reused']} reused), dim {summary['embed_dim']} -> "
             f"{summary['out']}" + "".join(f"\n{f['case_id']}: error: {f['error']}" for f in summary["failed"]))
+    return Result(summary, text, exit_code=exit_code(summary["failed"]))
+
+
+@command(app, "slices")
+def slices(
+    path: InputArg,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for one <case_id>.h5 of slice features per volume.")],
+    tower: Annotated[str, typer.Option("--tower", help="2.5-D volume tower (slices2.5d, slices2.5d-tiny).")] = (
+        "slices2.5d"),
+    device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda, cuda:1 ...")] = "auto",
+    config: ConfigOpt = None,
+    window: WindowOpt = None,
+    level: LevelOpt = None,
+    width: WidthOpt = None,
+    spacing: SpacingOpt = None,
+    size: SizeOpt = None,
+    foreground_crop: FgOpt = None,
+    organ: OrganOpt = None,
+    box_mm: BoxOpt = None,
+    series: SeriesOpt = None,
+    cache: CacheOpt = None,
+    allow_non_ct: NonCtOpt = False,
+    allow_irregular: IrregularOpt = False,
+    skip_errors: SkipOpt = False,
+    random_weights: RandomWeightsOpt = False,
+    workspace: WorkspaceOpt = None,
+) -> Result:
+    """Write each volume as a bag of slice embeddings (the 2.5-D tower per slice): the input of LV-MAE over CT."""
+    from medvl.batch import exit_code
+    from medvl.radiology.embed import resolve_device
+    from medvl.radiology.slices import slice_bags
+
+    cfg = _preprocess_config(config, window, level, width, spacing, size, foreground_crop, organ, box_mm)
+    summary = slice_bags(_cases(path, None, series), cfg, tower, out, _cache(cache, workspace, cfg),
+                         device=resolve_device(device), skip_errors=skip_errors, random_weights=random_weights,
+                         allow_non_ct=allow_non_ct, allow_irregular=allow_irregular)
+    text = (f"wrote {summary['written']} slice bag(s) of {summary['dim']}-d slice features to {summary['out']}"
+            + "".join(f"\n{f['case_id']}: error: {f['error']}" for f in summary["failed"]))
     return Result(summary, text, exit_code=exit_code(summary["failed"]))
 
 

@@ -14,11 +14,13 @@ from medvl import __version__
 #: group name -> (module, help)
 GROUPS = {
     "ontology": ("medvl.cli.ontology", "Disease knowledge graph: build, search, show, groups, prompts, train-text."),
-    "slide": ("medvl.cli.slide", "Whole-slide images: info, tile, extract, heatmap."),
-    "ct": ("medvl.cli.ct", "CT volumes: info, preprocess, embed."),
+    "slide": ("medvl.cli.slide", "Whole-slide images: info, tile, extract, embed, heatmap, stain-fit, qupath, "
+                                 "evaluate."),
+    "ct": ("medvl.cli.ct", "CT volumes: info, preprocess, embed, slices."),
     "index": ("medvl.cli.index", "Retrieval index: build, search."),
     "survival": ("medvl.cli.survival", "Survival models: fit, predict, evaluate."),
     "models": ("medvl.cli.models", "Published encoders as cards: list, show, check, pack, unpack."),
+    "cohort": ("medvl.cli.cohort", "Cohort manifests: leakage and duplicate check."),
 }
 #: modules whose commands sit at the top level
 TOP_LEVEL = (

@@ -1,8 +1,11 @@
-"""``medvl survival fit|predict|evaluate``: Cox and deep-Cox models on a CSV/Parquet table.
+"""``medvl survival fit|predict|evaluate``: Cox and deep-Cox models on a CSV/Parquet table; bag-Cox models on tile
+features (``fit --bags``).
 
 Model settings come from :class:`~medvl.tasks.survival.model.SurvivalConfig` (``--config FILE``), overridden by the
-flags given; a flag left out keeps the file's value or the dataclass default. ``predict`` and ``evaluate`` with
-``--model`` take the outcome coding (event or censoring column, time unit) saved with the model.
+flags given; a flag left out keeps the file's value or the dataclass default. ``fit --bags`` takes the settings of
+:class:`~medvl.train.survival_bags.BagSurvivalSpec` from its ``Bags:`` flags (a flag left out keeps the default).
+``predict`` and ``evaluate`` with ``--model`` take the outcome coding (event or censoring column, time unit) saved
+with the model.
 """
 
 from pathlib import Path
@@ -10,7 +13,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from medvl.cli.common import ConfigFileOpt, Result, WorkspaceOpt, command
+from medvl.cli.common import ConfigFileOpt, Result, TrustProvenanceOpt, WorkspaceOpt, command
 
 app = typer.Typer()
 
@@ -43,13 +46,13 @@ CvOpt = Annotated[Optional[int], typer.Option("--cv", help="K-fold cross-validat
 SeedOpt = Annotated[Optional[int], typer.Option("--seed", help="Seed of the folds and the deep head.")]  # noqa: UP045
 
 
-def _spec(table, time, event, covariates, event_is_censoring, time_unit, embeddings, id_column):
+def _spec(table, time, event, covariates, event_is_censoring, time_unit, embeddings, id_column, trust_provenance=False):
     from medvl.tasks.survival.run import TableSpec
 
     covs = [c.strip() for c in covariates.split(",") if c.strip()]
     return TableSpec(table=table, time=time or "", event=event or "", covariates=covs,
                      event_is_censoring=event_is_censoring, time_unit=time_unit, embeddings=embeddings,
-                     id_column=id_column)
+                     id_column=id_column, trust_provenance=trust_provenance)
 
 
 def _config(path, method, penalizer, pca, ties, epochs, seed):
@@ -62,6 +65,41 @@ def _config(path, method, penalizer, pca, ties, epochs, seed):
 
 def _fmt_metrics(metrics: dict) -> str:
     return ", ".join(f"{k} {v:.3f}" for k, v in metrics.items() if isinstance(v, float))
+
+
+BagsOpt = Annotated[
+    Optional[Path],  # noqa: UP045
+    typer.Option("--bags", help="Folder of <id>.h5 tile (or slice) features: train a bag-Cox model (ABMIL or bag "
+                                "transformer) instead of a table model; ids in --id (slide_id or case_id)."),
+]
+
+BagBatchOpt = Annotated[Optional[int], typer.Option("--batch-size", help="Bags: bags per Cox loss (accumulation) "  # noqa: UP045
+                                                    "[default: 32].")]
+BagItemsOpt = Annotated[Optional[int], typer.Option("--max-items", help="Bags: tiles drawn per bag per step "  # noqa: UP045
+                                                    "[default: 512].")]
+BagSupremixOpt = Annotated[Optional[float], typer.Option(help="Bags: weight of the SupReMix contrastive term "  # noqa: UP045
+                                                         "(0: off).")]
+BagSplitColumnOpt = Annotated[Optional[str], typer.Option("--split-column", help="Bags: column of the held-out "  # noqa: UP045
+                                                          "split [default: split].")]
+BagTestSplitOpt = Annotated[Optional[str], typer.Option("--test-split", help="Bags: value of --split-column held "  # noqa: UP045
+                                                        "out for evaluation.")]
+
+
+def _fit_bags(bags: Path, table: Path, out: Path, flags: dict) -> Result:
+    from medvl.cli.flags import config_from
+    from medvl.errors import ConfigError
+    from medvl.train.survival_bags import BagSurvivalSpec, fit_bags
+
+    if not flags.get("time") or not flags.get("event"):
+        raise ConfigError("--bags needs --time and --event (the outcome columns of --table)")
+    spec = config_from(BagSurvivalSpec, None, features=str(bags), table=str(table), **flags)
+    rec = fit_bags(spec, out)
+    lines = [f"bag-Cox ({spec.head}): {rec['n_train']} training bags, {rec['train_events']} events; training "
+             f"Harrell C {rec['train_harrell_c']:.3f}"]
+    if "test" in rec:
+        lines.append(f"held out ({rec['n_test']} bags): {_fmt_metrics(rec['test'])}; log-rank p {rec['logrank_p']:.3g}")
+    lines.append(f"model saved to {rec['model']}")
+    return Result(rec, "\n".join(lines))
 
 
 @command(app, "fit")
@@ -83,15 +121,38 @@ def fit(
     cv: CvOpt = None,
     seed: SeedOpt = None,
     out: Annotated[Optional[Path], typer.Option("--out", help="Model folder (default: <workspace>/models/survival).")] = None,  # noqa: UP045, E501
+    trust_provenance: TrustProvenanceOpt = False,
+    bags: BagsOpt = None,
+    head: Annotated[Optional[str], typer.Option(help="Bags: abmil, attention or transformer [default: abmil].")] = None,  # noqa: UP045, E501
+    batch_size: BagBatchOpt = None,
+    memory: Annotated[Optional[int], typer.Option(help="Bags: recent risks kept in the risk bank (0: none).")] = None,  # noqa: UP045, E501
+    sampler: Annotated[Optional[str], typer.Option(help="Bags: shuffled or event-balanced batches.")] = None,  # noqa: UP045
+    steps: Annotated[Optional[int], typer.Option(help="Bags: optimizer steps [default: 200].")] = None,  # noqa: UP045
+    lr: Annotated[Optional[float], typer.Option(help="Bags: learning rate [default: 0.001].")] = None,  # noqa: UP045
+    max_items: BagItemsOpt = None,
+    supremix: BagSupremixOpt = None,
+    split_column: BagSplitColumnOpt = None,
+    test_split: BagTestSplitOpt = None,
     workspace: WorkspaceOpt = None,
 ) -> Result:
-    """Fit a survival model on the whole table (and cross-validate with --cv); saves the model folder."""
+    """Fit a survival model on the whole table (and cross-validate with --cv); saves the model folder. With --bags,
+    a bag-Cox model on tile features, evaluated on the --test-split rows (Harrell and Uno C, AUC, IBS, KM)."""
+    from medvl.errors import ConfigError
     from medvl.tasks.survival.run import fit_table
     from medvl.workspace import Workspace
 
-    spec = _spec(table, time, event, covariates, event_is_censoring, time_unit, embeddings, id_column)
-    cfg = _config(config, method, penalizer, pca, ties, epochs, seed)
     out = out or Workspace.resolve(workspace).models / "survival"
+    if bags is not None:
+        if covariates or embeddings is not None or cv or config is not None:
+            raise ConfigError("--bags trains on the bags alone: drop --covariates, --embeddings, --cv and --config")
+        return _fit_bags(bags, table, out, {
+            "time": time, "event": event, "event_is_censoring": event_is_censoring, "id_column": id_column,
+            "seed": seed, "head": head, "batch_size": batch_size, "memory": memory, "sampler": sampler,
+            "steps": steps, "lr": lr, "max_items": max_items, "supremix": supremix, "split_column": split_column,
+            "test_split": test_split})
+    spec = _spec(table, time, event, covariates, event_is_censoring, time_unit, embeddings, id_column,
+                 trust_provenance)
+    cfg = _config(config, method, penalizer, pca, ties, epochs, seed)
     rec = fit_table(spec, cfg, out=out, cv=cv, seed=cfg.seed)
     lines = [f"{cfg.method}: {rec['n']} cases, {rec['events']} events; training Harrell C "
              f"{rec['train_harrell_c']:.3f}"]
@@ -119,11 +180,13 @@ def predict(
     out: Annotated[Optional[Path], typer.Option("--out", help="Write predictions (CSV or Parquet).")] = None,  # noqa: UP045
     keep_ids: Annotated[bool, typer.Option("--keep-ids", help="Include the case id column (in --out and in --json "
                                                               "output).")] = False,
+    trust_provenance: TrustProvenanceOpt = False,
 ) -> Result:
     """Risk scores, risk groups and survival probabilities for the rows of a table."""
     from medvl.tasks.survival.run import predict_table
 
-    spec = _spec(table, time, event, covariates, event_is_censoring, time_unit, embeddings, id_column)
+    spec = _spec(table, time, event, covariates, event_is_censoring, time_unit, embeddings, id_column,
+                 trust_provenance)
     grid = [float(t) for t in times.split(",") if t.strip()]
     rec = predict_table(model, spec, out=out, times=grid, keep_ids=keep_ids)
     text = f"{rec['n']} predictions" + (f" written to {out}" if out else "")
@@ -150,11 +213,13 @@ def evaluate(
     cv: CvOpt = None,
     seed: SeedOpt = None,
     report: Annotated[Optional[Path], typer.Option("--report", help="Folder for metrics JSON and the KM plot.")] = None,  # noqa: UP045, E501
+    trust_provenance: TrustProvenanceOpt = False,
 ) -> Result:
     """Harrell C, Uno C, time-dependent AUC, integrated Brier score and KM log-rank p of a model or a CV run."""
     from medvl.tasks.survival.run import evaluate_table
 
-    spec = _spec(table, time, event, covariates, event_is_censoring, time_unit, embeddings, id_column)
+    spec = _spec(table, time, event, covariates, event_is_censoring, time_unit, embeddings, id_column,
+                 trust_provenance)
     cfg = _config(config, method, penalizer, pca, ties, epochs, seed)
     rec = evaluate_table(spec, model_dir=model, config=cfg, cv=cv, seed=cfg.seed, report=report)
     text = f"{rec['mode']}: {_fmt_metrics(rec['metrics'])}; log-rank p {rec['logrank_p']:.3g}"

@@ -5,7 +5,14 @@ from typing import Annotated, Optional
 
 import typer
 
-from medvl.cli.common import Result, command, emit_line
+from medvl.cli.common import (
+    RandomWeightsOpt,
+    Result,
+    StrictDomainOpt,
+    TrustProvenanceOpt,
+    command,
+    emit_line,
+)
 
 app = typer.Typer()
 
@@ -20,6 +27,15 @@ def _line(rec: dict) -> str:
         return f"{rec['case_ref']}: abstained ({why})"
     implied = f" (implies {', '.join(res['implies'][:3])})" if res["implies"] else ""
     return f"{rec['case_ref']}: {res['name']} [{res['prediction']}] p={res['probability']:.2f}{implied}"
+
+
+def _write_sr(out: Path, rec: dict, case: Path, graph, space, several: bool) -> dict:
+    from medvl.tasks.interop.sr import INPUT_MODALITY, ModelInfo, write_zeroshot_sr
+
+    target = out / f"{rec['case_ref']}.dcm" if several else out
+    summary = write_zeroshot_sr(target, rec["result"], graph, ModelInfo.of(space.source), case.stem,
+                                INPUT_MODALITY.get(rec.get("input", ""), "image"))
+    return {k: summary[k] for k in ("path", "private_codes", "notes")}
 
 
 @command(app, "zeroshot")
@@ -40,10 +56,17 @@ def zeroshot(
     presence: Annotated[bool, typer.Option("--presence", help="Per-disease present/absent prompt pairs (volumes).")] = False,  # noqa: E501
     modality: Annotated[Optional[str], typer.Option(help="Modality of an embeddings file (image, volume).")] = None,  # noqa: UP045
     tile_scores: Annotated[Optional[Path], typer.Option("--tile-scores", help="Write per-tile scores (.npz) of a single slide.")] = None,  # noqa: UP045, E501
+    random_weights: RandomWeightsOpt = False,
+    trust_provenance: TrustProvenanceOpt = False,
+    strict_domain: StrictDomainOpt = False,
+    dicom_sr: Annotated[Optional[Path], typer.Option("--dicom-sr", help="Write the findings as a DICOM SR (TID 1500): a .dcm file for one case, a folder (<case_ref>.dcm) for several.")] = None,  # noqa: UP045, E501
 ) -> Result:
-    """Zero-shot diagnosis: rank the classes for each case, hierarchy-consistent, with optional abstention."""
+    """Zero-shot diagnosis: rank the classes for each case, hierarchy-consistent, with optional abstention.
+
+    Stored vectors are used only when their provenance says the model's own tower (weights, preprocessing) made
+    them; each record carries the provenance of the model and the input.
+    """
     from medvl.errors import InputError
-    from medvl.knowledge import DiseaseGraph, default_graph
     from medvl.tasks.space import JointSpace
     from medvl.tasks.zeroshot.classifier import ZeroShotConfig
     from medvl.tasks.zeroshot.run import classify_case, resolve_classes
@@ -52,16 +75,19 @@ def zeroshot(
     if missing:
         raise InputError(missing[0], "case file not found")
     cfg = ZeroShotConfig(templates=[templates], temperature=temperature, abstain_below=abstain_below)
-    if graph_file is not None and not graph_file.is_file():
-        raise InputError(graph_file, "graph file not found")
-    graph = DiseaseGraph.load(graph_file) if graph_file is not None else default_graph()
+    graph = _graph(graph_file)
     ids, free = resolve_classes(graph, node, [*classes.split(","), *(class_ or [])])
-    space = JointSpace.load(model)
+    if dicom_sr is not None:
+        _check_sr(presence, graph, ids, free)
+    space = JointSpace.load(model, random_weights=random_weights, trust_provenance=trust_provenance,
+                            strict_domain=strict_domain)
     records = []
     for i, case in enumerate(cases):
         rec = classify_case(case, space, graph, ids, free, cfg, method=method, topk=topk, presence=presence,
                             modality=modality, tile_scores_out=tile_scores if len(cases) == 1 else None)
         rec = {"index": i, **rec}
+        if dicom_sr is not None and rec.get("result") is not None:
+            rec["dicom_sr"] = _write_sr(dicom_sr, rec, case, graph, space, several=len(cases) > 1)
         records.append(rec)
         if len(cases) > 1:
             emit_line(rec)
@@ -70,3 +96,22 @@ def zeroshot(
         return Result(records[0], text)
     summary = {"cases": len(records), "abstained": sum(bool(r.get("result", {}).get("abstained")) for r in records)}
     return Result(summary, text)
+
+
+def _graph(graph_file: Path | None):
+    from medvl.errors import InputError
+    from medvl.knowledge import DiseaseGraph, default_graph
+
+    if graph_file is not None and not graph_file.is_file():
+        raise InputError(graph_file, "graph file not found")
+    return DiseaseGraph.load(graph_file) if graph_file is not None else default_graph()
+
+
+def _check_sr(presence: bool, graph, ids: list[str], free: list[str]) -> None:
+    """Refuse a DICOM SR request before anything is computed or written: every class needs a code."""
+    from medvl.errors import ConfigError
+    from medvl.tasks.interop.codes import code_concepts
+
+    if presence:
+        raise ConfigError("--dicom-sr reports ranked findings; it does not take --presence")
+    code_concepts(graph, [(i, i) for i in ids] + [(k, k) for k in free])

@@ -9,7 +9,7 @@ from typing import Any
 
 from medvl.atomic import atomic_write_json
 from medvl.demo.steps import plan
-from medvl.log import get_logger
+from medvl.log import collected_warnings, get_logger
 from medvl.resources import BUNDLED
 from medvl.workspace import Workspace
 
@@ -33,5 +33,7 @@ def build_demo(workspace: Path, only: Sequence[str] | None = None) -> dict[str, 
         start = time.perf_counter()
         record = step.fn(ws)
         report["steps"][step.name] = {"seconds": round(time.perf_counter() - start, 2), **record}
+    # what the user must know (e.g. the demo model used on slides it was not trained on), once each
+    report["warnings"] = collected_warnings()
     atomic_write_json(ws.root / "demo_report.json", report)
     return report

@@ -34,8 +34,8 @@ def step_ct(ws: Workspace) -> dict[str, Any]:
     case = CTCase(image, "example_ct_sm", labels=labels)
     crop = preprocess_case(case, kidneys, VolumeCache(ws.volumes, kidneys))
     out = ws.volumes / "demo_ct_embeddings.npz"
-    summary = embed_cases([case], kidneys, load_volume_encoder(VOLUME_TOWER, device="cpu"), out,
-                          VolumeCache(ws.volumes, kidneys))
+    tower = load_volume_encoder(VOLUME_TOWER, device="cpu", random_weights=True)  # a tiny tower: random, on purpose
+    summary = embed_cases([case], kidneys, tower, out, VolumeCache(ws.volumes, kidneys))
     return {
         "shape": info["shape"],
         "spacing_mm": info["spacing_mm"],
@@ -47,4 +47,5 @@ def step_ct(ws: Workspace) -> dict[str, Any]:
         "embedding": str(out.relative_to(ws.root)),
         "embed_dim": summary["embed_dim"],
         "tower": VOLUME_TOWER,
+        "random_weights": True,
     }

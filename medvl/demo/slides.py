@@ -22,9 +22,10 @@ def step_slides(ws: Workspace) -> dict[str, Any]:
         raise InputError(path, "demo slide missing (the 'data' step copies it)")
     job = SlideJob(slide_id=path.stem, path=path)
     ws.features.mkdir(parents=True, exist_ok=True)
+    # the tiny tile encoder has no weights: asked for explicitly, and recorded in the features' provenance
+    encoder = LazyTileEncoder(EncoderSpec(name=TILE_ENCODER, random_weights=True))
     record = extract_slide(job, ws.features, TileConfig(mpp=0.5, size=224, min_tissue=0.25), TissueConfig(),
-                           LazyTileEncoder(EncoderSpec(name=TILE_ENCODER)), ExtractConfig(batch_size=32, workers=2,
-                                                                                         device="cpu"))
+                           encoder, ExtractConfig(batch_size=32, workers=2, device="cpu"))
     heat = ws.features / f"{job.slide_id}_heatmap.png"
     if not heat.exists():
         heatmap_slide(job, ws.features, ws.features, scores_key="tissue_fraction", max_px=768)
@@ -36,4 +37,5 @@ def step_slides(ws: Workspace) -> dict[str, Any]:
         "geojson": f"features/{job.slide_id}_tissue.geojson",
         "heatmap_png": str(heat.relative_to(ws.root)),
         "encoder": TILE_ENCODER,
+        "random_weights": True,
     }

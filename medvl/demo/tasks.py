@@ -86,23 +86,26 @@ def demo_breastmnist(ws: Workspace) -> dict[str, Any]:
     import torch
 
     from medvl.models import create_model
-    from medvl.models.transforms import preprocess_grayscale
+    from medvl.models.identity import model_print
+    from medvl.models.transforms import image_transform
+    from medvl.provenance import Provenance
     from medvl.resources import bundled
     from medvl.tasks.probe import LinearProbe
     from medvl.tasks.retrieval.index import RetrievalIndex
 
     model = create_model(ckpt).eval()
-    size = int(getattr(model.towers["image"], "data_config", {}).get("input_size", (1, 32, 32))[-1])
+    transform = model.image_transform()  # the checkpoint's: what the model was trained with
     emb, labels, split = [], [], []
     with np.load(bundled("breastmnist")) as data, torch.inference_mode():
         for part in ("train", "test"):
-            emb.append(model.encode_image(preprocess_grayscale(data[f"{part}_images"], size)).float().numpy())
+            emb.append(model.encode_image(image_transform(data[f"{part}_images"], transform)).float().numpy())
             labels.append(data[f"{part}_labels"].reshape(-1))
             split += [part] * len(labels[-1])
     X, y, split = np.concatenate(emb), np.concatenate(labels).astype(int), np.array(split)
     meta = pd.DataFrame({"label": np.where(y == 0, "malignant", "normal/benign"), "split": split})
     index = RetrievalIndex.build(X, meta, encoder=str(ckpt.resolve()), modality="image")
-    index.info.update(space="joint", level="image")
+    record = Provenance(model=model_print(model, "image", projected=True), preprocessing=transform.to_dict())
+    index.info.update(space="joint", level="image", provenance=record.to_dict())
     index.save(ws.index / "breastmnist")
     train, test = split == "train", split == "test"
     probe = LinearProbe().fit(X[train], y[train]).evaluate(X[test], y[test])
@@ -110,11 +113,38 @@ def demo_breastmnist(ws: Workspace) -> dict[str, Any]:
             "linear_probe_test": {k: round(v, 4) for k, v in probe.items() if isinstance(v, float)}}
 
 
+def demo_slide_cases(ws: Workspace) -> dict[str, Any]:
+    """The workspace slide as the apps show it with the demo model: its tiles encoded with the model's image tower
+    and transform (kept in the workspace cache for the apps), and the warning that the model was trained on
+    ultrasound, not slides (given once)."""
+    from medvl.apps.catalog import scan_workspace
+    from medvl.apps.slideview import slide_tiles
+    from medvl.io.slide import open_slide
+    from medvl.log import warn
+    from medvl.models.checkpoint import is_checkpoint
+    from medvl.tasks.space import JointSpace
+
+    ckpt, cat = ws.models / TRAIN_MODEL, scan_workspace(ws.root)
+    if not is_checkpoint(ckpt) or not cat.slides:
+        return {"skipped": f"needs the {TRAIN_MODEL} model and a workspace slide"}
+    space = JointSpace.load(ckpt)
+    out: dict[str, Any] = {"slides": 0, "tiles": 0}
+    for path in cat.slides:
+        with open_slide(path) as slide:
+            tiles = slide_tiles(slide, space, cat.features_for(path), cat.cache_dir)
+        for message in tiles.warnings:
+            warn(message)
+        out.update(slides=out["slides"] + 1, tiles=out["tiles"] + len(tiles.embeddings), source=tiles.source)
+    out["transform"] = space.model.image_transform().label()
+    return out
+
+
 @demo_step("tasks", "survival model on GBSG2 with a KM plot; retrieval indexes over slide tiles and BreastMNIST",
            needs=("slides", "train"))
 def step_tasks(ws: Workspace) -> dict[str, Any]:
     record: dict[str, Any] = {"survival": demo_survival(ws)}
-    for name, fn in (("tile_index", demo_tile_index), ("breastmnist", demo_breastmnist)):
+    for name, fn in (("tile_index", demo_tile_index), ("breastmnist", demo_breastmnist),
+                     ("slide_cases", demo_slide_cases)):
         record[name] = fn(ws)
         if "skipped" in record[name]:
             log.info("tasks demo: %s skipped: %s", name, record[name]["skipped"])

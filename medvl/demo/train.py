@@ -17,13 +17,16 @@ from medvl.workspace import Workspace
 CLASSES = {"malignant": ["DOID:1612"], "benign": ["ICD10CM:D24", "DOID:1618"]}
 
 
-def zero_shot_breastmnist(model: Any, image_size: int = 32, split: str = "test") -> dict[str, Any]:
-    """Zero-shot BreastMNIST with prompts from the knowledge graph: balanced accuracy and AUC (malignant positive)."""
+def zero_shot_breastmnist(model: Any, split: str = "test") -> dict[str, Any]:
+    """Zero-shot BreastMNIST with prompts from the knowledge graph: balanced accuracy and AUC (malignant positive).
+
+    The images go through the model's own transform (the one its checkpoint records from training).
+    """
     import torch
     from sklearn.metrics import balanced_accuracy_score, roc_auc_score
 
     from medvl.knowledge import default_graph
-    from medvl.models.transforms import preprocess_grayscale
+    from medvl.models.transforms import image_transform
     from medvl.resources import bundled
     from medvl.tasks.zeroshot.classifier import ZeroShotClassifier, class_embeddings
     from medvl.train.data import ULTRASOUND_TEMPLATES, class_captions
@@ -35,7 +38,7 @@ def zero_shot_breastmnist(model: Any, image_size: int = 32, split: str = "test")
     with np.load(bundled("breastmnist")) as data:
         images, labels = data[f"{split}_images"], data[f"{split}_labels"].reshape(-1).astype(int)
     with torch.inference_mode():
-        emb = model.encode_image(preprocess_grayscale(images, image_size)).float().numpy()
+        emb = model.encode_image(image_transform(images, model.image_transform())).float().numpy()
     proba = clf.predict_proba(emb)
     pred = proba.argmax(1)  # column 0 = malignant = label 0
     return {
@@ -44,6 +47,15 @@ def zero_shot_breastmnist(model: Any, image_size: int = 32, split: str = "test")
         "auc": round(float(roc_auc_score(labels == 0, proba[:, 0])), 4),
         "chance": {"balanced_accuracy": 0.5, "auc": 0.5},
     }
+
+
+def _records_its_training(folder: Any) -> bool:
+    """Whether an earlier demo's model records the preprocessing and domain of its training data (a model trained
+    before checkpoints recorded them is trained again: inference would not know its transform)."""
+    from medvl.models.checkpoint import read_checkpoint_config
+
+    meta = read_checkpoint_config(folder)
+    return bool((meta.get("domains") or {}).get("image")) and "image" in (meta.get("preprocessing") or {})
 
 
 # needs the graph: captions and zero-shot prompts come from the disease graph the graph step builds (and caches)
@@ -59,21 +71,22 @@ def step_train(ws: Workspace) -> dict[str, Any]:
 
     target = ws.models / TRAIN_MODEL
     record_path = ws.runs / TRAIN_MODEL / "demo_record.json"
-    if is_checkpoint(target) and record_path.is_file():
+    cfg = TrainConfig.from_file(config_dir() / TRAIN_RECIPE)
+    if is_checkpoint(target) and record_path.is_file() and _records_its_training(target):
         import json
 
         return {**json.loads(record_path.read_text()), "reused": True}
-    cfg = TrainConfig.from_file(config_dir() / TRAIN_RECIPE)
     run_dir = ws.runs / TRAIN_MODEL
     summary = train(cfg, run_dir, resume=latest_checkpoint(run_dir) is not None)  # an interrupted demo goes on
     with atomic_dir(target) as tmp:
         shutil.copytree(run_dir / "model", tmp, dirs_exist_ok=True)
     model = create_model(target)
-    image_size = cfg.stages[0].data.options["image_size"] if cfg.stages[0].data else cfg.data.options["image_size"]
     record = {
         "model": str(target.relative_to(ws.root)),
         "train": {k: summary[k] for k in ("global_steps", "final_loss", "seconds")},
-        "zero_shot": zero_shot_breastmnist(model, image_size),
+        "preprocessing": model.image_transform().label(),  # saved in the checkpoint: what inference applies
+        "domain": model.domain("image").label() if model.domain("image") else None,
+        "zero_shot": zero_shot_breastmnist(model),
     }
     atomic_write_json(record_path, record)
     return record

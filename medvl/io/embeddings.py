@@ -8,11 +8,12 @@ Layouts (``N`` rows, ``D`` dimensions):
 
 ``.npz``
     arrays ``embeddings [N, D]`` float32 and optionally ``ids``, ``labels``, ``split`` ``[N]``, ``coords [N, k]``;
-    0-d arrays ``encoder``, ``modality`` (str) and ``projected`` (bool). Read with ``allow_pickle=False``.
+    0-d arrays ``encoder``, ``modality`` (str), ``projected`` (bool) and ``medvl_provenance`` (JSON text). Read with
+    ``allow_pickle=False``.
 ``.parquet`` / ``.csv``
     one row per vector: ``case_id``, ``label``, ``split`` (where known), ``coord_0..`` (where known) and
-    ``emb_0 .. emb_{D-1}``. Parquet keeps ``encoder``, ``modality``, ``projected`` in its schema metadata; a CSV,
-    which has no metadata, keeps them as constant columns of those names.
+    ``emb_0 .. emb_{D-1}``. Parquet keeps ``encoder``, ``modality``, ``projected``, ``medvl_provenance`` in its schema
+    metadata; a CSV, which has no metadata, keeps them as constant columns of those names.
 ``.h5`` / ``.hdf5``
     a file with an ``embeddings`` dataset is a set of case embeddings: datasets ``embeddings``, ``ids`` (and
     ``labels``, ``split``, ``coords`` where known), attributes ``encoder``, ``modality``, ``projected``. Any other
@@ -20,8 +21,9 @@ Layouts (``N`` rows, ``D`` dimensions):
 ``.npy``
     read only: a bare ``[N, D]`` matrix.
 
-``projected`` says whether the vectors already live in a model's joint space (a checkpoint's ``encode_*``:
-projected and L2-normalised) or are raw tower features that a model must still project.
+``medvl_provenance`` is the record of what made the vectors (:mod:`medvl.provenance`): consumers check it against
+the model they are given. ``projected`` says whether the vectors already live in a model's joint space (a
+checkpoint's ``encode_*``: projected and L2-normalised) or are raw tower features that a model must still project.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ import numpy as np
 from medvl.atomic import atomic_path
 from medvl.errors import ConfigError, InputError, reason
 from medvl.io.features import H5_ERRORS
+from medvl.provenance import PROVENANCE_KEY, Provenance, parse_provenance
 
 __all__ = [
     "EMBEDDING_PREFIX",
@@ -54,7 +57,7 @@ _COORD_PREFIX = "coord_"
 _ARRAY_KEYS = ("embeddings", "features", "X")
 #: per-row fields: (EmbeddingSet attribute, npz/h5 key, table column)
 _ROW_FIELDS = (("ids", "ids", "case_id"), ("labels", "labels", "label"), ("split", "split", "split"))
-_META_KEYS = ("encoder", "modality", "projected")
+_META_KEYS = ("encoder", "modality", "projected", PROVENANCE_KEY)
 
 
 @dataclass
@@ -70,7 +73,9 @@ class EmbeddingSet:
         modality: ``image``, ``volume``, ``text``, ... (the model tower the vectors belong to).
         projected: True for joint-space (projected, normalised) vectors, False for raw tower features.
         coords: ``[N, k]`` positions (level-0 tile coordinates of a slide).
-        attrs: further attributes of a feature store (read only).
+        attrs: further attributes of a feature store (read only), and ``source``: the file the vectors were read
+            from.
+        provenance: what made the vectors (:class:`medvl.provenance.Provenance`), ``None`` when not recorded.
     """
 
     embeddings: np.ndarray
@@ -82,6 +87,7 @@ class EmbeddingSet:
     projected: bool | None = None
     coords: np.ndarray | None = None
     attrs: dict[str, Any] = field(default_factory=dict)
+    provenance: Provenance | None = None
 
     @property
     def dim(self) -> int:
@@ -90,7 +96,7 @@ class EmbeddingSet:
     def subset(self, mask: np.ndarray) -> EmbeddingSet:
         pick = (lambda a: None if a is None else a[mask])  # noqa: E731 - tiny local helper
         return EmbeddingSet(self.embeddings[mask], pick(self.ids), pick(self.labels), pick(self.split), self.encoder,
-                            self.modality, self.projected, pick(self.coords), dict(self.attrs))
+                            self.modality, self.projected, pick(self.coords), dict(self.attrs), self.provenance)
 
 
 # ------------------------------------------------------------------------------------------------------ public
@@ -103,6 +109,7 @@ def load_embeddings(path: str | Path) -> EmbeddingSet:
     if loader is None:
         raise InputError(path, f"unsupported embeddings format '{path.suffix}' (use {', '.join(_LOADERS)})")
     emb = loader(path)
+    emb.attrs.setdefault("source", str(path))  # where the vectors were read from: what errors about them name
     if emb.embeddings.ndim != 2 or len(emb.embeddings) == 0:
         raise InputError(path, f"expected a non-empty [N, D] matrix, got shape {tuple(emb.embeddings.shape)}")
     if not np.isfinite(emb.embeddings).all():
@@ -161,7 +168,10 @@ def _row_array(value: Any) -> np.ndarray:
 
 
 def _meta(emb: EmbeddingSet) -> dict[str, Any]:
-    return {k: getattr(emb, k) for k in _META_KEYS if getattr(emb, k) is not None and getattr(emb, k) != ""}
+    meta = {k: getattr(emb, k) for k in _META_KEYS[:3] if getattr(emb, k) is not None and getattr(emb, k) != ""}
+    if emb.provenance is not None:
+        meta[PROVENANCE_KEY] = emb.provenance.to_json()
+    return meta
 
 
 def _meta_text(value: Any) -> str:
@@ -215,7 +225,8 @@ def _load_npz(path: Path) -> EmbeddingSet:
     try:  # members are read lazily: object (pickled) or damaged members fail here
         projected = bool(data["projected"]) if "projected" in data.files else None
         return EmbeddingSet(np.asarray(data[key], dtype=np.float32), get("ids"), get("labels"), get("split"),
-                            scalar("encoder"), scalar("modality"), projected, get("coords"))
+                            scalar("encoder"), scalar("modality"), projected, get("coords"),
+                            provenance=parse_provenance(scalar(PROVENANCE_KEY)))
     except (ValueError, OSError, EOFError) as exc:
         raise InputError(path, f"cannot read npz ({' '.join(str(exc).split())[:200]})") from None
 
@@ -273,7 +284,8 @@ def _table_set(path: Path, df, meta: dict[str, Any]) -> EmbeddingSet:
     return EmbeddingSet(matrix, None if ids is None else ids.astype(str), col("label"),
                         None if col("split") is None else col("split").astype(str), _as_str(meta.get("encoder")),
                         _as_str(meta.get("modality")), _as_bool(meta.get("projected")),
-                        df[coord_cols].to_numpy() if coord_cols else None)
+                        df[coord_cols].to_numpy() if coord_cols else None,
+                        provenance=parse_provenance(_as_str(meta.get(PROVENANCE_KEY))))
 
 
 def _load_parquet(path: Path) -> EmbeddingSet:
@@ -293,7 +305,8 @@ def _load_csv(path: Path) -> EmbeddingSet:
     import pandas as pd
 
     try:  # ids and splits stay text ("007" is not 7)
-        df = pd.read_csv(path, dtype={"case_id": str, "id": str, "split": str, "encoder": str, "modality": str})
+        df = pd.read_csv(path, dtype={"case_id": str, "id": str, "split": str, "encoder": str, "modality": str,
+                                      PROVENANCE_KEY: str})
     except Exception as exc:  # pandas raises many kinds
         raise InputError(path, f"cannot read csv ({type(exc).__name__}: {exc})") from None
     meta = {}
@@ -342,7 +355,8 @@ def _load_h5_cases(path: Path) -> EmbeddingSet:
     except H5_ERRORS as exc:
         raise InputError(path, f"cannot read HDF5 embeddings ({reason(exc)})") from None
     return EmbeddingSet(matrix, rows["ids"], rows["labels"], rows["split"], _as_str(attrs.get("encoder")),
-                        _as_str(attrs.get("modality")), _as_bool(attrs.get("projected")), rows["coords"])
+                        _as_str(attrs.get("modality")), _as_bool(attrs.get("projected")), rows["coords"],
+                        provenance=parse_provenance(_as_str(attrs.get(PROVENANCE_KEY))))
 
 
 def _load_h5(path: Path) -> EmbeddingSet:
@@ -354,7 +368,8 @@ def _load_h5(path: Path) -> EmbeddingSet:
     attrs = dict(attrs or {})
     return EmbeddingSet(np.asarray(features, dtype=np.float32), coords=None if coords is None else np.asarray(coords),
                         encoder=_as_str(attrs.get("encoder")), modality="image",
-                        projected=_as_bool(attrs.get("projected")), attrs=attrs)
+                        projected=_as_bool(attrs.get("projected")), attrs=attrs,
+                        provenance=parse_provenance(attrs.get(PROVENANCE_KEY)))
 
 
 _Writer = Callable[[Path, EmbeddingSet, np.ndarray], None]

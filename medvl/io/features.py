@@ -8,6 +8,7 @@ Layout written by medvl::
       tissue_fraction  float32 [N]    share of each tile covered by the tissue mask (optional)
       attrs (file and ``coords``): mpp, tile_px, patch_size_level0, level, slide_path, mpp_source, overlap_px, ...
       attrs (file, after extraction): encoder, embed_dim, projected, medvl_version
+      attrs (file): medvl_provenance   JSON record of what made the tiles and features (:mod:`medvl.provenance`)
 
 ``coords`` also carries CLAM's ``patch_size`` / ``patch_level`` and TRIDENT's ``patch_size_level0`` attributes, so
 their tools read medvl files; :func:`read_features` in turn reads files those tools wrote (``features`` stored
@@ -124,6 +125,20 @@ class FeatureStore:
             raise InputError(self.path, f"not a readable HDF5 file ({reason(exc)})") from None
         return TileTable(_normalise_coords(coords, self.path), _normalise_attrs(attrs),
                          None if feats is None else _normalise_features(feats, len(coords), self.path), tissue)
+
+    def attrs(self) -> dict[str, Any]:
+        """The file's attributes (and those of ``coords``) without reading any dataset."""
+        import h5py
+
+        if not self.path.is_file():
+            raise InputError(self.path, "feature file not found")
+        try:
+            with h5py.File(self.path, "r") as f:
+                attrs = {k: _plain(v) for k, v in f["coords"].attrs.items()} if "coords" in f else {}
+                attrs.update({k: _plain(v) for k, v in f.attrs.items()})
+        except H5_ERRORS as exc:
+            raise InputError(self.path, f"not a readable HDF5 file ({reason(exc)})") from None
+        return _normalise_attrs(attrs)
 
     def has_features(self, encoder: str | None = None) -> bool:
         """Whether extraction already finished here (with ``encoder`` when given): resume skips such slides."""

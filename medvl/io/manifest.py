@@ -22,6 +22,7 @@ __all__ = ["MODALITIES", "REQUIRED_COLUMNS", "Manifest", "ManifestRow", "is_mani
 REQUIRED_COLUMNS = ("case_id", "modality", "path")
 #: accepted spellings -> canonical modality
 MODALITIES = {
+    "image": "image",
     "slide": "slide", "wsi": "slide", "pathology": "slide",
     "ct": "ct", "radiology": "ct",
     "text": "text", "report": "text",

@@ -1,5 +1,5 @@
 """Loss registry: a recipe names its losses (``infonce``, ``siglip``, ``filip``, ``knowledge_group``, ``intra``,
-``bank``).
+``bank``, ``hard_negative``, ``mlcd``, ``adaptive_pair``, ``token_mask``, ``supremix``).
 
 Each registered loss takes a :class:`LossInputs` (the embeddings of one batch and the model's temperature) plus its
 own options, and returns a scalar. Options are checked: an unknown option is a :class:`ConfigError` naming it.
@@ -28,7 +28,10 @@ class LossInputs:
     ``groups`` holds each row's semantic group id; ``group_relatives`` is a ``[G, G]`` bool matrix over group ids
     (True = related in the hierarchy: not a negative). ``a2``/``b2`` are second views (intra-modal term);
     ``tokens_*``/``mask_*`` token embeddings (FILIP). ``bank`` is ``[G, D]``, one embedding per group id (e.g. every
-    concept's name), kept by the trainer for losses that classify among all groups.
+    concept's name), kept by the trainer for losses that classify among all groups. ``labels`` holds each row's
+    concepts as a ``[N, K]`` multi-hot matrix (captions naming several concepts) or ``[N]`` class ids (MLCD).
+    ``targets`` are continuous targets of the rows of ``a`` (e.g. log survival time), ``target_mask`` marks the rows
+    whose target is known (SupReMix).
     """
 
     a: torch.Tensor
@@ -44,6 +47,9 @@ class LossInputs:
     mask_a: torch.Tensor | None = None
     mask_b: torch.Tensor | None = None
     bank: torch.Tensor | None = None
+    labels: torch.Tensor | None = None
+    targets: torch.Tensor | None = None
+    target_mask: torch.Tensor | None = None
 
 
 @dataclass
@@ -165,3 +171,55 @@ def _bank(inputs: LossInputs, use_hierarchy: bool = True) -> torch.Tensor:
 
     relatives = inputs.group_relatives if use_hierarchy else None
     return bank_loss(inputs.b, inputs.bank, inputs.groups, inputs.logit_scale, relatives)
+
+
+# ------------------------------------------------------------------------------------------------ sharper contrastive
+@register_loss("hard_negative")
+def _hard_negative(inputs: LossInputs, margin: float | None = 0.1, k: int = 8, beta: float = 0.0) -> torch.Tensor:
+    """UniME (medvl.losses.hardneg): false negatives above the positive + ``margin`` removed, ``k`` hardest kept."""
+    from medvl.losses.hardneg import hard_negative_loss
+
+    if k < 0 or beta < 0:
+        raise ConfigError("loss 'hard_negative': k and beta must be >= 0")
+    return hard_negative_loss(inputs.a, inputs.b, inputs.logit_scale, margin=margin, k=k, beta=beta)
+
+
+@register_loss("mlcd")
+def _mlcd(inputs: LossInputs, margin: float = 0.0, detach_centres: bool = False) -> torch.Tensor:
+    """MLCD (medvl.losses.mlcd): every concept a caption names is a positive centre; ``labels`` else ``groups``."""
+    from medvl.losses.mlcd import mlcd_loss
+
+    labels = inputs.labels if inputs.labels is not None else inputs.groups
+    if labels is None:
+        raise ConfigError("loss 'mlcd' needs concept labels ('concepts' field) or groups but the batch has neither")
+    return mlcd_loss(inputs.a, inputs.b, labels, inputs.logit_scale, margin=margin, detach_centres=detach_centres)
+
+
+@register_loss("adaptive_pair")
+def _adaptive_pair(inputs: LossInputs, sharpness: float = 2.0) -> torch.Tensor:
+    """ALIP (medvl.losses.alip): pairs weighted by image-caption (and caption-caption, with ``b2``) agreement."""
+    from medvl.losses.alip import adaptive_pair_loss
+
+    if sharpness < 0:
+        raise ConfigError("loss 'adaptive_pair': sharpness must be >= 0")
+    return adaptive_pair_loss(inputs.a, inputs.b, inputs.logit_scale, b2=inputs.b2, sharpness=sharpness)
+
+
+@register_loss("token_mask", needs=("tokens_b",))
+def _token_mask(inputs: LossInputs, mask_ratio: float = 0.3) -> torch.Tensor:
+    """GA-DMS (medvl.losses.tokenmask): the caption's least attended tokens masked before pooling."""
+    from medvl.losses.tokenmask import token_masked_loss
+
+    if not 0 <= mask_ratio < 1:
+        raise ConfigError("loss 'token_mask': mask_ratio must be in [0, 1)")
+    return token_masked_loss(inputs.a, inputs.tokens_b, inputs.mask_b, inputs.logit_scale, mask_ratio=mask_ratio)
+
+
+@register_loss("supremix", needs=("targets",))
+def _supremix(inputs: LossInputs, delta: float | None = None, mix: float = 0.5) -> torch.Tensor:
+    """SupReMix (medvl.losses.supremix): contrastive regression of ``a`` on ``targets`` with mixed pairs."""
+    from medvl.losses.supremix import supremix_loss
+
+    if not 0.0 <= mix <= 1.0 or (delta is not None and delta < 0):
+        raise ConfigError("loss 'supremix': mix must be in [0, 1] and delta >= 0")
+    return supremix_loss(inputs.a, inputs.targets, inputs.logit_scale, inputs.target_mask, delta=delta, mix=mix)

@@ -158,3 +158,9 @@ ARCHITECTURES: Registry[Callable[..., Backbone]] = Registry("medvl architecture"
 ARCHITECTURES.add("ctranspath", ctranspath)
 ARCHITECTURES.add("coca-vision", lambda **kw: _own(CocaVision(**kw)))
 ARCHITECTURES.add("keep-vision", lambda **kw: _own(KeepVision(**kw)))
+
+
+from medvl.models.slide_arch import SLIDE_ARCHITECTURES  # noqa: E402 - the slide encoders join the same table
+
+for _name, _factory in SLIDE_ARCHITECTURES.items():
+    ARCHITECTURES.add(_name, _factory)

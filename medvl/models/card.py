@@ -100,6 +100,7 @@ class SlideInput(Config):
         magnification: objective magnification of the tiling.
         coords: the coordinate convention the encoder needs (``level0``: top-left corners in level-0 pixels, with
             ``patch_size_level0``; ``none``: no coordinates).
+        mpp_tolerance: relative difference between the features' tiling µm/px and ``mpp`` that is still accepted.
         extra_inputs: other inputs the forward takes (e.g. an anatomical-site index).
     """
 
@@ -110,6 +111,7 @@ class SlideInput(Config):
     magnification: float | None = None
     coords: Literal["level0", "none"] = "level0"
     extra_inputs: list[str] = field(default_factory=list)
+    mpp_tolerance: float = 0.1
 
 
 @dataclass
@@ -228,10 +230,16 @@ class RemoteCodeSpec(Config):
     Attributes:
         hub_id: the hub repository holding the code.
         own_implementation: medvl builds the architecture itself without that code (the card's builder).
+        encode: the hub model's method that embeds (slide encoders run through it with ``--trust-remote-code``).
+        inputs: what that method takes, in order (``features``, ``coords``, ``patch_size_level0``).
+        output_key: the key of the method's returned dict that holds the embedding (``None``: it returns a tensor).
     """
 
     hub_id: str
     own_implementation: bool = False
+    encode: str | None = None
+    inputs: list[str] = field(default_factory=lambda: ["features"])
+    output_key: str | None = None
 
 
 @dataclass

@@ -3,9 +3,15 @@
 A model checkpoint is a folder::
 
     model.safetensors     every parameter and buffer of the MultiModalModel
-    config.json           {"format": "medvl-model", "medvl_version": ..., "model": ModelConfig}
+    config.json           {"format": "medvl-model", "medvl_version": ..., "model": ModelConfig,
+                           "preprocessing": {modality: transform config}, "domains": {modality: DataDomain},
+                           "random_weights": {modality: bool}}
     medvl_version         the medvl version that wrote it
     tokenizer files       (tokenizer.json, vocab.txt, ...) of the text tower
+
+``preprocessing`` holds the image transform of the image tower (always: the training data's for a trained model,
+else the one its data config describes) and the CT chain of a volume tower trained with one; ``domains`` the
+training data's domain per tower; ``random_weights`` which towers hold a random initialisation.
 
 The folder is written beside its final place and renamed into it, so a crash never leaves a half-written checkpoint
 under the final name.
@@ -27,6 +33,7 @@ __all__ = [
     "WEIGHTS",
     "checkpoint_config",
     "is_checkpoint",
+    "recorded_random_weights",
     "read_checkpoint_config",
     "save_checkpoint",
 ]
@@ -51,6 +58,27 @@ def checkpoint_config(model: Any) -> dict[str, Any]:
     return cfg
 
 
+def training_record(model: Any) -> dict[str, Any]:
+    """What the checkpoint records besides the structure: preprocessing, data domains and random towers."""
+    from medvl.models.transforms import tower_transform
+
+    prep = dict(getattr(model, "preprocessing", {}) or {})
+    if "image" in model.towers:
+        prep["image"] = tower_transform(model.towers["image"]).to_dict()
+    return {"preprocessing": prep, "domains": dict(getattr(model, "domains", {}) or {}),
+            "random_weights": dict(getattr(model, "random_weights", {}) or {})}
+
+
+def recorded_random_weights(meta: dict[str, Any]) -> dict[str, bool]:
+    """Per modality, whether a checkpoint's towers hold random weights (older checkpoints: ``untrained`` marks a
+    pipeline's seeded model; otherwise their weights were trained)."""
+    towers = meta.get("model", {}).get("towers", {})
+    recorded = meta.get("random_weights")
+    if isinstance(recorded, dict):
+        return {m: bool(recorded.get(m, False)) for m in towers}
+    return dict.fromkeys(towers, bool(meta.get("untrained")))
+
+
 def save_checkpoint(model: Any, folder: str | Path, extra: dict[str, Any] | None = None) -> Path:
     """Write ``model`` (a :class:`MultiModalModel`) as a checkpoint folder, atomically; return the folder."""
     from safetensors.torch import save_model
@@ -67,7 +95,7 @@ def save_checkpoint(model: Any, folder: str | Path, extra: dict[str, Any] | None
                 tower.save_tokenizer(tmp / sub)
                 tokenizers[modality] = sub
         meta = {"format": CHECKPOINT_FORMAT, "medvl_version": __version__, "model": cfg, "tokenizers": tokenizers,
-                **(extra or {})}
+                **training_record(model), **(extra or {})}
         (tmp / CONFIG).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
         (tmp / "medvl_version").write_text(__version__ + "\n", encoding="utf-8")
     return folder

@@ -64,6 +64,7 @@ class TimmImageTower(Tower):
         self.model_name = model_name
         if weights is not None:
             self._load(weights, trust_pickle)
+            self.random_weights = False
         self.embed_dim = int(self.model.num_features if not hasattr(self.model, "head_hidden_size")
                              else self.model.head_hidden_size or self.model.num_features)
         self.data_config = self._data_config()

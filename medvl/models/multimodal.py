@@ -21,7 +21,9 @@ from torch import nn
 from medvl.config import Config
 from medvl.errors import ConfigError
 from medvl.models.checkpoint import save_checkpoint
+from medvl.models.domain import DataDomain
 from medvl.models.registry import create_tower
+from medvl.models.transforms import ImageTransformConfig, tower_transform
 
 __all__ = ["ModelConfig", "MultiModalModel", "TowerSpec"]
 
@@ -80,6 +82,14 @@ class MultiModalModel(nn.Module):
         self.logit_scale = nn.Parameter(torch.tensor(math.log(1.0 / config.init_temperature)))
         bias = config.init_logit_bias
         self.logit_bias = nn.Parameter(torch.tensor(float(bias))) if bias is not None else None
+        #: per modality: the tower's parameters are a random initialisation (no weights file, never trained)
+        self.random_weights: dict[str, bool] = {m: bool(getattr(t, "random_weights", True)) for m, t in built.items()}
+        #: per modality: the preprocessing config of the training data (a mapping), once the model was trained
+        self.preprocessing: dict[str, dict[str, Any]] = {}
+        #: per modality: the domain of the training data (a :class:`DataDomain` mapping)
+        self.domains: dict[str, dict[str, Any]] = {}
+        #: where the weights come from (set by ``create_model``): ``source``, ``weights`` hash, ``config`` hash
+        self.identity: dict[str, Any] = {}
 
     # ------------------------------------------------------------------------------------------ properties
     @property
@@ -93,6 +103,29 @@ class MultiModalModel(nn.Module):
     @property
     def tokenizer(self) -> Any:
         return getattr(self.towers["text"], "tokenizer", None) if "text" in self.towers else None
+
+    def image_transform(self) -> ImageTransformConfig:
+        """The transform the image tower takes (the training data's, for a trained checkpoint)."""
+        return tower_transform(self._tower("image"))
+
+    def domain(self, modality: str) -> DataDomain | None:
+        """The domain of the data the ``modality`` tower was trained on (``None`` when not recorded)."""
+        data = self.domains.get(modality)
+        return DataDomain.from_dict(data) if data else None
+
+    def record_training(self, modality: str, preprocessing: Config | None = None, domain: DataDomain | None = None,
+                        trained: bool = False) -> None:
+        """Remember what the ``modality`` tower is trained on (saved in the checkpoint): its preprocessing (an image
+        tower then carries it as its transform), the data domain, and that its weights are no longer random."""
+        self._tower(modality)
+        if preprocessing is not None:
+            self.preprocessing[modality] = preprocessing.to_dict()
+            if isinstance(preprocessing, ImageTransformConfig):
+                self.towers[modality].transform_config = preprocessing
+        if domain is not None:
+            self.domains[modality] = domain.to_dict()
+        if trained:
+            self.random_weights[modality] = False
 
     def scale(self) -> torch.Tensor:
         """The temperature's inverse, clamped at ``max_logit_scale``."""

@@ -25,6 +25,14 @@ from medvl.models.tower import Tower
 
 __all__ = ["from_hf_clip", "from_open_clip"]
 
+#: CLIP's (OpenAI) image normalisation, used by PLIP/QuiltNet (HF CLIP) and CONCH/BiomedCLIP (open_clip)
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
+
+def _clip_data_config(size: int) -> dict[str, Any]:
+    return {"input_size": (3, int(size), int(size)), "mean": CLIP_MEAN, "std": CLIP_STD, "interpolation": "bicubic"}
+
 
 # ------------------------------------------------------------------------------------------------ HF CLIPModel
 class HFClipTower(Tower):
@@ -35,6 +43,8 @@ class HFClipTower(Tower):
         self.model, self.side, self.tokenizer, self.max_length = model, side, tokenizer, max_length
         self.modality = side
         self.embed_dim = int(model.config.projection_dim)
+        if side == "image":
+            self.data_config = _clip_data_config(model.config.image_size)
 
     def encode(self, batch: Any) -> torch.Tensor:
         if self.side == "image":
@@ -79,7 +89,9 @@ def _hf_clip(side: str, path: str | None, hf_config: dict | None, tokenizer_path
     tokenizer = None
     if side == "text":
         tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_path or path))
-    return HFClipTower(model, side, tokenizer, max_length)
+    tower = HFClipTower(model, side, tokenizer, max_length)
+    tower.random_weights = hf_config is not None  # rebuilt from a config: the weights come from a checkpoint, or never
+    return tower
 
 
 def _example_clip_image(tower: HFClipTower) -> torch.Tensor:
@@ -133,6 +145,7 @@ class OpenClipImageTower(Tower):
         super().__init__()
         self.model_cfg, self.visual = model_cfg, visual
         self.embed_dim = int(model_cfg["embed_dim"])
+        self.data_config = _clip_data_config(model_cfg.get("vision_cfg", {}).get("image_size", 224))
 
     def encode(self, batch: torch.Tensor) -> torch.Tensor:
         return self.visual(batch)
@@ -178,14 +191,18 @@ def _load_open_clip_side(model_cfg: dict[str, Any], weights: str | None) -> nn.M
                 example_input=lambda t: torch.rand(2, 3, t.model_cfg["vision_cfg"].get("image_size", 224),
                                                    t.model_cfg["vision_cfg"].get("image_size", 224)))
 def open_clip_image(model_cfg: dict[str, Any], weights: str | None = None) -> OpenClipImageTower:
-    return OpenClipImageTower(model_cfg, _load_open_clip_side(model_cfg, weights).visual)
+    tower = OpenClipImageTower(model_cfg, _load_open_clip_side(model_cfg, weights).visual)
+    tower.random_weights = not weights
+    return tower
 
 
 @register_tower("open-clip-text", "text", description="text side of an open_clip model (config + state dict)",
                 example_input=lambda t: ["a photo of breast cancer", "normal tissue"])
 def open_clip_text(model_cfg: dict[str, Any], weights: str | None = None,
                    tokenizer_path: str | None = None) -> OpenClipTextTower:
-    return OpenClipTextTower(model_cfg, _load_open_clip_side(model_cfg, weights))
+    tower = OpenClipTextTower(model_cfg, _load_open_clip_side(model_cfg, weights))
+    tower.random_weights = not weights
+    return tower
 
 
 def from_open_clip(config_path: str | Path, weights: str | Path) -> Any:

@@ -34,6 +34,7 @@ BUILTIN_MODULES = (
     "medvl.models.image",
     "medvl.models.volume",
     "medvl.models.bag",
+    "medvl.models.abmil",
     "medvl.models.tabular",
     "medvl.models.pretrained",
 )

@@ -189,12 +189,14 @@ def _build(cfg: HFTextConfig) -> HFTextTower:
     if cfg.layers is not None:
         truncate_layers(model, cfg.layers, cfg.layer_choice)
     if cfg.vocab is not None:
-        if cfg.hf_config is not None:
+        if restoring:
             raise ConfigError("hf-text: 'vocab' applies to a base encoder folder ('path'); a checkpoint already holds "
                               "its vocabulary")
         tokenizer, _ = apply_vocab(cfg.vocab, tokenizer, model)
     check_vocabulary(tokenizer, model, str(tok_dir))
-    return HFTextTower(model, tokenizer, cfg.pooling, cfg.max_length)
+    tower = HFTextTower(model, tokenizer, cfg.pooling, cfg.max_length)
+    tower.random_weights = restoring  # built from a config: the weights come later, or never
+    return tower
 
 
 def check_vocabulary(tokenizer: Any, model: Any, where: str) -> None:

@@ -15,7 +15,8 @@ class Tower(nn.Module):
 
     ``encode(batch) -> Tensor[B, D]`` gives pooled (not yet normalised) features of width ``embed_dim``;
     ``encode_tokens(batch) -> Tensor[B, T, D]`` gives token-level features where the tower has them (FILIP needs
-    them). ``modality`` names the input kind ("text", "image", "volume", "bag", "tabular").
+    them). ``modality`` names the input kind ("text", "image", "volume", "bag", "tabular"). ``random_weights`` says
+    whether the parameters are a random initialisation rather than loaded weights.
 
     Towers built from a stack of layers may also split their forward pass at layer ``n`` (``lower_modules``,
     ``encode_lower``, ``encode_upper``): the trainer then freezes the lower part and computes it once per input
@@ -24,6 +25,11 @@ class Tower(nn.Module):
 
     modality: ClassVar[str] = ""
     embed_dim: int
+    #: True while the parameters come from no weights file (random initialisation); weight loaders set it False
+    random_weights: bool = True
+    #: the image transform an image tower takes when it is not the one its ``data_config`` describes (set from a
+    #: checkpoint: the transform the tower was trained with); see :func:`medvl.models.transforms.tower_transform`
+    transform_config: Any = None
 
     def encode(self, batch: Any) -> torch.Tensor:
         raise NotImplementedError

@@ -64,6 +64,7 @@ class VolumeTower(Tower):
             if unexpected or missing:
                 raise InputError(weights, f"weights do not fit this tower (missing {len(missing)} keys, e.g. "
                                           f"{missing[:2]}; unexpected {len(unexpected)}, e.g. {unexpected[:2]})")
+            self.random_weights = False
 
 
 # ------------------------------------------------------------------------------------------------------ ResNet

@@ -1,7 +1,8 @@
 """Named model configurations: ``register_model`` / ``list_models`` / ``get_model_config``, and the built-in ones.
 
 A named model is a function returning a :class:`~medvl.models.multimodal.ModelConfig`;
-:func:`medvl.models.create_model` builds it with fresh weights (a checkpoint folder brings its own).
+:func:`medvl.models.create_model` builds it with fresh weights (a checkpoint folder brings its own). Towers without
+a weights file are a random initialisation: ``create_model`` builds them only with ``random_weights=True``.
 """
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ def get_model_config(name: str) -> ModelConfig:
 
 @register_model("tiny-clip")
 def tiny_clip() -> ModelConfig:
-    """Tiny image/text model for tests: timm-tiny image tower and a 2-layer BERT."""
+    """Tiny image/text model for tests: timm-tiny image tower and a 2-layer BERT (random weights: built only with
+    ``random_weights=True``, recorded in every output)."""
     return ModelConfig(
         towers={"image": TowerSpec("timm-tiny"), "text": TowerSpec("hf-text-tiny")}, embed_dim=32,
     )
@@ -41,7 +43,7 @@ def tiny_clip() -> ModelConfig:
 
 @register_model("tiny-multimodal")
 def tiny_multimodal() -> ModelConfig:
-    """Tiny text + bag + tabular model (no image tower): binding and DDP tests."""
+    """Tiny text + bag + tabular model (no image tower): binding and DDP tests (random weights, as tiny-clip)."""
     return ModelConfig(
         towers={
             "text": TowerSpec("hf-text-tiny"),

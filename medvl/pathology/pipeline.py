@@ -25,11 +25,12 @@ from medvl.io.slide import open_slide, slide_id_of
 from medvl.log import get_logger
 from medvl.pathology.tiling import TileConfig, TileGrid, make_tile_grid
 from medvl.pathology.tissue import TissueConfig, detect_tissue
+from medvl.provenance import PROVENANCE_KEY, Provenance, differences, input_print, parse_provenance
 
 log = get_logger(__name__)
 
-__all__ = ["SlideJob", "extract_slide", "heatmap_slide", "resolve_slide_jobs", "run_cohort", "slide_info",
-           "tile_slide"]
+__all__ = ["SlideJob", "extract_slide", "features_provenance", "heatmap_slide", "resolve_slide_jobs", "run_cohort",
+           "slide_info", "stored_provenance", "tile_provenance", "tile_slide", "tiling_record"]
 
 
 @dataclass(frozen=True)
@@ -67,72 +68,160 @@ def resolve_slide_jobs(source: str | Path, slide_mpp: float | None = None) -> li
 
 
 # ------------------------------------------------------------------------------------------------ steps
+def artefact_label(tissue: TissueConfig) -> str:
+    """What the tile file records of the artefact filters (names and a hash of their settings): a tile file made
+    with other filters is re-tiled, never reused."""
+    from medvl.hashing import config_hash
+
+    filters = tissue.artefacts.filters
+    return "none" if not filters else f"{','.join(filters)}@{config_hash(tissue.artefacts.to_dict())[:12]}"
+
+
 def slide_info(job: SlideJob) -> dict[str, Any]:
     with open_slide(job.path, mpp=job.mpp) as slide:
         return {"status": "ok", **slide.info()}
 
 
-def _same_tiling(attrs: dict[str, Any], cfg: TileConfig) -> bool:
+def tiling_record(tiles: TileConfig, tissue: TissueConfig, job: SlideJob,
+                  regions_sha: str | None = None) -> dict[str, Any]:
+    """The tiling part of a store's provenance: grid and tissue settings, the slide's mpp override and the hash of
+    the annotation file that restricted the grid (when one did)."""
+    record = {"tiles": tiles.to_dict(), "tissue": tissue.to_dict(), "slide_mpp": job.mpp}
+    return record if regions_sha is None else {**record, "annotations": regions_sha}
+
+
+def tile_provenance(job: SlideJob, tiles: TileConfig, tissue: TissueConfig,
+                    regions_sha: str | None = None) -> Provenance:
+    """What a tile store of ``job`` made with these settings records: the tiling and the slide's fingerprint."""
+    return Provenance(tiling=tiling_record(tiles, tissue, job, regions_sha), input=input_print(job.path))
+
+
+def stored_provenance(store: FeatureStore) -> Provenance | None:
+    """The provenance record of an existing store (``None`` when absent, unreadable or written without one)."""
     try:
-        return (abs(float(attrs["mpp"]) - cfg.mpp) < 1e-9 and int(attrs["tile_px"]) == cfg.size
-                and int(attrs.get("overlap_px") or 0) == cfg.overlap
-                and abs(float(attrs.get("min_tissue", -1)) - cfg.min_tissue) < 1e-9)
-    except (KeyError, TypeError, ValueError):
-        return False
+        return parse_provenance(store.attrs().get(PROVENANCE_KEY)) if store.exists() else None
+    except InputError:
+        return None
+
+
+def stored_tiling(store: FeatureStore) -> TileConfig | None:
+    """The tile settings an existing medvl store was made with (``None`` without a record)."""
+    stored = stored_provenance(store)
+    tiling = stored.tiling if stored is not None else None
+    return TileConfig.from_dict(tiling["tiles"]) if tiling and tiling.get("tiles") else None
 
 
 def tile_slide(job: SlideJob, out_dir: Path, tiles: TileConfig, tissue: TissueConfig,
-               overwrite: bool = False) -> dict[str, Any]:
-    """Detect tissue (mask PNG + GeoJSON) and write ``<out>/<slide_id>.h5`` with the tile coords and attributes."""
+               overwrite: bool = False, on_grid: Callable[..., dict[str, Any]] | None = None,
+               annotations: Path | None = None) -> dict[str, Any]:
+    """Detect tissue (mask PNG + GeoJSON) and write ``<out>/<slide_id>.h5`` with the tile coords and attributes.
+
+    An existing store is kept only when its provenance records this very tiling of this very slide (content), with
+    the same annotations; otherwise the slide is tiled again. ``annotations`` (a GeoJSON file, or a folder of
+    ``<slide_id>.geojson``) keeps only the tiles inside their polygons (:func:`medvl.pathology.regions.restrict_grid`).
+    ``on_grid(slide, mask, thumbnail, grid)``, when given, runs on the open slide after tiling (e.g. to write a DICOM
+    SEG) and its record joins the slide's; the slide is then tiled again even when its tile file is current.
+    """
+    from medvl.pathology.regions import annotation_file, load_regions, restrict_grid
+
     store = FeatureStore(out_dir / f"{job.slide_id}.h5")
-    if not overwrite and store.exists() and _same_tiling(store.read().attrs, tiles):
-        return {"slide_id": job.slide_id, "status": "skipped", "h5": str(store.path)}
+    geojson = None if annotations is None else annotation_file(annotations, job.slide_id)
+    regions_sha = _regions_sha(annotations, job.slide_id)
+    expected = tile_provenance(job, tiles, tissue, regions_sha)
+    png, geo = out_dir / f"{job.slide_id}_tissue.png", out_dir / f"{job.slide_id}_tissue.geojson"
+    if (not overwrite and on_grid is None and store.exists()
+            and not differences(stored_provenance(store), expected, ("tiling", "input"))):
+        attrs = store.attrs()
+        return {"slide_id": job.slide_id, "status": "skipped", "h5": str(store.path),
+                "tissue_fraction": attrs.get("slide_tissue_fraction"), "mask_png": str(png), "geojson": str(geo),
+                "tiles": int(attrs.get("tiles") or 0)}
     with open_slide(job.path, mpp=job.mpp) as slide:
         slide.require_mpp()  # fail before any work when tiling by physical size is impossible
+        regions = None if geojson is None else load_regions(geojson, slide.dimensions)  # refused before writing
         mask, thumb = detect_tissue(slide, tissue)
-        png, geo = out_dir / f"{job.slide_id}_tissue.png", out_dir / f"{job.slide_id}_tissue.geojson"
         mask.save_png(png, thumb)
         mask.save_geojson(geo)
         record = {"slide_id": job.slide_id, "tissue_fraction": round(mask.tissue_fraction, 4),
                   "mask_png": str(png), "geojson": str(geo)}
+        if mask.artefacts:
+            record["artefacts"] = mask.artefact_fractions()
         if mask.empty and tiles.min_tissue > 0:
             return {**record, "status": "no_tissue", "warning": f"{job.slide_id}: no tissue detected"}
         grid = make_tile_grid(slide, tiles, mask)  # min_tissue 0 keeps every tile, tissue or not
+        if regions is not None:
+            grid = restrict_grid(grid, regions)
+            record["annotations"] = str(geojson)
+        if on_grid is not None:
+            record.update(on_grid(slide, mask, thumb, grid))
     if len(grid) == 0:
         return {**record, "status": "no_tiles",
-                "warning": f"{job.slide_id}: no tile reaches {tiles.min_tissue:.0%} tissue at {tiles.mpp} µm/px"}
+                "warning": f"{job.slide_id}: no tile reaches {tiles.min_tissue:.0%} tissue at {tiles.mpp} µm/px"
+                           + (" inside the annotated regions" if geojson is not None else "")}
     table = grid.to_table()
-    table.attrs["min_tissue"] = tiles.min_tissue
+    table.attrs.update({"min_tissue": tiles.min_tissue, "tiles": len(grid),
+                        "slide_tissue_fraction": record["tissue_fraction"], "artefact_filters": artefact_label(tissue),
+                        PROVENANCE_KEY: expected.to_json()})
+    if regions_sha is not None:
+        table.attrs["annotations_sha256"] = regions_sha
     store.write(table)
     return {**record, "status": "ok", "h5": str(store.path), "tiles": len(grid), "level": grid.level,
             "patch_size_level0": grid.patch_size_level0, "mpp_source": grid.mpp_source}
 
 
-def extract_slide(job: SlideJob, out_dir: Path, tiles: TileConfig, tissue: TissueConfig, encoder,
-                  config, overwrite: bool = False) -> dict[str, Any]:
-    """Add ``features`` to ``<out>/<slide_id>.h5`` (tiling first when the slide has no tile file yet).
+def _regions_sha(annotations: Path | None, slide_id: str) -> str | None:
+    from medvl.hashing import sha256_file
+    from medvl.pathology.regions import annotation_file
 
-    ``encoder`` is a :class:`~medvl.pathology.extract.TileEncoder` or a ``LazyTileEncoder``.
+    return None if annotations is None else sha256_file(annotation_file(annotations, slide_id))
+
+
+def features_provenance(job: SlideJob, tiles: TileConfig, tissue: TissueConfig, encoder: Any,
+                        regions_sha: str | None = None) -> Provenance:
+    """The provenance of features made by ``encoder`` on this tiling of this slide (what reuse must match)."""
+    record = tile_provenance(job, tiles, tissue, regions_sha)
+    if encoder.stain_label != "none":  # a stain fit changes the tiles' pixels: part of how the tiles were made
+        record = record.replace(tiling={**record.tiling, "stain": encoder.stain_label})
+    return record.replace(model=encoder.model_print, preprocessing=encoder.transform.to_dict())
+
+
+def extract_slide(job: SlideJob, out_dir: Path, tiles: TileConfig | None, tissue: TissueConfig, encoder,
+                  config, overwrite: bool = False, annotations: Path | None = None) -> dict[str, Any]:
+    """Add ``features`` to ``<out>/<slide_id>.h5`` (tiling first when the slide has no matching tile store).
+
+    ``encoder`` is a :class:`~medvl.pathology.extract.TileEncoder` or a ``LazyTileEncoder``. ``tiles=None`` keeps
+    the grid of an existing store (else the default grid); given settings that differ from the store's retile it.
+    Features are reused only when their provenance (weights, preprocessing, tiling, annotations, slide) matches: a
+    retrained checkpoint in the same folder, another encoder, grid or annotation file recomputes them. With
+    ``annotations`` only the tiles inside the annotated regions are embedded.
     """
     from medvl.pathology.extract import extract_features
 
     store = FeatureStore(out_dir / f"{job.slide_id}.h5")
-    if not overwrite and store.has_features(encoder.name):
-        return {"slide_id": job.slide_id, "status": "skipped", "h5": str(store.path)}
-    if not store.exists() or overwrite:
-        record = tile_slide(job, out_dir, tiles, tissue, overwrite=overwrite)
-        if record["status"] not in ("ok", "skipped"):
-            return record
+    tiles = tiles or stored_tiling(store) or TileConfig()
+    regions_sha = _regions_sha(annotations, job.slide_id)
+    stored = stored_provenance(store)
+    expected = features_provenance(job, tiles, tissue, encoder, regions_sha)
+    if not overwrite and store.has_features() and not differences(stored, expected):
+        attrs = store.attrs()
+        return {"slide_id": job.slide_id, "status": "skipped", "h5": str(store.path), "tiles": attrs.get("tiles"),
+                "embed_dim": attrs.get("embed_dim"), "encoder": attrs.get("encoder")}
+    record = tile_slide(job, out_dir, tiles, tissue, overwrite=overwrite, annotations=annotations)
+    if record["status"] not in ("ok", "skipped"):
+        return record
     table = store.read()
     grid = TileGrid.from_table(table)
     encoder = encoder.get()  # a LazyTileEncoder builds the model here, on the first slide that needs it
     with open_slide(job.path, mpp=job.mpp) as slide:
         feats = extract_features(slide, grid, encoder, config)
     attrs = {**table.attrs, "encoder": encoder.name, "embed_dim": int(encoder.embed_dim),
-             "projected": bool(encoder.projected), "medvl_version": __version__}
+             "projected": bool(encoder.projected), "stain": encoder.stain_label, "medvl_version": __version__,
+             PROVENANCE_KEY: features_provenance(job, tiles, tissue, encoder, regions_sha).to_json()}
     store.write(TileTable(coords=table.coords, attrs=attrs, features=feats, tissue_fraction=table.tissue_fraction))
-    return {"slide_id": job.slide_id, "status": "ok", "h5": str(store.path), "tiles": len(grid),
-            "embed_dim": int(encoder.embed_dim), "encoder": encoder.name}
+    out = {"slide_id": job.slide_id, "status": "ok", "h5": str(store.path), "tiles": len(grid),
+           "embed_dim": int(encoder.embed_dim), "encoder": encoder.name}
+    if stored is not None and stored.model is not None:
+        out["recomputed"] = "; ".join(differences(stored, expected))
+    return out
 
 
 def load_scores(path: Path, n: int, coords: np.ndarray | None = None, class_id: str | None = None) -> np.ndarray:

@@ -9,7 +9,7 @@ imports as annotations.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,10 +20,15 @@ from medvl.config import Config
 from medvl.errors import ConfigError
 from medvl.io.slide import Slide
 from medvl.log import get_logger
+from medvl.pathology.artefacts import ArtefactConfig, apply_artefact_filters
 
 log = get_logger(__name__)
 
-__all__ = ["TissueConfig", "TissueMask", "detect_tissue", "mask_to_geojson", "saturation_mask"]
+__all__ = ["ARTEFACT_CLASSES", "TissueConfig", "TissueMask", "detect_tissue", "mask_to_geojson", "saturation_mask"]
+
+#: artefact filter -> (QuPath classification, RGB colour in the PNG and GeoJSON)
+ARTEFACT_CLASSES = {"pen": ("Pen mark", (230, 0, 200)), "blur": ("Out of focus", (240, 200, 0)),
+                    "segmenter": ("Segmenter: not tissue", (40, 90, 230))}
 
 
 @dataclass
@@ -38,6 +43,7 @@ class TissueConfig(Config):
         close_um: radius of the morphological closing that joins nearby fragments (µm).
         min_area_um2: tissue pieces smaller than this are dropped (µm²).
         max_hole_um2: holes smaller than this are filled; larger ones are kept as holes (µm²).
+        artefacts: artefact filters (pen marks, blur, a deep segmenter) removed from the mask afterwards.
     """
 
     seg_mpp: float = 4.0
@@ -47,6 +53,7 @@ class TissueConfig(Config):
     close_um: float = 16.0
     min_area_um2: float = 20000.0
     max_hole_um2: float = 4000.0
+    artefacts: ArtefactConfig = field(default_factory=ArtefactConfig)
 
     def validate(self) -> None:
         if self.seg_mpp <= 0 or self.max_px < 16:
@@ -64,12 +71,18 @@ class TissueMask:
         scale: level-0 pixels per mask pixel (x, y).
         threshold: the saturation threshold used.
         slide_id: whose mask it is.
+        artefacts: what each artefact filter removed from the tissue (bool masks on the same grid).
     """
 
     mask: np.ndarray
     scale: tuple[float, float]
     threshold: float
     slide_id: str
+    artefacts: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def artefact_fractions(self) -> dict[str, float]:
+        """Share of the thumbnail each artefact filter removed."""
+        return {k: round(float(v.mean()), 5) for k, v in self.artefacts.items()}
 
     @property
     def empty(self) -> bool:
@@ -94,7 +107,12 @@ class TissueMask:
         return (inside / area).astype(np.float32)
 
     def to_geojson(self) -> dict[str, Any]:
-        return mask_to_geojson(self.mask, self.scale, name=self.slide_id)
+        collection = mask_to_geojson(self.mask, self.scale, name=self.slide_id)
+        for name, removed in self.artefacts.items():
+            label, colour = ARTEFACT_CLASSES[name]
+            collection["features"] += mask_to_geojson(removed, self.scale, name=f"{self.slide_id} {name}",
+                                                      classification=label, colour=colour)["features"]
+        return collection
 
     def save_geojson(self, path: str | Path) -> Path:
         return atomic_write_text(path, json.dumps(self.to_geojson()) + "\n")
@@ -110,6 +128,8 @@ class TissueMask:
             tint = np.array([0, 200, 0], np.float32)
             rgb[self.mask] = 0.6 * rgb[self.mask] + 0.4 * tint
             rgb[~self.mask] = 0.5 * rgb[~self.mask] + 0.5 * 255
+            for name, removed in self.artefacts.items():
+                rgb[removed] = 0.4 * rgb[removed] + 0.6 * np.array(ARTEFACT_CLASSES[name][1], np.float32)
             img = Image.fromarray(rgb.clip(0, 255).astype(np.uint8))
         with atomic_path(path) as tmp:
             img.save(tmp, format="PNG")
@@ -174,7 +194,11 @@ def detect_tissue(slide: Slide, config: TissueConfig | None = None) -> tuple[Tis
     scale = (w0 / thumb.shape[1], h0 / thumb.shape[0])
     px_area = None if mpp is None else (scale[0] * mpp) * (scale[1] * mpp)
     mask, threshold = saturation_mask(thumb, config, px_area)
-    result = TissueMask(mask=mask, scale=scale, threshold=threshold, slide_id=slide.slide_id)
+    removed: dict[str, np.ndarray] = {}
+    if config.artefacts.filters:
+        scale_um = None if mpp is None else scale[0] * mpp
+        mask, removed = apply_artefact_filters(slide, thumb, mask, config.artefacts, scale_um)
+    result = TissueMask(mask=mask, scale=scale, threshold=threshold, slide_id=slide.slide_id, artefacts=removed)
     if result.empty:
         log.warning("%s: no tissue detected (saturation threshold %.3f)", slide.slide_id, threshold)
     return result, thumb
@@ -208,10 +232,12 @@ def _outer_contour(mask: np.ndarray) -> np.ndarray | None:
     return longest if len(longest) >= 4 else None
 
 
-def mask_to_geojson(mask: np.ndarray, scale: tuple[float, float], name: str = "tissue") -> dict[str, Any]:
-    """GeoJSON FeatureCollection of tissue polygons (outer ring + hole rings) in level-0 pixel coordinates.
+def mask_to_geojson(mask: np.ndarray, scale: tuple[float, float], name: str = "tissue",
+                    classification: str = "Tissue", colour: tuple[int, int, int] = (0, 160, 0)) -> dict[str, Any]:
+    """GeoJSON FeatureCollection of the mask's polygons (outer ring + hole rings) in level-0 pixel coordinates.
 
-    Each feature is a QuPath annotation classified "Tissue"; QuPath opens the file with File > Import objects.
+    Each feature is a QuPath annotation classified ``classification`` ("Tissue", or an artefact class); QuPath opens
+    the file with File > Import objects.
     """
     from scipy import ndimage as ndi
 
@@ -234,8 +260,8 @@ def mask_to_geojson(mask: np.ndarray, scale: tuple[float, float], name: str = "t
             "geometry": {"type": "Polygon", "coordinates": rings},
             "properties": {
                 "objectType": "annotation",
-                "name": f"{name} tissue {region}",
-                "classification": {"name": "Tissue", "color": [0, 160, 0]},
+                "name": f"{name} {classification.lower()} {region}",
+                "classification": {"name": classification, "color": list(colour)},
                 "isLocked": False,
             },
         })

@@ -58,7 +58,7 @@ def index_step(ctx: CaseContext, cohort: CohortInput) -> StepOutput | None:
         return None
     cfg = ctx.config.index
     record = build_index([_slide_h5(ctx, r) for r in slides], ctx.layout.index, IndexConfig(kind=cfg.kind),
-                         level=cfg.level, model=ctx.model_dir)
+                         level=cfg.level, model=ctx.model_dir, random_weights=ctx.config.model.random_weights)
     files = [str(p) for p in ctx.layout.index.iterdir() if p.is_file()]
     return StepOutput({k: record[k] for k in ("count", "dim", "kind", "space", "level")}, files)
 
@@ -86,6 +86,7 @@ def survival_step(ctx: CaseContext, cohort: CohortInput) -> StepOutput | None:
 
     from medvl.atomic import atomic_path
     from medvl.io.embeddings import EmbeddingSet, save_embeddings
+    from medvl.provenance import Provenance
     from medvl.tasks.survival.run import TableSpec, fit_table, predict_table
 
     cfg = ctx.config.survival
@@ -103,7 +104,10 @@ def survival_step(ctx: CaseContext, cohort: CohortInput) -> StepOutput | None:
     emb_path = None
     if cfg.embeddings:
         vectors = np.stack([case_vector(ctx, r) for r in rows])
-        emb_path = save_embeddings(out / "embeddings.npz", EmbeddingSet(vectors, ids=np.array(table["case_id"])))
+        # joint-space vectors of the run's model (slides and CT alike): recorded so the survival fit can check them
+        record = Provenance(model=ctx.space.model_print("joint", projected=True))
+        emb_path = save_embeddings(out / "embeddings.npz", EmbeddingSet(vectors, ids=np.array(table["case_id"]),
+                                                                        provenance=record))
     spec = TableSpec(table=table_path, time="time", event="event", covariates=list(cfg.covariates),
                      embeddings=emb_path, id_column="case_id")
     fit = fit_table(spec, cfg.model, out=out / "model")

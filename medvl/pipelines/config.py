@@ -5,7 +5,7 @@ config), the per-case steps of each modality, and the cohort steps that run once
 
     name: demo-cohort
     manifest: demo-cohort.csv          # relative to this file
-    model: {name: tiny-clip, seed: 0}  # or {config: {...ModelConfig...}} or {name: path/to/checkpoint}
+    model: {name: tiny-clip, seed: 0, random_weights: true}  # or {config: {...}} or {name: path/to/checkpoint}
     steps:
       slide: [tile, extract, zeroshot]
       ct: [preprocess, embed, zeroshot]
@@ -39,11 +39,15 @@ class ModelSource(Config):
         seed: seed of the initial weights when the model is built from a name or config. The pipeline writes
             such a model once as a checkpoint in the workspace, so every worker (process or Ray actor) loads the
             very same weights.
+        random_weights: allow towers without weights (a model built from a name or config, or a checkpoint that
+            records random towers): a random initialisation is never used without saying so, and every output
+            records it.
     """
 
     name: str | None = None
     config: dict[str, Any] | None = None
     seed: int = 0
+    random_weights: bool = False
 
     def validate(self) -> None:
         if (self.name is None) == (self.config is None):

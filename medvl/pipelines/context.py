@@ -102,14 +102,19 @@ def _build_checkpoint(source: ModelSource, folder: Path) -> None:
 
         target = ModelConfig.from_dict(dict(source.config), source="pipeline model.config")
     torch.manual_seed(source.seed)
-    # untrained: no training-time preprocessing exists, so the pipeline's own config is the right one
-    save_checkpoint(create_model(target).eval(), folder, extra={"untrained": True, "seed": source.seed})
+    # untrained: no training-time preprocessing exists, so the pipeline's own config is the right one; the
+    # checkpoint records its towers as random weights, and so does every output made with it
+    model = create_model(target, random_weights=source.random_weights).eval()
+    save_checkpoint(model, folder, extra={"untrained": True, "seed": source.seed})
 
 
 def _fingerprint(folder: Path) -> str:
+    """The model's part of every step key: the content of its weights (as every output's provenance records them)
+    and of its config (structure, preprocessing, domains)."""
     from medvl.models.checkpoint import CONFIG, WEIGHTS
+    from medvl.provenance import weights_hash
 
-    return config_hash([content_hash(folder / WEIGHTS), content_hash(folder / CONFIG)])
+    return config_hash([weights_hash(folder / WEIGHTS), content_hash(folder / CONFIG)])
 
 
 class CaseContext:
@@ -132,7 +137,7 @@ class CaseContext:
         """The joint space (model + source) zero-shot and the cohort steps use (``medvl zeroshot --model``)."""
         from medvl.tasks.space import JointSpace
 
-        return JointSpace.load(self.model_dir)
+        return JointSpace.load(self.model_dir, random_weights=self.config.model.random_weights)
 
     @functools.cached_property
     def graph(self) -> Any:
@@ -149,23 +154,20 @@ class CaseContext:
 
     @functools.cached_property
     def tile_encoder(self) -> Any:
-        """The slide tile encoder: the checkpoint's raw image tower, labelled as ``medvl slide extract --encoder DIR``.
+        """The slide tile encoder: the checkpoint's raw image tower, as ``medvl slide extract --encoder DIR`` builds
+        it (the same function, on the joint space's model, loaded once)."""
+        from medvl.pathology.extract import EncoderSpec, model_tile_encoder
 
-        Built from the joint space's model (loaded once) rather than ``load_tile_encoder``: its checkpoint branch
-        wraps the whole multi-modal model, whose ``encode`` needs a modality argument.
-        """
-        from medvl.pathology.extract import EncoderSpec, TileEncoder, encoder_label
-
-        tower = self.space.model.towers["image"]
-        return TileEncoder(model=tower, name=encoder_label(EncoderSpec(name=str(self.model_dir))),
-                           embed_dim=int(tower.embed_dim), data_config=tower.data_config)
+        spec = EncoderSpec(name=str(self.model_dir), random_weights=self.config.model.random_weights)
+        return model_tile_encoder(self.space.model, spec)
 
     @functools.cached_property
     def volume_encoder(self) -> Any:
         """The CT encoder: the checkpoint's volume tower in the joint space (``medvl ct embed --model DIR``)."""
         from medvl.radiology.embed import load_volume_encoder
 
-        return load_volume_encoder(str(self.model_dir), device=self.config.device)
+        return load_volume_encoder(str(self.model_dir), device=self.config.device,
+                                   random_weights=self.config.model.random_weights)
 
     @functools.cached_property
     def ct_preprocess(self) -> Any:

@@ -112,8 +112,9 @@ def tile_step(ctx: Any, row: ManifestRow) -> StepOutput:
     from medvl.pathology.pipeline import tile_slide
 
     tiles, tissue = _tile_configs(ctx.config)
-    record = tile_slide(_slide_job(row), ctx.layout.features, tiles, tissue, overwrite=True)
-    if record["status"] != "ok":
+    # the rule of `medvl slide tile`: a store is kept only when its provenance records this tiling of this slide
+    record = tile_slide(_slide_job(row), ctx.layout.features, tiles, tissue)
+    if record["status"] not in ("ok", "skipped"):
         raise InputError(row.path, record.get("warning") or record["status"])
     return StepOutput({"tiles": record["tiles"], "tissue_fraction": record["tissue_fraction"]},
                       [record["h5"], record["mask_png"], record["geojson"]])
@@ -122,16 +123,14 @@ def tile_step(ctx: Any, row: ManifestRow) -> StepOutput:
 @register_step("slide", "extract", needs=("tile",), config=lambda c: {"encoder": "model"})
 def extract_step(ctx: Any, row: ManifestRow) -> StepOutput:
     """Tile features with the model's image tower, added to ``features/<case_id>.h5``."""
-    from medvl.io.features import FeatureStore
     from medvl.pathology.pipeline import extract_slide
 
     tiles, tissue = _tile_configs(ctx.config)
-    encoder = ctx.tile_encoder
-    # features left by an unfinished earlier attempt are not trusted: recompute them
-    overwrite = FeatureStore(_slide_h5(ctx, row)).has_features(encoder.name)
     config = ctx.config.slide.extract.replace(device=ctx.config.device)
-    record = extract_slide(_slide_job(row), ctx.layout.features, tiles, tissue, encoder, config, overwrite=overwrite)
-    if record["status"] != "ok":
+    # the rule of `medvl slide extract`: features are kept only when their provenance matches (weights,
+    # preprocessing, tiling, slide); writes are atomic, so kept features are complete
+    record = extract_slide(_slide_job(row), ctx.layout.features, tiles, tissue, ctx.tile_encoder, config)
+    if record["status"] not in ("ok", "skipped"):
         raise InputError(row.path, record.get("warning") or record["status"])
     return StepOutput({"tiles": record["tiles"], "embed_dim": record["embed_dim"]}, [record["h5"]])
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,7 +12,8 @@ import numpy as np
 from medvl.atomic import atomic_write_json
 from medvl.errors import ConfigError, InputError, MedvlError
 from medvl.io.embeddings import WRITE_SUFFIXES, EmbeddingSet, load_embeddings, save_embeddings
-from medvl.log import get_logger
+from medvl.log import get_logger, warn
+from medvl.provenance import RANDOM_HINT, ModelPrint, Provenance, input_print
 from medvl.radiology.transforms import CTPreprocessConfig
 
 log = get_logger(__name__)
@@ -42,6 +42,8 @@ class VolumeEncoder:
         device: where ``encode`` runs.
         projected: True when ``encode`` returns joint-space (projected, normalised) vectors: a checkpoint's
             ``encode_volume``; False for a bare tower's raw features.
+        model_print: which weights make the vectors (:class:`medvl.provenance.ModelPrint`), checked by reuse and by
+            every consumer.
     """
 
     name: str
@@ -51,6 +53,11 @@ class VolumeEncoder:
     input_shape: tuple[int, int, int] | None = None
     device: str = "cpu"
     projected: bool = False
+    model_print: ModelPrint | None = None
+
+
+#: the seed of a bare tower's random initialisation (reused cases match new ones)
+TOWER_SEED = 0
 
 
 def resolve_device(device: str) -> str:
@@ -61,17 +68,20 @@ def resolve_device(device: str) -> str:
     return device
 
 
-def load_volume_encoder(spec: str, tower_kwargs: dict[str, Any] | None = None, device: str = "auto") -> VolumeEncoder:
+def load_volume_encoder(spec: str, tower_kwargs: dict[str, Any] | None = None, device: str = "auto", *,
+                        random_weights: bool = False, strict_domain: bool = False) -> VolumeEncoder:
     """The single place that turns ``--tower NAME`` or ``--model CHECKPOINT_DIR`` into a :class:`VolumeEncoder`.
 
     Args:
         spec: a registered volume tower name (``resnet3d-tiny``) or a medvl checkpoint directory.
         tower_kwargs: options of the tower's config (e.g. ``{"depth": 18}``).
         device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:1"``...
+        random_weights: allow a tower without weights (a random initialisation, seed 0).
+        strict_domain: refuse a checkpoint trained on another kind of data than CT (else a warning).
     """
     device = resolve_device(device)
     if Path(spec).is_dir():
-        return _checkpoint_encoder(Path(spec), device)
+        return _checkpoint_encoder(Path(spec), device, random_weights, strict_domain)
     from medvl.models import create_tower, get_tower_entry
 
     entry = get_tower_entry(spec)
@@ -79,37 +89,50 @@ def load_volume_encoder(spec: str, tower_kwargs: dict[str, Any] | None = None, d
         raise ConfigError(f"tower '{spec}' encodes {entry.modality}, not volumes")
     import torch
 
+    from medvl.models.identity import tower_print
+
     with torch.random.fork_rng(devices=[]):
         # a tower without weights starts from a fixed init: cases reused from an earlier run match new ones
-        torch.manual_seed(0)
+        torch.manual_seed(TOWER_SEED)
         tower = create_tower(spec, **(tower_kwargs or {}))
+    if tower.random_weights and not random_weights:
+        raise ConfigError(f"volume tower '{spec}' has no weights (a random initialisation): give its weights or a "
+                          f"trained checkpoint, or {RANDOM_HINT}")
+    weights = (tower_kwargs or {}).get("weights")
+    printed = tower_print(spec, dict(tower_kwargs or {}), "volume", weights, seed=None if weights else TOWER_SEED)
     tower = tower.to(device).eval()
-    return VolumeEncoder(spec, tower.encode, tower.embed_dim, None, getattr(tower, "input_shape", None), device)
+    return VolumeEncoder(spec, tower.encode, tower.embed_dim, None, getattr(tower, "input_shape", None), device,
+                         model_print=printed)
 
 
-def _checkpoint_encoder(path: Path, device: str) -> VolumeEncoder:
-    """A medvl checkpoint folder: its volume tower + projection (joint space), and the CT preprocessing it stored.
+def _checkpoint_encoder(path: Path, device: str, random_weights: bool, strict_domain: bool) -> VolumeEncoder:
+    """A medvl checkpoint folder: its volume tower + projection (joint space), and the CT chain it was trained with.
 
-    A checkpoint that stores its preprocessing (``save_checkpoint(model, folder, extra={"ct_preprocess": ...})``) has
-    that config override the command line's, so inference reproduces training. One without it is warned about,
-    unless it is marked ``untrained`` (a pipeline's seeded model), which has no training-time preprocessing to keep.
+    A checkpoint trained with a CT chain (``preprocessing.volume``, written by the trainer) has that chain override
+    the command line's, so inference reproduces training. One without it is warned about, unless its volume tower
+    holds random weights (a pipeline's seeded model), which has no training-time chain to keep.
     """
     from medvl.models import create_model
-    from medvl.models.checkpoint import read_checkpoint_config
+    from medvl.models.domain import domain_mismatch, input_domain
+    from medvl.models.factory import require_weights
+    from medvl.models.identity import model_print
 
-    meta = read_checkpoint_config(path)
     model = create_model(path, device=device).eval()
     if "volume" not in model.towers:
         raise ConfigError(f"{path}: this model has no volume tower (towers: {', '.join(model.towers)})")
-    stored = meta.get("ct_preprocess")
+    require_weights(model, random_weights, f"checkpoint {path}", ["volume"])
+    stored = model.preprocessing.get("volume")
     preprocess = CTPreprocessConfig.from_dict(stored, source=str(path / "config.json")) if stored else None
-    if preprocess is None and not meta.get("untrained"):
-        log.warning("%s stores no CT preprocessing config; using the command line's", path)
+    if preprocess is None and not model.random_weights.get("volume"):
+        warn(f"{path} stores no CT preprocessing config; using the command line's")
+    message = domain_mismatch(model.domain("volume"), input_domain("ct"), path.name, strict_domain)
+    if message:
+        warn(message)
     tower = model.towers["volume"]
     dim = int(model.config.embed_dim)
-    # named by the resolved folder: the name JointSpace checks projected embeddings against
     return VolumeEncoder(str(path.resolve()), model.encode_volume, dim, preprocess,
-                         getattr(tower, "input_shape", None), device, projected=True)
+                         getattr(tower, "input_shape", None), device, projected=True,
+                         model_print=model_print(model, "volume", projected=True))
 
 
 def embed_arrays(encoder: VolumeEncoder, arrays: Iterable[np.ndarray], batch_size: int = 4) -> np.ndarray:
@@ -145,7 +168,7 @@ def _format(path: Path) -> None:
 
 
 def write_embeddings(path: str | Path, case_ids: list[str], embeddings: np.ndarray, config: dict[str, Any], *,
-                     encoder: str, projected: bool) -> Path:
+                     encoder: str, projected: bool, provenance: Provenance | None = None) -> Path:
     """Write volume embeddings with their case ids and provenance, and the resolved config beside them.
 
     The file has the layout of its suffix in :mod:`medvl.io.embeddings` (what ``medvl zeroshot``, ``medvl index
@@ -156,13 +179,14 @@ def write_embeddings(path: str | Path, case_ids: list[str], embeddings: np.ndarr
         case_ids: one id per row.
         embeddings: ``[N, D]``.
         config: the resolved preprocessing/encoder config.
-        encoder: the tower name, or the (resolved) checkpoint folder for projected vectors.
+        encoder: the readable encoder name (the tower, or the checkpoint folder).
         projected: True when the vectors are a checkpoint's joint-space embeddings, False for a bare tower's features.
+        provenance: the record of what made them (weights, CT chain, each case's input fingerprint).
     """
     path = Path(path)
     _format(path)
     emb = EmbeddingSet(np.asarray(embeddings, dtype=np.float32), ids=np.array(list(case_ids), dtype=str),
-                       encoder=encoder, modality="volume", projected=bool(projected))
+                       encoder=encoder, modality="volume", projected=bool(projected), provenance=provenance)
     save_embeddings(path, emb)
     atomic_write_json(config_path(path), config)
     return path
@@ -185,6 +209,13 @@ def config_path(path: Path) -> Path:
     return path.with_name(path.name + ".config.json")
 
 
+def case_print(case: Any) -> str:
+    """The fingerprint of one CT case's input: its image (every file of a DICOM folder), label map and series."""
+    from medvl.hashing import config_hash
+
+    return config_hash([input_print(case.path), input_print(case.labels) if case.labels else "", case.series or ""])
+
+
 def embed_cases(
     cases: list[Any],
     config: CTPreprocessConfig,
@@ -199,8 +230,10 @@ def embed_cases(
     """Preprocess (through the cache) and embed ``cases``; write ``out`` and ``<out>.config.json``.
 
     Cases stream through: each preprocessed volume goes to the encoder as soon as a batch is full and is dropped
-    after it, so memory holds one batch of volumes, not the cohort. A rerun with the same config keeps the embeddings
-    already in ``out`` and embeds only the missing cases. Failures follow :class:`medvl.batch.BatchPolicy`.
+    after it, so memory holds one batch of volumes, not the cohort. Failures follow :class:`medvl.batch.BatchPolicy`.
+    A rerun keeps the embeddings already in ``out`` only for cases whose provenance matches: the same weights
+    (content hash: a retrained checkpoint in the same folder recomputes), the same CT chain and the same input
+    files; every other case is embedded again.
 
     Returns:
         A summary: counts, the output path, failed cases with their errors.
@@ -212,7 +245,9 @@ def embed_cases(
     _format(out)
     resolved = {"ct_preprocess": config.to_dict(), "encoder": encoder.name, "embed_dim": encoder.embed_dim,
                 "projected": encoder.projected, "medvl_version": medvl.__version__}
-    done = _previous(out, resolved)
+    prints = {c.case_id: case_print(c) for c in cases}
+    expected = Provenance(model=encoder.model_print, preprocessing=config.to_dict())
+    done = _previous(out, expected, prints)
     todo = [c for c in cases if c.case_id not in done]
     embedded: list[str] = []
     failed: list[dict[str, Any]] = []
@@ -229,8 +264,9 @@ def embed_cases(
     merged = {**done, **dict(zip(embedded, new, strict=True))}
     order = [c.case_id for c in cases if c.case_id in merged]
     if order:
+        record = expected.replace(inputs={i: prints[i] for i in order})
         write_embeddings(out, order, np.stack([merged[i] for i in order]), resolved, encoder=encoder.name,
-                         projected=encoder.projected)
+                         projected=encoder.projected, provenance=record)
     return {
         "out": str(out),
         "config": str(config_path(out)),
@@ -241,17 +277,21 @@ def embed_cases(
     }
 
 
-def _previous(out: Path, resolved: dict[str, Any]) -> dict[str, np.ndarray]:
-    """Embeddings a previous run with the same config already wrote to ``out``."""
-    cfg = config_path(out)
-    if not (out.is_file() and cfg.is_file()):
+def _previous(out: Path, expected: Provenance, prints: dict[str, str]) -> dict[str, np.ndarray]:
+    """Embeddings a previous run wrote to ``out`` that can be kept: same model and CT chain (by provenance), and,
+    per case, the same input fingerprint."""
+    from medvl.provenance import differences
+
+    if not out.is_file():
         return {}
     try:
-        same = json.loads(cfg.read_text()) == json.loads(json.dumps(resolved))
-        if not same:
-            log.info("%s was written with another config; recomputing all cases", out.name)
-            return {}
-        ids, emb = read_embeddings(out)
-    except (ValueError, OSError, KeyError, MedvlError):
+        emb = load_embeddings(out)
+    except MedvlError:
         return {}
-    return dict(zip(ids, emb, strict=True))
+    diffs = differences(emb.provenance, expected, ("model", "preprocessing"))
+    if diffs or emb.ids is None:
+        log.info("%s was made differently (%s); recomputing all cases", out.name, "; ".join(diffs) or "no case ids")
+        return {}
+    stored = emb.provenance.inputs or {}
+    return {str(i): e for i, e in zip(emb.ids, emb.embeddings, strict=True)
+            if str(i) in prints and stored.get(str(i)) == prints[str(i)]}

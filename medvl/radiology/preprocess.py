@@ -11,6 +11,7 @@ from medvl.batch import BatchPolicy, failure
 from medvl.errors import InputError
 from medvl.io.volume import Volume, load_volume, require_ct
 from medvl.log import get_logger
+from medvl.provenance import Provenance
 from medvl.radiology.cache import CacheEntry, VolumeCache
 from medvl.radiology.transforms import CTPreprocessConfig, run_chain
 
@@ -79,6 +80,8 @@ def preprocess_case(
     }
     if cache is None:
         return CacheEntry(array, affine, meta, Path(), hit=False)
+    # the entry's provenance: the chain, and the key (a content hash of the input files, label map and series)
+    meta["provenance"] = Provenance(preprocessing=config.to_dict(), input=key).to_dict()
     entry = cache.put(key, array, affine, meta)
     log.debug("cached case %s", case.case_id)
     return entry

@@ -1,14 +1,16 @@
 """Adapter between stored embeddings and a model's joint space.
 
-Feature files record the encoder that produced them (``encoder`` attribute) and whether they are already projected.
-Before mixing them with a model's text embeddings we check that they come from this model: raw tower features must
-match the model's image tower (name and width) and are projected here; projected features must come from this very
-checkpoint and have the joint width. Anything else is one clear :class:`~medvl.errors.InputError`.
+Stored vectors carry a provenance record (:mod:`medvl.provenance`): which weights made them, with which
+preprocessing. Before mixing them with a model's text embeddings we check, by content, that they come from this
+model: raw tower features must come from the model's own tower (its weights, config and transform) and are projected
+here; projected vectors must come from this very model. Anything else, or vectors without a record, is one clear
+:class:`~medvl.errors.InputError` naming what differs (``trust_provenance`` accepts vectors without a record, and
+says so in the output).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -16,59 +18,108 @@ import numpy as np
 
 from medvl.errors import InputError
 from medvl.io.embeddings import EmbeddingSet
+from medvl.provenance import ModelPrint, Provenance, require_match
 from medvl.tasks.vectors import l2_normalise
+
+#: the parts of the vectors' record a model checks (the input's fingerprint is the caller's business)
+SPACE_PARTS = ("model", "preprocessing")
 
 
 @dataclass
 class JointSpace:
-    """A loaded model and where it came from (the checkpoint folder or registered name)."""
+    """A loaded model and where it came from (the checkpoint folder or registered name).
+
+    Attributes:
+        model: the :class:`~medvl.models.MultiModalModel`.
+        source: the resolved checkpoint folder, or the registered name.
+        trust_provenance: accept stored vectors that carry no provenance record (noted in :attr:`trusted`).
+        strict_domain: refuse inputs of another domain than the model's training data (else a warning).
+        trusted: notes on the vectors accepted without a record (recorded in prediction records).
+    """
 
     model: Any
     source: str
+    trust_provenance: bool = False
+    strict_domain: bool = False
+    trusted: list[str] = field(default_factory=list)
 
     @classmethod
-    def load(cls, name_or_dir: str | Path) -> JointSpace:
+    def load(cls, name_or_dir: str | Path, *, random_weights: bool = False, trust_provenance: bool = False,
+             strict_domain: bool = False) -> JointSpace:
+        """Load a checkpoint folder or a registered model (whose random weights need ``random_weights``)."""
         from medvl.models import create_model
+        from medvl.models.factory import require_weights
 
         source = str(Path(name_or_dir).resolve()) if Path(name_or_dir).is_dir() else str(name_or_dir)
-        model = create_model(name_or_dir).eval()
-        return cls(model, source)
+        model = create_model(name_or_dir, random_weights=random_weights).eval()
+        require_weights(model, random_weights, f"model {source}")
+        return cls(model, source, trust_provenance, strict_domain)
 
     @property
     def dim(self) -> int:
         return int(self.model.embed_dim)
 
-    def tower_names(self, modality: str) -> set[str]:
-        """Names a feature file may record for raw features of this model's ``modality`` tower."""
-        spec = self.model.config.towers.get(modality)
-        if spec is None:
-            return set()
-        names = {spec.name, self.source}
-        if spec.options.get("model_name"):
-            names.add(f"{spec.name}:{spec.options['model_name']}")
-        return names
+    def model_print(self, modality: str, projected: bool) -> ModelPrint:
+        """The print vectors of ``modality`` made by this model carry (raw tower features or projected ones)."""
+        from medvl.models.identity import model_print
+
+        return model_print(self.model, modality, projected)
+
+    def expected(self, modality: str, projected: bool) -> Provenance:
+        """The provenance stored vectors must match to be used with this model."""
+        prep = None
+        if modality == "image":
+            prep = self.model.image_transform().to_dict()
+        elif modality in self.model.preprocessing:  # a volume tower trained with a CT chain
+            prep = self.model.preprocessing[modality]
+        return Provenance(model=self.model_print(modality, projected), preprocessing=prep)
+
+    def provenance(self) -> dict[str, Any]:
+        """The model part of prediction records made in this space: its weights and config hashes, its random
+        towers, and the vectors accepted without a record."""
+        ident = self.model.identity
+        record: dict[str, Any] = {"model": {
+            "source": ident.get("name") or self.source, "weights": ident.get("weights"), "config": ident.get("config"),
+            "random_weights": sorted(m for m, r in self.model.random_weights.items() if r)}}
+        if self.trusted:
+            record["trusted"] = list(self.trusted)
+        return record
+
+    def check_domain(self, kind: str, modality: str = "image") -> str | None:
+        """Warn (once) when inputs of ``kind`` (``slide``, ``ct``) are not what the ``modality`` tower was trained
+        on; the warning text, or ``None``. With :attr:`strict_domain` a mismatch is an error."""
+        from medvl.log import warn
+        from medvl.models.domain import domain_mismatch, input_domain
+
+        name = self.model.identity.get("name") or self.source
+        message = domain_mismatch(self.model.domain(modality), input_domain(kind), str(name), self.strict_domain)
+        if message:
+            warn(message)
+        return message
+
+    def check(self, emb: EmbeddingSet, modality: str, where: str | Path) -> None:
+        """Refuse vectors whose provenance does not match this model's ``modality`` tower."""
+        if modality not in self.model.modalities:
+            raise InputError(where, f"the model has no '{modality}' tower (it has: {', '.join(self.model.modalities)})")
+        projected = bool(emb.projected)
+        redo = ("embed them again with this model" if modality != "image" else
+                f"extract them again: medvl slide extract --encoder {self.source}{' --project' if projected else ''}")
+        notes = require_match(emb.provenance, self.expected(modality, projected), where, parts=SPACE_PARTS,
+                              trust=self.trust_provenance, redo=redo)
+        self.trusted.extend(n for n in notes if n not in self.trusted)
 
     def to_joint(self, emb: EmbeddingSet, modality: str, origin: str | Path | None = None) -> np.ndarray:
         """Joint-space, normalised vectors from stored embeddings (projecting raw tower features)."""
         import torch
 
-        where = origin if origin is not None else "embeddings"
-        if modality not in self.model.modalities:
-            raise InputError(where, f"the model has no '{modality}' tower (it has: {', '.join(self.model.modalities)})")
+        where = origin if origin is not None else emb.attrs.get("source", "embeddings")
+        self.check(emb, modality, where)
         if emb.projected:
-            if emb.encoder and emb.encoder != self.source:
-                raise InputError(where, f"features were projected by '{emb.encoder}', not by the model {self.source}")
             if emb.dim != self.dim:
                 raise InputError(where, f"features are {emb.dim}-d but the model's joint space is {self.dim}-d")
             out = emb.embeddings
         else:
             tower = self.model.towers[modality]
-            expected = self.tower_names(modality)
-            if emb.encoder and emb.encoder not in expected:
-                spec = self.model.config.towers[modality]
-                label = f"{spec.name}:{spec.options['model_name']}" if spec.options.get("model_name") else spec.name
-                raise InputError(where, f"features come from encoder '{emb.encoder}' but the model's {modality} tower "
-                                        f"is '{label}'")
             if emb.dim != int(tower.embed_dim):
                 raise InputError(where, f"features are {emb.dim}-d but the model's {modality} tower outputs "
                                         f"{int(tower.embed_dim)}-d")
@@ -82,22 +133,20 @@ class JointSpace:
         return encode_texts(self.model, texts)
 
     def encode_image_file(self, path: str | Path) -> np.ndarray:
-        """Embed one image file (PNG/JPEG/...) with the model's image tower and its preprocessing."""
+        """Embed one image file (PNG/JPEG/...) with the model's image tower and its transform (the one extraction
+        and the apps apply)."""
         import torch
         from PIL import Image, UnidentifiedImageError
 
-        tower = self.model.towers["image"] if "image" in self.model.modalities else None
-        if tower is None:
+        from medvl.models.transforms import image_transform
+
+        if "image" not in self.model.modalities:
             raise InputError(path, "the model has no image tower")
-        try:
-            img = Image.open(path).convert("RGB")
+        try:  # grayscale files stay one channel (as BreastMNIST's arrays), others are read as RGB (as slide tiles)
+            with Image.open(path) as img:
+                pixels = np.asarray(img if img.mode == "L" else img.convert("RGB"), dtype=np.uint8)
         except (UnidentifiedImageError, OSError) as exc:
             raise InputError(path, f"cannot read image ({exc})") from None
-        cfg = getattr(tower, "data_config", None) or {"input_size": (3, 224, 224), "mean": (0.485, 0.456, 0.406),
-                                                      "std": (0.229, 0.224, 0.225)}
-        _, h, w = cfg["input_size"]
-        arr = np.asarray(img.resize((w, h), Image.BICUBIC), dtype=np.float32) / 255.0
-        x = (torch.from_numpy(arr).permute(2, 0, 1) - torch.tensor(cfg["mean"]).view(3, 1, 1)) / torch.tensor(
-            cfg["std"]).view(3, 1, 1)
         with torch.inference_mode():
-            return self.model.encode_image(x.unsqueeze(0).float()).float().numpy()
+            x = image_transform(pixels[None], self.model.image_transform())
+            return self.model.encode_image(x).float().numpy()

@@ -26,8 +26,9 @@ class DataConfig(Config):
         dataset: a registered dataset (``breastmnist``, ``graph-groups``; ``medvl.train.data``).
         options: the dataset's own options.
         sampler: a registered sampler (``medvl.train.samplers``): ``shuffled`` pairs, ``group-balanced`` (G groups x
-            K instances, KEEP) or ``distinct`` (distinct items, optionally weighted, with hierarchy siblings).
-        sampler_options: the sampler's own options.
+            K instances, KEEP), ``distinct`` (distinct items, optionally weighted, with hierarchy siblings) or
+            ``event-balanced`` (survival batches with a fixed share of events).
+        sampler_options: the sampler's own options (e.g. ``event_fraction`` of ``event-balanced``).
         batch_size: the global batch (over all processes) of one forward pass.
         groups_per_batch: G of the group-balanced sampler (K = batch_size / G).
     """
@@ -76,7 +77,9 @@ class StageConfig(Config):
     Attributes:
         name: a label for logs and checkpoints.
         objective: a registered objective (``medvl.train.objectives``): ``contrastive`` (two inputs aligned by
-            ``losses``) or ``supervised`` (a head on one tower).
+            ``losses``), ``supervised`` (a head on one tower), ``masked_embedding`` (LV-MAE over bags),
+            ``bag_survival`` (Cox risk of bags) or ``lexical`` (a LexLIP head over a frozen text tower).
+        objective_options: the objective's own typed options (e.g. the mask of ``masked_embedding``).
         inputs: dataset fields fed to the model: ``[a, b]`` for contrastive, ``[x]`` for supervised.
         losses: terms of the contrastive objective.
         data: this stage's data (default: the run's ``data``).
@@ -100,6 +103,7 @@ class StageConfig(Config):
 
     name: str = "align"
     objective: str = "contrastive"
+    objective_options: dict[str, Any] = field(default_factory=dict)
     inputs: list[str] = field(default_factory=lambda: ["image", "text"])
     losses: list[LossConfig] = field(default_factory=lambda: [LossConfig("infonce")])
     data: DataConfig | None = None

@@ -27,6 +27,7 @@ from medvl.train.distributed import init_distributed
 from medvl.train.evaluations import run_evaluations
 from medvl.train.metrics import Metrics
 from medvl.train.optim import StageClock, build_optimizer, build_schedule, cosine_schedule
+from medvl.train.recording import record_training_data
 from medvl.train.samplers import build_sampler
 from medvl.train.state import (
     TrainState,
@@ -70,7 +71,15 @@ def select_trainable(objective: nn.Module, stage: StageConfig) -> None:
 
 
 def _move(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
-    return {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+    """Tensors (also inside a mapping, e.g. a padded bag) to ``device``."""
+    out: dict[str, Any] = {}
+    for k, v in batch.items():
+        if isinstance(v, torch.Tensor):
+            v = v.to(device, non_blocking=True)
+        elif isinstance(v, dict):
+            v = _move(v, device)
+        out[k] = v
+    return out
 
 
 # ------------------------------------------------------------------------------------------------ the loop
@@ -94,6 +103,7 @@ class StageRunner:
         for field in self.stage.precompute:
             self.objective.precompute(field, self.dataset.texts())
         select_trainable(self.objective, self.stage)
+        record_training_data(trainer.model, self.dataset, self.stage.inputs)  # saved in the checkpoint
         self.optimizer = build_optimizer(self.objective, self.stage)
         self.clock = StageClock()
         self.scheduler = build_schedule(self.optimizer, self.stage, self.clock)
@@ -243,7 +253,8 @@ class Trainer:
         from medvl.models import create_model
         from medvl.models.checkpoint import checkpoint_config
 
-        self.model = create_model(config.model_config or config.model)
+        # training starts from the named model's initialisation (random towers included: they are what trains)
+        self.model = create_model(config.model_config or config.model, random_weights=True)
         if config.grad_checkpointing:
             for tower in self.model.towers.values():
                 tower.set_grad_checkpointing(True)
@@ -283,6 +294,9 @@ class Trainer:
                 self._evaluate(runner, "before", state)
                 runner.run(state)
                 self._evaluate(runner, "after", state)
+                if self.dist.main and hasattr(runner.objective, "export"):
+                    # what an objective trains beside the model (e.g. a lexical head) goes next to it
+                    runner.objective.export(self.out / "objectives" / runner.stage.name)
                 finished = {**state.finished, runner.stage.name: {
                     "steps": state.step, "seconds": round(runner.seconds, 2), "budget_reached": runner.budget_reached}}
                 state = TrainState(stage=index + 1, global_step=state.global_step, finished=finished)

@@ -33,7 +33,8 @@ __all__ = ["OBJECTIVES", "ContrastiveObjective", "Objective", "SupervisedObjecti
 
 #: name -> objective class
 OBJECTIVES: Registry[type[Objective]] = Registry(
-    "objective", builtins=("medvl.train.objectives", "medvl.train.text.mlm", "medvl.train.text.distill",
+    "objective", builtins=("medvl.train.objectives", "medvl.train.lvmae", "medvl.train.bagsurv",
+                           "medvl.train.lexical", "medvl.train.text.mlm", "medvl.train.text.distill",
                            "medvl.train.text.rtd"))  # add the modules of new objectives here
 
 
@@ -138,7 +139,7 @@ class ContrastiveObjective(Objective):
         self.a, self.b = stage.inputs
         self.mod_a, self.mod_b = _modality(dataset, self.a, model), _modality(dataset, self.b, model)
         self.losses = build_losses(stage.losses)
-        self.tokens = any("tokens_a" in term.needs for term in self.losses)
+        self.tokens = any(need.startswith("tokens_") for term in self.losses for need in term.needs)
         self.group_relatives = getattr(dataset, "group_relatives", None)
         self.cache: dict[str, tuple[dict[str, int], torch.Tensor]] = {}
         self.memo: dict[str, dict[str, torch.Tensor]] = {}
@@ -218,9 +219,13 @@ class ContrastiveObjective(Objective):
         if rows is not None:  # several positives per anchor: the anchor's row repeats for each
             index = torch.tensor(rows, device=ea.device)
             ea, groups = ea[index], groups[index] if groups is not None else None
+        concepts = batch.get("concepts")
+        if concepts is not None and rows is not None:
+            concepts = concepts[torch.tensor(rows)]
         return LossInputs(
             a=ea, b=eb, logit_scale=self.model.scale(), logit_bias=self.model.logit_bias, groups=groups,
             group_relatives=self.group_relatives, tokens_a=ta, tokens_b=tb, mask_a=ma, mask_b=mb, bank=bank,
+            labels=concepts.to(ea.device) if concepts is not None else None,
             **(self._second_views(batch) if rows is None else {}),
         )
 

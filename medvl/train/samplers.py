@@ -25,7 +25,8 @@ __all__ = ["SAMPLERS", "DistinctSampler", "GroupBalancedSampler", "ShuffledSampl
 
 #: name -> (typed options class, factory)
 SAMPLERS: Registry[tuple[type[Config], Callable[..., Any]]] = Registry(
-    "sampler", builtins=("medvl.train.samplers",))  # add the modules of new samplers here
+    # add the modules of new samplers here
+    "sampler", builtins=("medvl.train.samplers", "medvl.train.survival_sampler"))
 
 
 def register_sampler(name: str, options: type[Config]):

@@ -117,6 +117,11 @@ def load_train_state(folder: Path, model: Any, fingerprint: str) -> dict[str, An
             f"{payload.get('fingerprint')} != {fingerprint}); resume with the config that wrote it or use a new --out"
         )
     load_weights_into(model, folder / "model" / "model.safetensors")
+    from medvl.models.checkpoint import read_checkpoint_config
+    from medvl.models.factory import apply_training_record
+
+    # what earlier stages recorded (preprocessing, domains, trained towers) carries on into the final checkpoint
+    apply_training_record(model, read_checkpoint_config(folder / "model"), str(folder / "model"))
     _set_rng_state(payload["rng"])
     payload["state"] = TrainState(**payload["state"])
     return payload

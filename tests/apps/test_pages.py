@@ -49,6 +49,8 @@ def test_slide_viewer_tile_classes_and_neighbours(demo_workspace, on_workspace):
     shown = texts(at)
     assert "2220×2967 px" in shown and "0.499 µm/px" in shown and "CMU-1" not in shown  # never the file name
     assert "Heatmap: probability of" in shown
+    # the demo model was trained on 32x32 grayscale ultrasound: said beside its heatmap of H&E tiles (issue 16)
+    assert sum("trained on ultrasound, grayscale images" in w.value for w in at.warning) == 1
     assert not any(s.key in ("slide_x", "slide_y", "slide_size") for s in at.sidebar.slider)  # no slider view
     first = at.number_input(key="slide_tile").value
     assert f"Tile {first}: level-0 x" in shown  # the best tile of the heatmap class is selected at first
@@ -109,6 +111,16 @@ def test_zero_shot_ranks_with_ontology_context(demo_workspace, on_workspace):
         "backed off" in s.value for s in at.success)
 
 
+def test_a_model_with_random_weights_gets_a_badge(demo_workspace, on_workspace):
+    on_workspace(demo_workspace)
+    at = run_page("Zero-shot_diagnosis")
+    assert not any("Random weights" in w.value for w in at.sidebar.warning)  # the trained demo model
+    cohort_model = next(o for o in at.sidebar.selectbox(key="zs_model").options if o.startswith("pipeline-"))
+    at.sidebar.selectbox(key="zs_model").set_value(cohort_model).run()
+    assert not at.exception
+    assert any("Random weights" in w.value for w in at.sidebar.warning)
+
+
 def test_zero_shot_bad_disease_is_a_message(demo_workspace, on_workspace):
     on_workspace(demo_workspace)
     at = run_page("Zero-shot_diagnosis")
@@ -128,8 +140,15 @@ def test_retrieval_text_and_case_queries(demo_workspace, on_workspace):
     assert at.subheader[0].value.startswith("Top 3 of")
     at.radio(key="rt_mode").set_value("case").run()
     assert not at.exception
+    # the first case is the demo's slide: its neighbours are H&E slides only; an ultrasound case gets ultrasound cases
+    assert at.subheader[0].value.endswith("H&E slide cases")
+    assert all("H&E slide" in m.value for m in at.markdown if m.value.startswith("**#"))
+    options = at.selectbox(key="rt_case").options
+    at.selectbox(key="rt_case").select_index(next(i for i, o in enumerate(options) if "breast ultrasound" in o)).run()
     second = [m.value for m in at.markdown if m.value.startswith("**#")]
-    assert len(second) == 3 and second != first[:3]
+    assert len(second) == 3 and second != first[:3] and all("breast ultrasound" in m for m in second)
+    at.checkbox(key="rt_mix").check().run()
+    assert not at.exception and at.subheader[0].value.startswith("Top 3 of")
 
 
 def test_survival_without_table_says_so(demo_workspace, on_workspace):

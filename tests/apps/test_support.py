@@ -91,9 +91,9 @@ def test_slide_tile_encodings_are_kept_in_the_workspace_cache(tmp_path, svs_path
     from medvl.models.multimodal import ModelConfig, TowerSpec
     from medvl.tasks.space import JointSpace
 
-    save_checkpoint(create_model(ModelConfig(towers={"image": TowerSpec("timm-tiny")}, embed_dim=16)),
-                    tmp_path / "ckpt")
-    space = JointSpace.load(tmp_path / "ckpt")
+    tiny = ModelConfig(towers={"image": TowerSpec("timm-tiny")}, embed_dim=16)
+    save_checkpoint(create_model(tiny, random_weights=True), tmp_path / "ckpt")
+    space = JointSpace.load(tmp_path / "ckpt", random_weights=True)
     cache = tmp_path / "ws" / "cache"
     with open_slide(svs_path) as slide:
         first = slideview.slide_tiles(slide, space, None, cache)
@@ -110,10 +110,10 @@ def test_slide_tile_encodings_are_kept_in_the_workspace_cache(tmp_path, svs_path
     np.testing.assert_array_equal(again.embeddings, first.embeddings)
 
     (tmp_path / "other").mkdir()  # other weights: another entry, never the first model's encodings
-    save_checkpoint(create_model(ModelConfig(towers={"image": TowerSpec("timm-tiny")}, embed_dim=16)),
-                    tmp_path / "other" / "ckpt")
+    save_checkpoint(create_model(tiny, random_weights=True), tmp_path / "other" / "ckpt")
     with open_slide(svs_path) as slide:
-        other = slideview.slide_tiles(slide, JointSpace.load(tmp_path / "other" / "ckpt"), None, cache)
+        other_space = JointSpace.load(tmp_path / "other" / "ckpt", random_weights=True)
+        other = slideview.slide_tiles(slide, other_space, None, cache)
     assert not other.source.endswith("(cached)") and len(list(cache.glob("slide-tiles-*.npy"))) == 2
 
 

@@ -57,6 +57,8 @@ def test_annotations_qupath_geojson(tmp_path):
     (b'{"type": "Polygon", "coordinates": [[[0, 0], [NaN, 1]]]}', "not a pair of finite numbers"),
     (b'{"type": "Circle", "coordinates": [1, 2]}', "unknown geometry type"),
     (b'{"type": "Polygon", "coordinates": [[[5000, 5000], [6000, 5000], [6000, 6000]]]}', "another coordinate frame"),
+    (b'{"type": "Polygon", "coordinates": [[[100, 100], [900, 700], [900, 100], [100, 700], [100, 100]]]}',
+     "invalid Polygon .*Self-intersection"),
 ])
 def test_bad_annotations_are_refused(content, problem):
     with pytest.raises(InputError, match=problem) as exc:

@@ -91,10 +91,14 @@ def test_h5_feature_store_is_still_read_as_tiles(tmp_path):
 
 def test_case_h5_is_indexed_per_case_not_pooled_as_a_slide(tmp_path):
     """A case-embeddings .h5 (as `ct embed` writes) keeps one row per case in a slide-level index."""
+    from medvl.provenance import ModelPrint, Provenance
     from medvl.tasks.retrieval.build import build_index
 
     vectors = np.eye(3, 8, dtype=np.float32)
-    save_embeddings(tmp_path / "cases.h5", EmbeddingSet(vectors, ids=np.array(["a", "b", "c"]), encoder="t"))
+    made_by = Provenance(model=ModelPrint(encoder="t", weights="w", config="c", modality="volume"))
+    save_embeddings(tmp_path / "cases.h5", EmbeddingSet(vectors, ids=np.array(["a", "b", "c"]), encoder="t",
+                                                        provenance=made_by))
+    assert load_embeddings(tmp_path / "cases.h5").provenance == made_by
     assert not is_tile_features(tmp_path / "cases.h5")
     rec = build_index([tmp_path / "cases.h5"], tmp_path / "idx", level="slide")
     assert rec["count"] == 3
@@ -143,7 +147,7 @@ def ct_checkpoint(tmp_path_factory):
 
     torch.manual_seed(0)
     model = create_model(ModelConfig(towers={"volume": TowerSpec("resnet3d-tiny"), "text": TowerSpec("hf-text-tiny")},
-                                     embed_dim=32))
+                                     embed_dim=32), random_weights=True)
     folder = tmp_path_factory.mktemp("ckpt") / "ct-clip"
     prep = CTPreprocessConfig(spacing=(4.0, 4.0, 4.0), spatial_size=(32, 32, 16))
     save_checkpoint(model, folder, extra={"ct_preprocess": prep.to_dict()})
@@ -156,17 +160,17 @@ def test_ct_embed_output_feeds_zeroshot_and_the_index(tmp_path, ct_checkpoint):
     from medvl.radiology.embed import embed_cases, load_volume_encoder
     from medvl.radiology.transforms import CTPreprocessConfig
     from medvl.resources import bundled
-    from tests.conftest import run_cli
+    from tests.conftest import assert_clean_error, run_cli
 
     ct = bundled("ct_small")
     manifest = tmp_path / "cases.csv"
     manifest.write_text(f"case_id,path\nk1,{ct}\nk2,{ct}\n")
     joint, raw = tmp_path / "joint.npz", tmp_path / "raw.parquet"
     common = ("--cache", tmp_path / "cache", "--device", "cpu", "--json")
-    r = run_cli("ct", "embed", manifest, "--model", ct_checkpoint, "-o", joint, *common)
+    r = run_cli("ct", "embed", manifest, "--model", ct_checkpoint, "-o", joint, "--random-weights", *common)
     assert r.returncode == 0, r.stderr
     # a bare tower's raw features, written by the same library call (in-process: one CLI start less)
-    tower = load_volume_encoder("resnet3d-tiny", device="cpu")
+    tower = load_volume_encoder("resnet3d-tiny", device="cpu", random_weights=True)
     prep = CTPreprocessConfig(spacing=(4.0, 4.0, 4.0), spatial_size=(32, 32, 16))
     assert embed_cases(read_ct_cases(manifest), prep, tower, raw)["embedded"] == 2
     stored = load_embeddings(joint)
@@ -174,17 +178,20 @@ def test_ct_embed_output_feeds_zeroshot_and_the_index(tmp_path, ct_checkpoint):
     assert load_embeddings(raw).projected is False
 
     zs = run_cli("zeroshot", joint, "--model", ct_checkpoint, "--classes", "kidney cyst,renal cell carcinoma",
-                 "--templates", "radiology", "--json")
+                 "--templates", "radiology", "--random-weights", "--json")
     assert zs.returncode == 0, zs.stderr
     rec = zs.json()
     assert rec["input"] == "embedding (volume)"  # the modality recorded by ct embed
     assert abs(sum(t["probability"] for t in rec["result"]["top"]) - 1) < 1e-3
 
-    # one joint-space index over the checkpoint's vectors (kept) and the bare tower's features (projected here)
+    assert rec["provenance"]["vectors"]["model"]["random_weights"] is True
+    # the bare tower's features are another encoder's (other weights), whatever the tower's name: refused
     index = tmp_path / "index"
-    b = run_cli("index", "build", joint, raw, "--model", ct_checkpoint, "--out", index, "--json")
+    mixed = run_cli("index", "build", joint, raw, "--model", ct_checkpoint, "--out", index, "--random-weights")
+    assert_clean_error(mixed, "raw.parquet", "does not match", "weights differ")
+    b = run_cli("index", "build", joint, "--model", ct_checkpoint, "--out", index, "--random-weights", "--json")
     assert b.returncode == 0, b.stderr
-    assert b.json()["count"] == 4 and b.json()["space"] == "joint"
+    assert b.json()["count"] == 2 and b.json()["space"] == "joint"
     s = run_cli("index", "search", "--index", index, "--query", joint, "-k", "4", "--json")
     assert s.returncode == 0, s.stderr
     hits = s.json()["results"][0]["hits"]

@@ -49,6 +49,11 @@ def test_meta_build_matches_card(card):
     encoder = CardEncoder(card, backbone)
     if card.tile is not None:
         x = torch.empty(2, 3, card.tile.input_px, card.tile.input_px, device="meta")
+    elif card.slide is not None:  # a bag of tile features and their grid positions
+        feats = torch.empty(1, 8, card.slide.feature_dim, device="meta")
+        out = encoder.encode((feats, torch.zeros(1, 8, 2, dtype=torch.long, device="meta")))
+        assert tuple(out.shape) == (1, card.embedding.dim)
+        return
     else:
         x_, y_, z_ = card.volume.size
         x = torch.empty(1, 1, z_, x_, y_, device="meta")
@@ -78,13 +83,15 @@ def test_unavailable_parts_fail_clearly(card):
 
 def test_remote_code_needs_the_flag_and_a_local_folder(tmp_path):
     from medvl.errors import InputError
-    from medvl.models.builders import BuildContext
+    from medvl.models.builders import BuildContext, build_backbone
 
     titan = Catalogue().get("titan")
+    assert titan.remote_code.own_implementation and titan.builder.name == "medvl"
+    remote = {"encode": titan.remote_code.encode}
     with pytest.raises(ConfigError, match="--trust-remote-code"):
-        build_card_backbone(titan, context=BuildContext(tmp_path, trust_remote_code=False))
+        build_backbone("hf-remote", remote, BuildContext(tmp_path, trust_remote_code=False))
     with pytest.raises(InputError, match="hub folder"):
-        build_card_backbone(titan, context=BuildContext(tmp_path, trust_remote_code=True))
+        build_backbone("hf-remote", remote, BuildContext(tmp_path, trust_remote_code=True))
 
 
 def test_unknown_builder_is_a_clear_error(tmp_path):

@@ -34,7 +34,7 @@ def test_list_models_and_unknown_name():
 
 
 def test_multimodal_encoders_are_normalised_and_project_matches():
-    model = create_model("tiny-multimodal").eval()
+    model = create_model("tiny-multimodal", random_weights=True).eval()
     text = model.encode_text(["breast cancer", "renal cell carcinoma", "benign cyst"])
     rows = torch.randn(4, 4)
     tab = model.encode_tabular(rows)
@@ -52,7 +52,7 @@ def test_multimodal_encoders_are_normalised_and_project_matches():
 
 
 def test_bag_padding_does_not_change_the_embedding():
-    model = create_model("tiny-multimodal").eval()
+    model = create_model("tiny-multimodal", random_weights=True).eval()
     feats = torch.randn(1, 5, 16)
     padded = torch.cat([feats, torch.randn(1, 3, 16)], dim=1)
     mask = torch.tensor([[True] * 5 + [False] * 3])
@@ -62,7 +62,7 @@ def test_bag_padding_does_not_change_the_embedding():
 
 
 def test_checkpoint_round_trip(tmp_path):
-    model = create_model("tiny-clip").eval()
+    model = create_model("tiny-clip", random_weights=True).eval()
     folder = model.save(tmp_path / "ckpt")
     names = {p.name for p in folder.iterdir()}
     assert {"model.safetensors", "config.json", "medvl_version", "tokenizer.json"} <= names
@@ -106,7 +106,7 @@ def test_binding_a_new_modality_trains_only_its_tower():
     from medvl.losses.contrastive import infonce_loss
 
     torch.manual_seed(0)
-    model = create_model("tiny-multimodal")
+    model = create_model("tiny-multimodal", random_weights=True)
     trainable = model.freeze_except("towers.tabular", "projections.tabular")
     assert trainable and all(n.startswith(("towers.tabular", "projections.tabular")) for n in trainable)
     before = {k: v.clone() for k, v in model.state_dict().items()}

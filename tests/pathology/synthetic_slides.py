@@ -126,6 +126,7 @@ def write_dicom_wsi(folder: Path, width: int = 512, height: int = 384, tile: int
         origin = Dataset()
         origin.XOffsetInSlideCoordinateSystem, origin.YOffsetInSlideCoordinateSystem = 20, 40
         ds.TotalPixelMatrixOriginSequence = Sequence([origin])
+        ds.ImageOrientationSlide = [0, -1, 0, -1, 0, 0]  # Type 1 in the VL WSI IOD: rows along -y, columns along -x
         op = Dataset()
         op.OpticalPathIdentifier = "1"
         ill = Dataset()
@@ -194,3 +195,26 @@ def write_qptiff(path: Path, width: int = 640, height: int = 512, markers: tuple
                      tile=(128, 128), description=desc, software="PerkinElmer-QPI", metadata=None,
                      **_resolution(0.5))
     return path
+#: ink colours of the pen-mark slide (RGB), drawn as strokes across the tissue
+INKS = {"red": (215, 25, 35), "green": (35, 150, 70), "blue": (30, 60, 190)}
+
+
+def artefact_scene(width: int = 2048, height: int = 1536, seed: int = 3) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """The H&E scene with a red, a green and a blue pen stroke (each 80 px wide) and one out-of-focus square (a
+    Gaussian blur of sigma 8 px). Returns the image and where each artefact is (bool masks at full size)."""
+    from scipy import ndimage as ndi
+
+    img = he_scene(width, height, seed).astype(np.float32)
+    yy, xx = np.mgrid[0:height, 0:width]
+    truth = {}
+    for i, (name, rgb) in enumerate(INKS.items()):
+        y = int(height * (0.25 + 0.25 * i))
+        stroke = (np.abs(yy - y - (xx - width * 0.3) * 0.1) < 40) & (xx > width * 0.2) & (xx < width * 0.5)
+        img[stroke] = rgb
+        truth[name] = stroke
+    x0, y0, side = int(width * 0.5), int(height * 0.3), int(height * 0.35)
+    box = (slice(y0, y0 + side), slice(x0, x0 + side))
+    img[box] = ndi.gaussian_filter(img[box], (8, 8, 0))
+    truth["blur"] = np.zeros((height, width), bool)
+    truth["blur"][box] = True
+    return img.clip(0, 255).astype(np.uint8), truth

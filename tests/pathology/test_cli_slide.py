@@ -81,8 +81,8 @@ def test_cohort_extract_skip_errors_resume_and_heatmap(svs_path, corrupt_svs, py
     pd.DataFrame({"case_id": ["b", "a", "c"], "modality": ["slide"] * 3,
                   "path": [str(corrupt_svs), str(svs_path), str(pyramid_tiff)]}).to_csv(manifest, index=False)
     out = tmp_path / "feats"
-    args = ("slide", "extract", manifest, "--out", out, "--encoder", "timm-tiny", "--mpp", "2.0", "--size", "64",
-            "--batch-size", "16", "--device", "cpu", "--json")
+    args = ("slide", "extract", manifest, "--out", out, "--encoder", "timm-tiny", "--random-weights", "--mpp", "2.0",
+            "--size", "64", "--batch-size", "16", "--device", "cpu", "--json")
     r = run_cli(*args)
     assert_clean_error(r, "corrupt.svs", "cannot read pixels")  # stops at the bad slide without --skip-errors
     r = run_cli(*args, "--skip-errors")

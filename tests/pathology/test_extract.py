@@ -21,8 +21,8 @@ def grid(pyramid_tiff):
 
 def test_extract_matches_manual_forward(pyramid_tiff, grid):
     torch.manual_seed(0)
-    enc = load_tile_encoder(EncoderSpec(name="timm-tiny"))
-    assert enc.embed_dim == 64 and enc.data_config["input_size"] == (3, 160, 160)
+    enc = load_tile_encoder(EncoderSpec(name="timm-tiny", random_weights=True))
+    assert enc.embed_dim == 64 and (enc.transform.size, enc.transform.mean) == (160, (0.5, 0.5, 0.5))
     feats = extract_features(pyramid_tiff, grid, enc, ExtractConfig(batch_size=5, workers=2, device="cpu"))
     assert feats.shape == (len(grid), 64) and np.isfinite(feats).all()
     tiles = np.concatenate([t for _, t in iter_tile_batches(pyramid_tiff, grid, workers=0)])
@@ -66,9 +66,9 @@ def test_medvl_checkpoint_as_encoder(tmp_path, pyramid_tiff, grid, project):
     from medvl.models import create_model, save_checkpoint
 
     torch.manual_seed(0)
-    model = create_model("tiny-clip").eval()
+    model = create_model("tiny-clip", random_weights=True).eval()
     save_checkpoint(model, tmp_path / "ckpt")
-    enc = load_tile_encoder(EncoderSpec(name=str(tmp_path / "ckpt"), project=project))
+    enc = load_tile_encoder(EncoderSpec(name=str(tmp_path / "ckpt"), project=project, random_weights=True))
     feats = extract_features(pyramid_tiff, grid, enc, ExtractConfig(batch_size=8, device="cpu"))
     tiles = np.concatenate([t for _, t in iter_tile_batches(pyramid_tiff, grid, workers=0)])
     with torch.inference_mode():

@@ -54,8 +54,8 @@ def test_embed_writes_case_ids_and_config(tmp_path, ct_small, ct_labels):
     # the cohort manifest's columns: 'label_map' is the organ label map, 'labels' the diagnostic labels
     manifest.write_text(f"case_id,path,modality,labels,label_map\nk1,{ct_small},CT,DOID:263,{ct_labels}\n"
                         "slide,x.svs,WSI,,\n")
-    args = ("ct", "embed", manifest, "--tower", "resnet3d-tiny", "-o", out, "--organ", "kidneys", "--box-mm",
-            "150,150,90", "--size", "64,64,24", "--cache", tmp_path / "cache", "--device", "cpu", "--json")
+    args = ("ct", "embed", manifest, "--tower", "resnet3d-tiny", "--random-weights", "-o", out, "--organ", "kidneys",
+            "--box-mm", "150,150,90", "--size", "64,64,24", "--cache", tmp_path / "cache", "--device", "cpu", "--json")
     first = run_cli(*args)
     assert first.returncode == 0, first.stderr
     summary = first.json_lines()[-1]

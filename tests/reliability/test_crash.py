@@ -100,8 +100,8 @@ def two_slides(tmp_path_factory) -> Path:
 
 def test_feature_extraction_killed_mid_write(two_slides, tmp_path):
     def args(out: Path) -> list[str]:
-        return ["slide", "extract", str(two_slides), "--out", str(out), "--encoder", "timm-tiny", "--mpp", "2.0",
-                "--size", "64", "--batch-size", "16", "--device", "cpu", "--workers", "1"]
+        return ["slide", "extract", str(two_slides), "--out", str(out), "--encoder", "timm-tiny", "--random-weights",
+                "--mpp", "2.0", "--size", "64", "--batch-size", "16", "--device", "cpu", "--workers", "1"]
 
     killed, reference = tmp_path / "killed", tmp_path / "reference"
     # writes: tissue png, geojson, tile h5, then the features h5 of the first slide: killed inside that one

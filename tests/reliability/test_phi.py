@@ -2,8 +2,9 @@
 
 A CT series carries a patient name, ID, birth date, accession number, institution, referring physician and study date
 (plus its original study/series UIDs). It goes through ``ct info``, ``ct preprocess`` and ``ct embed`` (three export
-formats) with debug logging, an index build and search over the exported embeddings, and the CT viewer app on a
-workspace holding the series. Every stdout, stderr, log record, rendered app element and written file is searched.
+formats) with debug logging, a DICOM SEG with its de-identified source series, an index build and search over the
+exported embeddings, and the CT viewer app on a workspace holding the series. Every stdout, stderr, log record,
+rendered app element and written file is searched.
 (``tests/radiology/test_cli.py::test_phi_never_leaves_medvl`` checks info/preprocess through the installed command.)
 """
 
@@ -70,9 +71,13 @@ def test_cli_outputs_exports_and_logs_carry_no_identifiers(phi_case, tmp_path):
         ["ct", "preprocess", str(series), "--workspace", str(ws), "--size", "48,48,16", "-vv"],
         ["ct", "preprocess", str(series), "--workspace", str(ws), "--size", "48,48,16", "--json"],
     ]
-    runs += [["ct", "embed", str(series), "--tower", "resnet3d-tiny", "--out", str(exports / f"emb.{fmt}"),
-              "--size", "48,48,16", "--workspace", str(ws), "--device", "cpu", "-vv", "--json"]
+    runs += [["ct", "embed", str(series), "--tower", "resnet3d-tiny", "--random-weights", "--out",
+              str(exports / f"emb.{fmt}"), "--size", "48,48,16", "--workspace", str(ws), "--device", "cpu", "-vv",
+              "--json"]
              for fmt in ("npz", "h5", "parquet")]
+    # the DICOM SEG of the model's input region and its de-identified copy of the source series
+    runs.append(["ct", "preprocess", str(series), "--workspace", str(ws), "--size", "48,48,16", "--dicom-seg",
+                 str(exports / "dicom"), "-vv", "--json"])
     runs += [["index", "build", str(exports / "emb.npz"), "--out", str(exports / "index"), "-vv", "--json"],
              ["index", "search", "--index", str(exports / "index"), "--query", str(exports / "emb.npz"), "--json"]]
     runner = CliRunner()
@@ -84,6 +89,8 @@ def test_cli_outputs_exports_and_logs_carry_no_identifiers(phi_case, tmp_path):
     written = [p for root in (ws, exports) for p in root.rglob("*") if p.is_file() and "ct" not in p.parts[-3:-1]]
     written = [p for p in written if series not in p.parents]
     assert any(p.suffix == ".npz" for p in written) and any(p.name == "metadata.parquet" for p in written)
+    assert any(p.name.endswith("_seg.dcm") for p in written) and any(p.parent.name.endswith("_source")
+                                                                     for p in written)
     leaks = {str(p): _leaks(_file_text(p), needles) for p in written}
     assert {k: v for k, v in leaks.items() if v} == {}
 

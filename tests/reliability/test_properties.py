@@ -231,11 +231,14 @@ def embedding_files(tmp_path_factory) -> dict[str, bytes]:
     """The same small set written in every layout medvl writes, plus a tile feature store (.h5, CLAM-like)."""
     from medvl.io.embeddings import EmbeddingSet, save_embeddings
     from medvl.io.features import FeatureStore, TileTable
+    from medvl.provenance import ModelPrint, Provenance
 
     folder = tmp_path_factory.mktemp("emb")
     rng = np.random.default_rng(0)
+    made_by = Provenance(model=ModelPrint(encoder="timm-tiny", weights="random:seed=0", config="c"))  # damaged too
     emb = EmbeddingSet(rng.normal(size=(6, 4)).astype(np.float32), ids=np.array([f"c{i}" for i in range(6)]),
-                       labels=np.array(["a", "b"] * 3), encoder="timm-tiny", modality="image", projected=False)
+                       labels=np.array(["a", "b"] * 3), encoder="timm-tiny", modality="image", projected=False,
+                       provenance=made_by)
     out = {suffix: save_embeddings(folder / f"e{suffix}", emb).read_bytes()
            for suffix in (".npz", ".parquet", ".csv", ".h5")}
     table = TileTable(np.arange(12).reshape(6, 2) * 224, {"mpp": 0.5, "tile_px": 224, "encoder": "timm-tiny"},

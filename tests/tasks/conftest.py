@@ -8,6 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from medvl.provenance import ModelPrint, Provenance
+
 
 @pytest.fixture(scope="session")
 def gbsg2() -> pd.DataFrame:
@@ -37,5 +39,11 @@ def gbsg2_embeddings(gbsg2, tmp_path_factory) -> Path:
     signal = np.log1p(gbsg2["pnodes"].to_numpy())[:, None] * rng.normal(size=(1, 64))
     emb = signal + rng.normal(scale=0.5, size=(len(gbsg2), 64))
     path = tmp_path_factory.mktemp("emb") / "gbsg2_emb.npz"
-    save_embeddings(path, EmbeddingSet(emb.astype(np.float32), ids=gbsg2["case_id"].to_numpy(), encoder="test-enc"))
+    save_embeddings(path, EmbeddingSet(emb.astype(np.float32), ids=gbsg2["case_id"].to_numpy(), encoder="test-enc",
+                                       provenance=TEST_ENCODER))
     return path
+
+
+#: the provenance record of the stand-in embeddings (what ``ct embed`` or ``medvl run`` write for their vectors)
+TEST_ENCODER = Provenance(model=ModelPrint(encoder="test-enc", weights="a" * 40, config="c", modality="image",
+                                           projected=True))

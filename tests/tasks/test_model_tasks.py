@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from medvl.io.features import FeatureStore, TileTable
+from medvl.provenance import PROVENANCE_KEY
 from tests.conftest import assert_clean_error, run_cli
 
 RCC, KIDNEY = "DOID:4450", "DOID:263"
@@ -24,7 +25,7 @@ def checkpoint(tmp_path_factory) -> Path:
 
     torch.manual_seed(0)
     folder = tmp_path_factory.mktemp("ckpt") / "tiny"
-    create_model("tiny-clip").save(folder)
+    create_model("tiny-clip", random_weights=True).save(folder)
     return folder
 
 
@@ -32,7 +33,7 @@ def checkpoint(tmp_path_factory) -> Path:
 def space(checkpoint):
     from medvl.tasks.space import JointSpace
 
-    return JointSpace.load(checkpoint)
+    return JointSpace.load(checkpoint, random_weights=True)
 
 
 def _raw_features_for(space, targets: np.ndarray) -> np.ndarray:
@@ -41,10 +42,14 @@ def _raw_features_for(space, targets: np.ndarray) -> np.ndarray:
     return (np.linalg.pinv(w) @ targets.T).T.astype(np.float32)
 
 
-def _write_slide(path: Path, feats: np.ndarray, encoder: str = "timm-tiny") -> Path:
+def _write_slide(path: Path, feats: np.ndarray, made_by=None, encoder: str = "timm-tiny") -> Path:
+    """A feature store; ``made_by`` is its provenance record (the model's own raw image-tower record: the features
+    stand for what that tower gives)."""
     coords = np.stack([np.arange(len(feats)) * 224, np.zeros(len(feats))], axis=1)
-    FeatureStore(path).write(TileTable(coords, {"mpp": 0.5, "tile_px": 224, "encoder": encoder,
-                                                "embed_dim": feats.shape[1], "projected": False}, feats))
+    attrs = {"mpp": 0.5, "tile_px": 224, "encoder": encoder, "embed_dim": feats.shape[1], "projected": False}
+    if made_by is not None:
+        attrs[PROVENANCE_KEY] = made_by.to_json()
+    FeatureStore(path).write(TileTable(coords, attrs, feats))
     return path
 
 
@@ -61,22 +66,26 @@ def slides(space, tmp_path_factory):
     folder = tmp_path_factory.mktemp("slides")
     target = clf.class_embeddings[clf.class_ids.index(RCC)]
     other = clf.class_embeddings[clf.class_ids.index("DOID:2154")]  # nephroblastoma
-    rcc = _write_slide(folder / "slide_a.h5", _raw_features_for(space, target + 0.01 * rng.normal(size=(40, 32))))
-    wilms = _write_slide(folder / "slide_b.h5", _raw_features_for(space, other + 0.01 * rng.normal(size=(40, 32))))
+    own = space.expected("image", projected=False)
+    rcc = _write_slide(folder / "slide_a.h5", _raw_features_for(space, target + 0.01 * rng.normal(size=(40, 32))), own)
+    wilms = _write_slide(folder / "slide_b.h5", _raw_features_for(space, other + 0.01 * rng.normal(size=(40, 32))),
+                         own)
     # a slide whose tiles match the plain text "renal cell carcinoma" (what the retrieval test searches for)
     text = space.encode_text(["renal cell carcinoma"])[0]
-    _write_slide(folder / "slide_c.h5", _raw_features_for(space, text + 0.01 * rng.normal(size=(40, 32))))
+    _write_slide(folder / "slide_c.h5", _raw_features_for(space, text + 0.01 * rng.normal(size=(40, 32))), own)
     return {"rcc": rcc, "wilms": wilms, "folder": folder}
 
 
 def test_zeroshot_names_the_concept_and_its_parents(checkpoint, slides, tmp_path):
     r = run_cli("zeroshot", slides["rcc"], "--model", checkpoint, "--node", KIDNEY, "--temperature", "0.001",
-                "--tile-scores", tmp_path / "scores.npz", "--json")
+                "--tile-scores", tmp_path / "scores.npz", "--random-weights", "--json")
     assert r.returncode == 0, r.stderr
     rec = r.json()
     assert rec["result"]["prediction"] == RCC and rec["result"]["name"] == "renal cell carcinoma"
     assert KIDNEY in rec["result"]["implies"] and rec["n_tiles"] == 40
     assert "slide_a" not in r.stdout  # a pseudonymous case_ref, never the file name
+    prov = rec["provenance"]  # the model's and the input's fingerprints, and the record of the vectors
+    assert prov["model"]["random_weights"] == ["image", "text"] and prov["input"] and prov["vectors"]["model"]["id"]
     scores = np.load(tmp_path / "scores.npz")
     assert scores["scores"].shape[0] == 40 and scores["coords"].shape == (40, 2)
 
@@ -84,23 +93,27 @@ def test_zeroshot_names_the_concept_and_its_parents(checkpoint, slides, tmp_path
 def test_feature_file_from_another_encoder_is_refused(checkpoint, space, tmp_path):
     from medvl.errors import InputError
     from medvl.io.embeddings import load_embeddings
+    from medvl.provenance import ModelPrint, Provenance
 
-    wide = _write_slide(tmp_path / "wide.h5", np.zeros((5, 48), np.float32))
+    own = space.expected("image", projected=False)
+    wide = _write_slide(tmp_path / "wide.h5", np.zeros((5, 48), np.float32), own)
     with pytest.raises(InputError, match="48-d but the model's image tower outputs 64-d"):
         space.to_joint(load_embeddings(wide), "image", origin=wide)
     feats = np.random.default_rng(1).normal(size=(5, 64)).astype(np.float32)
-    other = _write_slide(tmp_path / "other.h5", feats, encoder="timm:resnet50")
-    assert_clean_error(run_cli("zeroshot", other, "--model", checkpoint, "--classes", "tumour,normal tissue"),
-                       "timm:resnet50", "timm-tiny")
+    resnet = Provenance(model=ModelPrint(encoder="timm:resnet50", weights="0" * 40, config="c"),
+                        preprocessing=own.preprocessing)
+    other = _write_slide(tmp_path / "other.h5", feats, resnet, encoder="timm:resnet50")
+    assert_clean_error(run_cli("zeroshot", other, "--model", checkpoint, "--classes", "tumour,normal tissue",
+                               "--random-weights"), "timm:resnet50", "not by 'tiny'", "weights differ")
 
 
 def test_index_text_to_slide_and_case_to_case(checkpoint, slides, tmp_path):
     out = tmp_path / "index"
-    b = run_cli("index", "build", slides["folder"], "--model", checkpoint, "--out", out, "--json")
+    b = run_cli("index", "build", slides["folder"], "--model", checkpoint, "--out", out, "--random-weights", "--json")
     assert b.returncode == 0, b.stderr
     assert b.json()["count"] == 3 and b.json()["kind"] == "flat" and b.json()["space"] == "joint"
     s = run_cli("index", "search", "--index", out, "--model", checkpoint, "--text", "renal cell carcinoma",
-                "--query", slides["wilms"], "-k", "2", "--json")
+                "--query", slides["wilms"], "-k", "2", "--random-weights", "--json")
     assert s.returncode == 0, s.stderr
     text_hits, case_hits = (res["hits"] for res in s.json()["results"])
     assert text_hits[0]["source"] == "slide_c" and text_hits[0]["score"] > 0.99
@@ -117,13 +130,13 @@ def test_zeroshot_takes_a_custom_graph_and_repeated_classes_with_commas(checkpoi
                           Concept("X:2", "nephroblastoma of the kidney", source="X")])
     path = graph.save(tmp_path / "custom.json.gz")
     r = run_cli("zeroshot", slides["rcc"], "--model", checkpoint, "--graph", path, "--class", "X:1", "--class", "X:2",
-                "--class", "carcinoma, clear cell", "--json")  # ids of the custom graph and a name with a comma
+                "--class", "carcinoma, clear cell", "--random-weights", "--json")  # custom ids, a name with a comma
     assert r.returncode == 0, r.stderr
     top = {t["id"]: t["name"] for t in r.json()["result"]["top"]}
     assert top == {"X:1": "renal cell carcinoma, clear cell type", "X:2": "nephroblastoma of the kidney",
                    "carcinoma, clear cell": "carcinoma, clear cell"}
     assert_clean_error(run_cli("zeroshot", slides["rcc"], "--model", checkpoint, "--graph", tmp_path / "no.json.gz",
-                               "--class", "a", "--class", "b"), "graph file not found")
+                               "--class", "a", "--class", "b", "--random-weights"), "graph file not found")
 
 
 def test_tile_scores_feed_the_heatmap(checkpoint, space, tmp_path):
@@ -136,10 +149,13 @@ def test_tile_scores_feed_the_heatmap(checkpoint, space, tmp_path):
     h5 = next(tiles.glob("*.h5"))
     table = FeatureStore(h5).read()
     feats = np.random.default_rng(0).normal(size=(len(table), 64)).astype(np.float32)
+    own = space.expected("image", projected=False).to_json()  # stand for what the model's own tower gives
     FeatureStore(h5).write(TileTable(table.coords, {**table.attrs, "encoder": "timm-tiny", "embed_dim": 64,
-                                                    "projected": False}, feats, table.tissue_fraction))
+                                                    "projected": False, PROVENANCE_KEY: own}, feats,
+                                     table.tissue_fraction))
     scores = tmp_path / "scores.npz"
-    z = run_cli("zeroshot", h5, "--model", checkpoint, "--classes", f"{RCC},{KIDNEY}", "--tile-scores", scores)
+    z = run_cli("zeroshot", h5, "--model", checkpoint, "--classes", f"{RCC},{KIDNEY}", "--tile-scores", scores,
+                "--random-weights")
     assert z.returncode == 0, z.stderr
     out = tmp_path / "maps"
     ambiguous = run_cli("slide", "heatmap", slide, "--features", tiles, "--scores", scores, "--out", out)

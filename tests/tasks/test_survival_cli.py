@@ -7,6 +7,7 @@ import json
 import pandas as pd
 
 from tests.conftest import assert_clean_error, run_cli
+from tests.tasks.conftest import TEST_ENCODER
 
 COVS = "age,tsize,pnodes,tgrade,horTh"
 
@@ -59,7 +60,8 @@ def test_embeddings_of_another_width_are_refused(gbsg2, gbsg2_csv, gbsg2_embeddi
     assert fit.returncode == 0, fit.stderr
     assert fit.json()["inputs"] == ["age", "pc1", "pc2", "pc3", "pc4"]
     other = tmp_path / "other.npz"
-    save_embeddings(other, EmbeddingSet(gbsg2[["age", "tsize"]].to_numpy(float), ids=gbsg2["case_id"].to_numpy()))
+    save_embeddings(other, EmbeddingSet(gbsg2[["age", "tsize"]].to_numpy(float), ids=gbsg2["case_id"].to_numpy(),
+                                        provenance=TEST_ENCODER))
     r = run_cli("survival", "predict", "--model", out, "--table", gbsg2_csv, "--embeddings", other)
     assert_clean_error(r, "2-d", "64-d")
 
@@ -109,3 +111,30 @@ def test_settings_come_from_a_config_file_and_flags_override_it(gbsg2_csv, tmp_p
     r = run_cli(*args, "--penalizer", "-1", "--out", tmp_path / "c")
     assert_clean_error(r, "--penalizer")
     assert "SurvivalConfig" not in r.stderr
+def test_embeddings_of_another_encoder_or_without_a_record_are_refused(gbsg2, gbsg2_csv, gbsg2_embeddings,
+                                                                       tmp_path):
+    """Issue 16: vectors are matched to the model by content, not by width or name; no record, no use (unless
+    trusted, and then the record says so)."""
+    from medvl.io.embeddings import EmbeddingSet, load_embeddings, save_embeddings
+    from medvl.provenance import ModelPrint
+
+    out = tmp_path / "m"
+    common = ("--table", gbsg2_csv, "--time", "time", "--event", "event", "--covariates", "age")
+    assert run_cli("survival", "fit", *common, "--embeddings", gbsg2_embeddings, "--pca", "2", "--out", out
+                   ).returncode == 0
+    same = load_embeddings(gbsg2_embeddings)
+    other_model = TEST_ENCODER.replace(model=ModelPrint(encoder="test-enc", weights="b" * 40, config="c",
+                                                        projected=True))
+    retrained = tmp_path / "retrained.npz"  # same encoder name, same width, other weights
+    save_embeddings(retrained, EmbeddingSet(same.embeddings, ids=same.ids, encoder="test-enc",
+                                            provenance=other_model))
+    assert_clean_error(run_cli("survival", "predict", "--model", out, "--table", gbsg2_csv, "--embeddings",
+                               retrained), "retrained.npz", "weights differ")
+    bare = tmp_path / "bare.npz"
+    save_embeddings(bare, EmbeddingSet(same.embeddings, ids=same.ids, encoder="test-enc"))
+    assert_clean_error(run_cli("survival", "predict", "--model", out, "--table", gbsg2_csv, "--embeddings", bare),
+                       "bare.npz", "no provenance record", "--trust-provenance")
+    trusted = run_cli("survival", "predict", "--model", out, "--table", gbsg2_csv, "--embeddings", bare,
+                      "--trust-provenance", "--json")
+    assert trusted.returncode == 0, trusted.stderr
+    assert "--trust-provenance" in " ".join(trusted.json()["warnings"])

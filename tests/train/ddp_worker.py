@@ -36,8 +36,9 @@ def run_case(name: str, options: dict, rank: int, world: int) -> dict:
     from medvl.train.objectives import ContrastiveObjective
 
     torch.manual_seed(0)
-    cfg = ModelConfig.from_dict({**create_model("tiny-multimodal").config.to_dict(), "init_logit_bias": -1.0})
-    model = create_model(cfg)
+    tiny = create_model("tiny-multimodal", random_weights=True)
+    cfg = ModelConfig.from_dict({**tiny.config.to_dict(), "init_logit_bias": -1.0})
+    model = create_model(cfg, random_weights=True)
     stage = StageConfig(inputs=["tabular", "text"], losses=[LossConfig(name, options=options)])
     data = TabularTextPairs()
     objective = ContrastiveObjective(model, stage, data)

@@ -75,6 +75,8 @@ def float_or_none(value: Any) -> float | None:
 
 
 def slide_id_of(path: str | Path) -> str:
-    """The slide's identifier in output file names: the file name without its slide suffix."""
+    """The slide's identifier in output file names: the file name without its slide suffix (and without the
+    ``.ome`` of OME's double suffixes: ``s1.ome.tiff`` and ``s1.ome.zarr`` are ``s1``)."""
     path = Path(path)
-    return path.name if path.is_dir() else path.stem
+    stem = path.name if path.is_dir() and path.suffix.lower() != ".zarr" else path.stem
+    return stem[:-4] if stem.lower().endswith(".ome") else stem

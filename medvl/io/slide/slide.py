@@ -25,12 +25,16 @@ from medvl.io.slide.backends import BACKENDS, supported_suffixes
 from medvl.io.slide.base import SlideMeta, SlideReader, slide_id_of
 from medvl.io.slide.tiff import channels_of, check_tiff_intact
 
-__all__ = ["MPP_OVERRIDE_HINT", "PLAUSIBLE_MPP", "Slide", "open_slide"]
+__all__ = ["MPP_OVERRIDE_HINT", "PLAUSIBLE_MPP", "PRIVATE_ASSOCIATED", "Slide", "open_slide"]
 
 #: header mpp values outside this range (µm per pixel) are treated as absent: no light microscope scans coarser than
 #: 100 µm/px, and values below 0.02 µm/px are below the diffraction limit by an order of magnitude
 PLAUSIBLE_MPP = (0.02, 100.0)
 MPP_OVERRIDE_HINT = "--slide-mpp"
+#: associated images that often show the patient's name, a barcode or an accession number: the slide label, and the
+#: macro photograph of the whole glass with its label (DICOM WSI calls it the overview). They are listed by name,
+#: never read, unless the caller opts in (``allow_private=True``, which the apps map to a setting off by default)
+PRIVATE_ASSOCIATED = frozenset({"label", "macro", "overview"})
 
 
 @dataclass
@@ -187,9 +191,19 @@ class Slide:
             thumb = np.asarray(Image.fromarray(thumb).resize((tw, th), Image.Resampling.BILINEAR))
         return thumb
 
-    def associated_image(self, name: str) -> np.ndarray:
+    def associated_image(self, name: str, *, allow_private: bool = False) -> np.ndarray:
+        """One associated image (RGB uint8).
+
+        Args:
+            name: one of :attr:`associated`.
+            allow_private: read a label or macro image (:data:`PRIVATE_ASSOCIATED`); they may identify the patient,
+                so without this opt-in they are refused.
+        """
         if name not in self.associated:
             raise InputError(self.path, f"no associated image '{name}' (has: {', '.join(self.associated) or 'none'})")
+        if name in PRIVATE_ASSOCIATED and not allow_private:
+            raise InputError(self.path, f"the '{name}' image may show patient identifiers (names, barcodes) and is "
+                                        "not read unless you opt in (allow_private=True)")
         return self._reader.associated_image(name)
 
     def info(self) -> dict[str, Any]:
@@ -208,7 +222,7 @@ class Slide:
             "header_mpp": self.meta.header_mpp,
             "mpp_problem": None if self.mpp_override is not None else self.mpp_problem,
             "objective_power": self.objective_power,
-            "associated": list(self.associated),
+            "associated": list(self.associated),  # names only: their pixels and sizes are not read
             "channels": self.meta.channels,
             "rgb": self.is_rgb,
         }

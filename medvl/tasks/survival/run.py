@@ -15,6 +15,7 @@ import pandas as pd
 
 from medvl.config import Config, dataclass, field
 from medvl.errors import ConfigError, InputError
+from medvl.provenance import Provenance, parse_provenance, require_match
 from medvl.tasks.survival.model import SurvivalConfig, SurvivalModel, cross_validate_survival
 from medvl.tasks.survival.tables import SurvivalTable, read_survival_table
 
@@ -34,6 +35,7 @@ class TableSpec(Config):
             model so that ``--times`` and the plots of a prediction are in the unit it was fitted in.
         embeddings: optional embeddings file joined by id (or row order).
         id_column: case id column (default ``case_id`` when present).
+        trust_provenance: accept embeddings that carry no provenance record (recorded in the model and outputs).
     """
 
     table: Path
@@ -44,15 +46,33 @@ class TableSpec(Config):
     time_unit: str | None = None
     embeddings: Path | None = None
     id_column: str | None = None
+    trust_provenance: bool = False
 
     def read(self, require_events: bool = True) -> SurvivalTable:
         if not self.covariates and self.embeddings is None:
             raise ConfigError("name covariates (--covariates A,B) and/or an embeddings file (--embeddings FILE)")
         if not self.time or not self.event:
             raise ConfigError("name the time and event columns (--time COL --event COL)")
-        return read_survival_table(self.table, self.time, self.event, self.covariates,
-                                   event_is_censoring=bool(self.event_is_censoring), id_column=self.id_column,
-                                   embeddings=self.embeddings, require_events=require_events)
+        table = read_survival_table(self.table, self.time, self.event, self.covariates,
+                                    event_is_censoring=bool(self.event_is_censoring), id_column=self.id_column,
+                                    embeddings=self.embeddings, require_events=require_events)
+        if self.embeddings is not None and table.embedding_provenance is None:  # refused unless trusted
+            require_match(None, Provenance(), self.embeddings, trust=self.trust_provenance,
+                          redo="write them with medvl (ct embed, medvl run, save_embeddings with a provenance)")
+        return table
+
+
+def table_provenance(spec: TableSpec, table: SurvivalTable) -> dict[str, Any]:
+    """The provenance of a survival record: the table's (and embeddings file's) fingerprint and the record of the
+    embeddings' model."""
+    from medvl.provenance import input_print
+
+    out: dict[str, Any] = {"input": input_print(spec.table)}
+    if spec.embeddings is not None:
+        prov = table.embedding_provenance
+        out["embeddings"] = {"input": input_print(spec.embeddings),
+                             **(prov.summary() if prov is not None else {"trusted": ["no provenance record"]})}
+    return out
 
 
 #: outcome settings of a spec that a saved model fixes -> the flag that sets them
@@ -91,7 +111,7 @@ def fit_table(spec: TableSpec, config: SurvivalConfig, out: Path | None = None, 
     record: dict[str, Any] = {
         "method": config.method, "n": len(table), "events": int(table.event.sum()), "dropped_rows": table.n_dropped,
         "train_harrell_c": model.train_c_, "coefficients": model.coefficients(),
-        "inputs": model.design_.feature_names_,
+        "inputs": model.design_.feature_names_, "provenance": table_provenance(spec, table),
     }
     if model.summary_ is not None:
         record["p_values"] = {k: float(v) for k, v in model.summary_["p"].items()}
@@ -106,9 +126,11 @@ def fit_table(spec: TableSpec, config: SurvivalConfig, out: Path | None = None, 
 
 def _spec_record(spec: TableSpec, table: SurvivalTable) -> dict[str, Any]:
     emb_cols = [c for c in table.X.columns if str(c).startswith("emb_")]
+    prov = table.embedding_provenance
     return {"time": spec.time, "event": spec.event, "event_is_censoring": bool(spec.event_is_censoring),
             "time_unit": spec.time_unit, "covariates": list(spec.covariates), "embedding_dim": len(emb_cols) or None,
-            "embedding_encoder": table.encoder}
+            "embedding_encoder": table.encoder,
+            "embedding_provenance": prov.space().to_dict() if prov is not None else None}
 
 
 def _read_for_model(model: SurvivalModel, spec: TableSpec, require_events: bool) -> SurvivalTable:
@@ -124,6 +146,11 @@ def _read_for_model(model: SurvivalModel, spec: TableSpec, require_events: bool)
         raise InputError(spec.table, f"the model was fitted on {dim}-d embeddings; pass --embeddings")
     if dim and got != dim:
         raise InputError(spec.embeddings, f"embeddings are {got}-d but the model was fitted on {dim}-d embeddings")
+    saved_prov = parse_provenance(saved.get("embedding_provenance"))
+    if dim and saved_prov is not None:  # the embeddings must live in the space the model was fitted in
+        require_match(table.embedding_provenance, saved_prov, spec.embeddings, parts=("model", "preprocessing",
+                      "tiling"), trust=spec.trust_provenance, redo="use embeddings made as those of the fit")
+        return table
     enc, saved_enc = table.encoder, saved.get("embedding_encoder")
     if enc and saved_enc and enc != saved_enc:
         raise InputError(spec.embeddings, f"embeddings come from encoder '{enc}' but the model used '{saved_enc}'")
@@ -147,7 +174,8 @@ def predict_table(model_dir: Path, spec: TableSpec, out: Path | None = None, tim
     if keep_ids and table.ids is not None:
         frame.insert(1, "id", table.ids)
     record: dict[str, Any] = {"n": len(frame), "risk_mean": float(risk.mean()), "risk_std": float(risk.std()),
-                              "time_unit": model.record_.get("table", {}).get("time_unit")}
+                              "time_unit": model.record_.get("table", {}).get("time_unit"),
+                              "provenance": {"model": str(model_dir), **table_provenance(spec, table)}}
     if out is not None:
         with atomic_path(out) as tmp:
             frame.to_parquet(tmp, index=False) if Path(out).suffix == ".parquet" else frame.to_csv(tmp, index=False)
@@ -176,7 +204,8 @@ def evaluate_table(spec: TableSpec, model_dir: Path | None = None, config: Survi
         saved = model.record_.get("table", {})
         record: dict[str, Any] = {"mode": "model", "metrics": metrics,
                                   "event_is_censoring": bool(saved.get("event_is_censoring")),
-                                  "time_unit": saved.get("time_unit")}
+                                  "time_unit": saved.get("time_unit"),
+                                  "provenance": {"model": str(model_dir), **table_provenance(spec, table)}}
     else:
         if not cv:
             raise ConfigError("evaluate needs --model DIR or --cv K")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -39,6 +40,7 @@ class SurvivalTable:
         ids: case identifiers when the table has an id column (kept internal; never exported).
         n_dropped: rows dropped because a covariate was missing.
         encoder: encoder name recorded in the embeddings file, if any.
+        embedding_provenance: the embeddings file's provenance record (:mod:`medvl.provenance`), if any.
     """
 
     X: pd.DataFrame
@@ -47,6 +49,7 @@ class SurvivalTable:
     ids: np.ndarray | None = None
     n_dropped: int = 0
     encoder: str | None = None
+    embedding_provenance: Any = None
 
     @property
     def y(self) -> np.ndarray:
@@ -133,19 +136,20 @@ def read_survival_table(
     if dedupe and id_column:
         df = df.drop_duplicates(subset=[id_column], keep="first")
     df = df.reset_index(drop=True)
-    t = _check_time(path, df[time], time)
-    e = _check_event(path, df[event], event, event_is_censoring)
+    t = check_time(path, df[time], time)
+    e = check_event(path, df[event], event, event_is_censoring)
     X = df[covariates].copy()
     ids = df[id_column].astype(str).to_numpy() if id_column else None
-    encoder = None
+    encoder = provenance = None
     if embeddings is not None:
-        X, encoder = _join_embeddings(path, X, ids, embeddings)
+        X, emb = _join_embeddings(path, X, ids, embeddings)
+        encoder, provenance = emb.encoder, emb.provenance
     keep = ~X.isna().any(axis=1).to_numpy()
     n_dropped = int((~keep).sum())
     if n_dropped:
         log.warning("%s: dropped %d row(s) with a missing covariate", path.name, n_dropped)
     table = SurvivalTable(X[keep].reset_index(drop=True), t[keep], e[keep], None if ids is None else ids[keep],
-                          n_dropped, encoder)
+                          n_dropped, encoder, provenance)
     if len(table) == 0:
         raise InputError(path, "no rows left after dropping rows with missing covariates")
     if require_events and not table.event.any():
@@ -153,7 +157,8 @@ def read_survival_table(
     return table
 
 
-def _check_time(path: Path, col: pd.Series, name: str) -> np.ndarray:
+def check_time(path: Path, col: pd.Series, name: str) -> np.ndarray:
+    """Follow-up times as floats; non-numeric, missing or negative values are an error naming the column."""
     values = pd.to_numeric(col, errors="coerce").to_numpy(dtype=float)
     bad_nan = np.isnan(values) & col.notna().to_numpy()
     if bad_nan.any():
@@ -167,7 +172,8 @@ def _check_time(path: Path, col: pd.Series, name: str) -> np.ndarray:
     return values
 
 
-def _check_event(path: Path, col: pd.Series, name: str, is_censoring: bool) -> np.ndarray:
+def check_event(path: Path, col: pd.Series, name: str, is_censoring: bool) -> np.ndarray:
+    """Events as booleans (True = event) from a 0/1 (or bool) column; anything else is an error naming it."""
     if col.dtype == bool:
         values = col.to_numpy()
     else:
@@ -196,4 +202,4 @@ def _join_embeddings(path: Path, X: pd.DataFrame, ids: np.ndarray | None, source
     elif len(matrix) != len(X):
         raise InputError(source, f"has {len(matrix)} rows but the table has {len(X)} (and no ids to join on)")
     cols = pd.DataFrame(matrix, columns=[f"{EMBEDDING_PREFIX}{i}" for i in range(matrix.shape[1])])
-    return pd.concat([X.reset_index(drop=True), cols], axis=1), emb.encoder
+    return pd.concat([X.reset_index(drop=True), cols], axis=1), emb

@@ -85,12 +85,15 @@ def classify_case(path: Path, space: Any, graph: Any, ids: list[str], free: dict
     if is_tile_features(path):
         record.update(_classify_slide(path, space, graph, ids, free, config, method, topk, tile_scores_out))
         return record
+    vectors_print = None
     if suffix in EMBEDDING_SUFFIXES:
         emb = load_embeddings(path)
         vectors = space.to_joint(emb, modality or emb.modality or "image", origin=path)
         kind = f"embedding ({modality or emb.modality or 'image'})"
+        vectors_print = emb.provenance
     else:
         vectors, kind = space.encode_image_file(path), "image"
+    record["provenance"] = prediction_provenance(space, path, vectors_print)
     case_vector = vectors.mean(axis=0, keepdims=True)
     record["input"] = kind
     if presence:
@@ -103,10 +106,22 @@ def classify_case(path: Path, space: Any, graph: Any, ids: list[str], free: dict
     return record
 
 
+def prediction_provenance(space: Any, path: Path, vectors: Any = None) -> dict[str, Any]:
+    """The provenance of a prediction record: the model's print, the input file's fingerprint and the record of
+    the vectors it read (when they came from a file)."""
+    from medvl.provenance import input_print
+
+    record = {**space.provenance(), "input": input_print(path)}
+    if vectors is not None:
+        record["vectors"] = vectors.summary()
+    return record
+
+
 def _classify_slide(path: Path, space: Any, graph: Any, ids: list[str], free: dict[str, list[str]],
                     config: ZeroShotConfig, method: str, topk: int, tile_scores_out: Path | None) -> dict[str, Any]:
     emb = load_embeddings(path)
     tiles = space.to_joint(emb, "image", origin=path)
+    space.check_domain("slide")
     clf = build_classifier(space, graph, ids, free, config, with_normal=method == "keep")
     pred = slide_zeroshot(tiles, clf, method, topk=topk)
     slide_clf = clf if method != "keep" else ZeroShotClassifier(
@@ -115,13 +130,16 @@ def _classify_slide(path: Path, space: Any, graph: Any, ids: list[str], free: di
         clf.abstain_below)
     out: dict[str, Any] = {"input": "slide features", "n_tiles": len(tiles), "method": method,
                            "result": keep_decision(slide_clf.decide(pred.proba[None, :])[0], pred),
-                           **_jsonable(pred.extra)}
+                           **_jsonable(pred.extra), "provenance": prediction_provenance(space, path, emb.provenance)}
     if tile_scores_out is not None:
         from medvl.atomic import atomic_path
 
         with atomic_path(tile_scores_out) as tmp, open(tmp, "wb") as fh:
+            names = [clf.names[clf.class_ids.index(c)] if c in clf.class_ids else c for c in pred.tile_class_ids]
             np.savez(fh, scores=pred.tile_scores.astype(np.float32), class_ids=np.array(pred.tile_class_ids),
-                     coords=emb.coords if emb.coords is not None else np.zeros((0, 2)))
+                     class_names=np.array(names),
+                     coords=emb.coords if emb.coords is not None else np.zeros((0, 2)),
+                     patch_size_level0=float(emb.attrs.get("patch_size_level0") or 0))
         out["tile_scores"] = str(tile_scores_out)
     return out
 

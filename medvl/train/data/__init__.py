@@ -2,8 +2,10 @@
 
 ``breastmnist`` (:mod:`.breastmnist`): bundled BreastMNIST images with captions from the disease graph.
 ``graph-groups`` (:mod:`.graph_groups`): texts of the disease graph's KEEP semantic groups (the knowledge-encoder
-stage). Add a dataset with ``@register_dataset(name, Options)`` in a module of this package and list the module in
-``DATASETS``'s built-ins.
+stage). ``ct`` (:mod:`.ct`): CT volumes. ``bags`` and ``breastmnist-bags`` (:mod:`.bags`): bags of embeddings
+(slides' tiles, volumes' slices, images' patches) with labels and survival outcomes. ``text-pairs``
+(:mod:`.text_pairs`): query/document pairs of a table. Add a dataset with ``@register_dataset(name, Options)`` in a
+module of this package and list the module in ``DATASETS``'s built-ins.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from medvl.train.data.registry import (
     collate,
     dataset_options,
     list_datasets,
+    pad_bags,
     register_dataset,
 )
 
@@ -33,5 +36,6 @@ __all__ = [
     "collate",
     "dataset_options",
     "list_datasets",
+    "pad_bags",
     "register_dataset",
 ]

@@ -11,7 +11,8 @@ import torch.nn.functional as F
 
 from medvl.config import Config
 from medvl.errors import InputError
-from medvl.models.transforms import preprocess_grayscale
+from medvl.models.domain import DataDomain
+from medvl.models.transforms import grayscale_transform, image_transform
 from medvl.train.data.registry import register_dataset
 
 __all__ = ["ULTRASOUND_TEMPLATES", "BreastMNISTOptions", "BreastMNISTPairs", "class_captions"]
@@ -88,6 +89,8 @@ class BreastMNISTPairs:
     """Images of the bundled BreastMNIST with captions from the disease knowledge graph."""
 
     fields: ClassVar[dict[str, str]] = {"image": "image", "image2": "image", "text": "text"}
+    #: the domain of the images, saved in the checkpoint (inference on other images warns)
+    domains: ClassVar[dict[str, DataDomain]] = {"image": DataDomain("ultrasound", channels="grayscale")}
 
     def __init__(self, opts: BreastMNISTOptions):
         from medvl.knowledge import default_graph
@@ -102,7 +105,9 @@ class BreastMNISTPairs:
             raise InputError(path, f"not a BreastMNIST npz with a '{opts.split}' split ({exc})") from None
         if opts.limit:
             images, labels = images[: opts.limit], labels[: opts.limit]
-        self.images = preprocess_grayscale(images, opts.image_size)
+        #: the one image transform, as a config of its own: saved in the checkpoint, applied again at inference
+        self.preprocessing = {"image": grayscale_transform(opts.image_size)}
+        self.images = image_transform(images, self.preprocessing["image"])
         self.labels = torch.as_tensor(labels.astype(np.int64))
         graph = default_graph()
         self.group_names = sorted(opts.classes, key=int)

@@ -13,7 +13,9 @@ Optional parts, used where a recipe asks for them: ``group_ids`` (one knowledge 
 (``[G, G]`` bool: hierarchy relatives), ``group_names`` (one label per group) for the group-balanced sampler and the
 knowledge-group loss; ``group_texts`` (one text per group, e.g. each concept's name) for the ``bank`` loss;
 ``sample_weights`` and ``siblings`` for the ``distinct`` sampler; ``linking_queries`` for the synonym-linking
-evaluation.
+evaluation. Datasets of images or volumes declare ``preprocessing`` (modality -> the transform config they apply) and
+``domains`` (modality -> :class:`~medvl.models.domain.DataDomain`): the trainer saves both in the checkpoint
+(:mod:`medvl.train.recording`).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from medvl.config import Config
 from medvl.errors import ConfigError
 from medvl.registry import Registry
 
-__all__ = ["DATASETS", "TrainDataset", "build_dataset", "collate", "list_datasets", "register_dataset"]
+__all__ = ["DATASETS", "TrainDataset", "build_dataset", "collate", "list_datasets", "pad_bags", "register_dataset"]
 
 
 class TrainDataset(Protocol):
@@ -45,8 +47,8 @@ class TrainDataset(Protocol):
 
 #: name -> (typed options class, dataset class); built-ins register on first use
 DATASETS: Registry[tuple[type[Config], Callable[..., Any]]] = Registry(
-    "dataset", builtins=("medvl.train.data.breastmnist", "medvl.train.data.graph_groups",
-                          "medvl.train.data.text_corpus"))
+    "dataset", builtins=("medvl.train.data.breastmnist", "medvl.train.data.graph_groups", "medvl.train.data.ct",
+                         "medvl.train.data.bags", "medvl.train.data.text_pairs", "medvl.train.data.text_corpus"))
 
 
 def register_dataset(name: str, options: type[Config]):
@@ -78,12 +80,31 @@ def dataset_options(name: str) -> type[Config]:
     return DATASETS.get(name)[0]
 
 
+def pad_bags(bags: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """Bags of different lengths (mappings of ``[n, ...]`` tensors, with ``features``) padded to the longest, plus
+    ``mask [B, N]`` (True = a real item)."""
+    n = max(int(b["features"].shape[0]) for b in bags)
+    out: dict[str, torch.Tensor] = {}
+    for key in bags[0]:
+        first = bags[0][key]
+        padded = first.new_zeros((len(bags), n, *first.shape[1:]))
+        for i, b in enumerate(bags):
+            padded[i, : len(b[key])] = b[key]
+        out[key] = padded
+    lengths = torch.tensor([len(b["features"]) for b in bags])
+    out["mask"] = torch.arange(n)[None, :] < lengths[:, None]
+    return out
+
+
 def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
-    """Stack tensors, keep strings (and lists of strings) as lists, turn ints into a LongTensor."""
+    """Stack tensors, pad bags (mappings with ``features``), keep strings (and lists of strings) as lists, turn ints
+    into a LongTensor."""
     out: dict[str, Any] = {}
     for key in items[0]:
         values = [it[key] for it in items]
-        if isinstance(values[0], torch.Tensor):
+        if isinstance(values[0], dict) and "features" in values[0]:
+            out[key] = pad_bags(values)
+        elif isinstance(values[0], torch.Tensor):
             out[key] = torch.stack(values)
         elif isinstance(values[0], (bool, int, np.integer)):
             out[key] = torch.tensor([int(v) for v in values], dtype=torch.long)

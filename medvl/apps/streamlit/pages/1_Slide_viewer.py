@@ -1,17 +1,20 @@
 """Slide viewer: a deep-zoom view of a whole-slide image (pan and zoom from the whole slide to full resolution) with
-tissue-mask, zero-shot heatmap, tile-boundary and annotation overlays; a clicked tile's classes and neighbours."""
+tissue-mask, zero-shot heatmap, tile-boundary and annotation overlays; a clicked tile's classes and neighbours;
+exports for QuPath (detections) and DICOM (SEG). Label and macro images stay hidden unless the user opts in."""
 
 from pathlib import Path
 
 import numpy as np
 import streamlit as st
 
-from medvl.apps import annotations, slideview, tilepanel, ui, viewerdata
+from medvl.apps import annotations, report, slideview, tilepanel, ui, viewerdata
 from medvl.apps.catalog import pseudonym
 from medvl.apps.components import deepzoom_viewer
 from medvl.apps.uploads import save_upload, upload_limit_mb
 from medvl.errors import MedvlError
 from medvl.io.slide import PLAUSIBLE_MPP
+from medvl.io.slide.slide import PRIVATE_ASSOCIATED
+from medvl.tasks.interop.codes import code_concepts
 
 ui.page("Slide viewer", "🔬")
 ws, cat = ui.workspace_or_stop()
@@ -87,6 +90,8 @@ if model_dir is not None:
             clf = ui.classifier(model_dir, ui.graph_path(cat), dset.ids, dset.free, None)
         except MedvlError as exc:
             ui.error(exc)
+    if tiles is not None:
+        ui.notes(tiles.warnings)  # the model's training domain is not slides; random weights
     if tiles is not None and clf is not None:
         proba = clf.predict_proba(tiles.embeddings)
         from medvl.tasks.zeroshot.slide import slide_zeroshot
@@ -141,9 +146,33 @@ if legend is not None:
     st.caption(f"Heatmap: probability of **{clf.names[heat_class]}** per tile, from {legend['vmin']:.2f} (dark) to "
                f"{legend['vmax']:.2f} (bright); {tiles.source}.")
 
+# ---------------------------------------------------------------- associated images (private by default)
+with st.sidebar.expander("Associated images", expanded=False):
+    st.caption("This slide has: " + (", ".join(slide.associated) or "none") + ". Label and macro images may show "
+               "patient names and barcodes.")
+    private = [n for n in slide.associated if n in PRIVATE_ASSOCIATED]
+    show_private = st.checkbox("Show label and macro images", False, key="slide_show_private", disabled=not private)
+if show_private:
+    for name in private:
+        st.image(slide.associated_image(name, allow_private=True), caption=f"{name} image (shown at your request)",
+                 width=240)
+
 # ---------------------------------------------------------------- the clicked tile
 if tiles is None or clf is None:
     st.stop()
+st.subheader("Export")
+ref = pseudonym(Path(path), "slide")
+export_left, export_right = st.columns(2)
+export_left.download_button("QuPath detections (GeoJSON)", lambda: report.qupath_bytes(clf, tiles),
+                            file_name=f"{ref}_detections.geojson", mime="application/geo+json", key="slide_qupath")
+heat_id = clf.class_ids[heat_class]
+try:
+    code_concepts(graph, [(heat_id, clf.names[heat_class])])
+    export_right.download_button(f"DICOM SEG (tissue, {clf.names[heat_class]} ≥ 0.5)",
+                                 lambda: report.slide_seg_zip(slide, clf, tiles, [heat_id], graph),
+                                 file_name=f"{ref}_seg.zip", mime="application/zip", key="slide_seg")
+except MedvlError as exc:
+    export_right.error(f"No DICOM SEG: {exc}")
 st.subheader("Selected tile")
 index = st.number_input(f"Tile (click one in the viewer, or type its number: 0–{len(tiles.coords) - 1})", 0,
                         len(tiles.coords) - 1, key="slide_tile")
@@ -179,6 +208,15 @@ found, index_ = ui.cases(model_dir, str(ws))
 if index_ is None:
     st.info("No cases to compare with in this workspace.")
 else:
-    hits = tilepanel.nearest_cases(found, index_, tiles.embeddings[answer.index], pseudonym(Path(path), "slide"))
+    mix = st.checkbox("Include cases of other kinds (modality, stain, organ)", False, key="slide_mix")
+    try:
+        hits = tilepanel.nearest_cases(found, index_, tiles.embeddings[answer.index], pseudonym(Path(path), "slide"),
+                                       kind="H&E slide", mix=mix)
+    except MedvlError as exc:
+        ui.error(exc)
+        hits = []
+    if not hits:
+        st.info("No other H&E slide in the case collection; tick “Include cases of other kinds” to compare across "
+                "kinds.")
     for col, hit in zip(st.columns(max(1, len(hits))), hits, strict=False):
         col.image(hit["thumbnail"], caption=f"{hit['case']} · {hit['kind']} · {hit['score']:.3f}")

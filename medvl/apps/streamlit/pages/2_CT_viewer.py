@@ -1,11 +1,12 @@
 """CT viewer: axial, coronal and sagittal slices with window presets or custom level/width, label-map overlay,
-spacing-correct proportions, the model's input box in place, and missing slices shown where they belong."""
+spacing-correct proportions, the model's input box in place (and as a DICOM SEG download), and missing slices shown
+where they belong."""
 
 from pathlib import Path
 
 import streamlit as st
 
-from medvl.apps import ctcrop, ctview, ui
+from medvl.apps import ctcrop, ctview, report, ui
 from medvl.apps.catalog import pseudonym
 from medvl.apps.uploads import save_upload, upload_limit_mb
 from medvl.errors import MedvlError
@@ -88,6 +89,9 @@ else:
         side.caption(f"{'×'.join(map(str, crop.shape))} voxels of "
                      + " × ".join(f"{s:g}" for s in crop.spacing) + " mm "
                      + ("(from the workspace cache)" if crop.cached else "(the chain run for this view)"))
+        side.download_button("DICOM SEG of this box (with its source series)",
+                             lambda: report.ct_seg_zip(path, cfg, labels), file_name=f"{pseudonym(Path(path), 'ct')}"
+                             "_seg.zip", mime="application/zip", key="ct_seg")
 
 cols = st.columns(3)
 for col, plane in zip(cols, ctview.PLANES, strict=True):

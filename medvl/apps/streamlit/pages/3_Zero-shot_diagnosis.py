@@ -1,9 +1,12 @@
 """Zero-shot diagnosis: a case and a disease set (a knowledge-graph node with its subtypes, or a custom list) give
-ranked diagnoses with probabilities, abstention when uncertain, and each diagnosis's ontology context."""
+ranked diagnoses with probabilities, abstention when uncertain, and each diagnosis's ontology context; a draft report
+with codes and evidence regions, and the findings as a DICOM SR download."""
+
+from pathlib import Path
 
 import streamlit as st
 
-from medvl.apps import diagnosis, ui
+from medvl.apps import diagnosis, report, slideview, ui
 from medvl.errors import MedvlError
 
 ui.page("Zero-shot diagnosis", "🧠")
@@ -34,6 +37,7 @@ except MedvlError as exc:
     ui.error(exc)
     st.stop()
 record = diagnosis.diagnose(clf, found.embeddings[pick], top_k=10)
+ui.notes(slideview.model_notes(ui.load_space(model_dir), found.domains[pick]))
 
 left, right = st.columns([1, 3])
 with left:
@@ -67,3 +71,30 @@ for t in record["top"][:5]:
         st.markdown(f"*Definition:* {ctx['definition']}")
         st.markdown(f"*Ancestor path:* {ctx['path']}")
         st.markdown("*Synonyms:* " + (", ".join(ctx["synonyms"][:12]) or "none"))
+
+st.subheader("Report (draft)")
+st.caption(report.DRAFT_LABEL)
+tiles, slide_path = None, found.paths[pick] if found.kinds[pick] == "H&E slide" else None
+if slide_path is not None:
+    try:
+        features = cat.features_for(Path(slide_path))
+        tiles = ui.slide_tiles(slide_path, model_dir, str(features) if features else None, str(cat.cache_dir))
+    except MedvlError as exc:
+        ui.error(exc)
+finding = record["prediction"] or record["top"][0]["id"]
+mpp = ui.open_slide(slide_path).mpp if slide_path is not None else None
+draft = report.draft_report(record, graph, report.evidence_tiles(clf, tiles, finding, mpp=mpp))
+st.dataframe(ui.as_rows([{"finding": f["name"], "id": f["id"], "code": f["code"] or "none",
+                          "probability": round(f["probability"], 4)} for f in draft["findings"]]),
+             hide_index=True, width="stretch")
+if draft["evidence"]:
+    st.caption("Evidence regions: the tiles that score highest for "
+               f"{graph.concept(finding).name if finding in graph else finding} (level-0 pixels).")
+st.code(report.report_text(draft), language=None)
+try:
+    modality = "slide" if slide_path is not None else "image"
+    data = report.sr_bytes(record, graph, model_dir, found.refs[pick], modality)
+    st.download_button("Download DICOM SR (TID 1500)", data, file_name=f"{found.refs[pick]}_sr.dcm",
+                       mime="application/dicom", key="zs_sr")
+except MedvlError as exc:
+    st.error(f"No DICOM SR: {exc}")
