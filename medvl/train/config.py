@@ -79,7 +79,7 @@ class StageConfig(Config):
         objective: a registered objective (``medvl.train.objectives``): ``contrastive`` (two inputs aligned by
             ``losses``), ``supervised`` (a head on one tower), ``masked_embedding`` (LV-MAE over bags),
             ``bag_survival`` (Cox risk of bags) or ``lexical`` (a LexLIP head over a frozen text tower).
-        objective_options: the objective's own typed options (e.g. the mask of ``masked_embedding``).
+        objective_options: the objective's own typed options (e.g. the mask of ``masked_embedding``, the masking of ``mlm``).
         inputs: dataset fields fed to the model: ``[a, b]`` for contrastive, ``[x]`` for supervised.
         losses: terms of the contrastive objective.
         data: this stage's data (default: the run's ``data``).
@@ -98,7 +98,6 @@ class StageConfig(Config):
         bank_every: re-encode the group bank (for the ``bank`` loss) every N steps.
         evaluate: evaluations run before and after the stage (``metrics.jsonl``, ``summary.json``).
         multilabel: supervised with a sigmoid per label (labels are a multi-hot ``label`` field).
-        objective_options: the objective's own typed options (e.g. the masking of ``mlm``), checked by it.
     """
 
     name: str = "align"
@@ -127,7 +126,6 @@ class StageConfig(Config):
     bank_every: int = 50
     evaluate: list[EvalConfig] = field(default_factory=list)
     multilabel: bool = False
-    objective_options: dict[str, Any] = field(default_factory=dict)
 
     def validate(self) -> None:
         if not self.inputs:

@@ -43,7 +43,7 @@ def test_concept_rows_start_from_sub_word_means_or_at_random():
 def test_a_checkpoint_keeps_the_vocabulary_for_create_model_and_prompts(tmp_path):
     model = create_model(_tiny_with({"sources": SOURCES})).eval()
     model.save(tmp_path / "m")
-    again = create_model(tmp_path / "m")
+    again = create_model(tmp_path / "m", random_weights=True)
     prompts = ["a chest radiograph showing lung cancer", "breast cancer"]
     assert type(again.towers["text"].tokenizer).__name__ == "ConceptTokenizer"
     torch.testing.assert_close(again.encode_text(prompts), model.encode_text(prompts))
@@ -56,7 +56,7 @@ def test_vocab_recipe_twin_trains_with_concept_masking(tmp_path):
 
     summary = train(TrainConfig.from_file(config_dir() / "recipes" / "text-vocab-tiny.yaml"), tmp_path / "run")
     assert summary["global_steps"] == 4
-    model = create_model(tmp_path / "run" / "model")
+    model = create_model(tmp_path / "run" / "model", random_weights=True)
     assert len(model.towers["text"].tokenizer) == model.towers["text"].model.get_input_embeddings().weight.shape[0]
 
 
@@ -70,7 +70,7 @@ def test_unknown_concept_ids_and_a_vocabulary_mismatch_are_clear_errors(tmp_path
     tower.tokenizer.tokenizer.add_tokens(["zzzextra"])
     tower.save_tokenizer(tmp_path / "m")
     with pytest.raises(ConfigError, match="tokenizer and model vocabulary mismatch"):
-        create_model(tmp_path / "m")
+        create_model(tmp_path / "m", random_weights=True)
 
 
 def test_held_out_texts_are_never_concept_mentions(tmp_path):

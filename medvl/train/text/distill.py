@@ -40,6 +40,7 @@ class DistillConfig(Config):
         projection: map the student's embedding to the teacher's width with a trained linear layer.
         token_weight: weight of the token-distribution KL term (0: off).
         temperature: softmax temperature of the token distributions.
+        teacher_random_weights: accept a teacher without trained weights (the tiny test teachers only).
     """
 
     teacher: str = ""
@@ -48,6 +49,7 @@ class DistillConfig(Config):
     projection: bool = False
     token_weight: float = 0.0
     temperature: float = 2.0
+    teacher_random_weights: bool = False
 
     def validate(self) -> None:
         if self.token_weight < 0 or self.temperature <= 0:
@@ -59,7 +61,7 @@ def _teacher_tower(cfg: DistillConfig) -> Any:
     from medvl.models.registry import create_tower
 
     if cfg.teacher:
-        model = create_model(cfg.teacher)
+        model = create_model(cfg.teacher, random_weights=cfg.teacher_random_weights)
         if "text" not in model.towers:
             raise ConfigError(f"distill: the teacher {cfg.teacher} has no text tower")
         return model.towers["text"]

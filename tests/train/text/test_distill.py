@@ -64,10 +64,10 @@ def test_a_truncated_student_keeps_the_teachers_spread_layers(tmp_path):
     teacher.save(tmp_path / "t")
     from medvl.models.text import truncate_layers
 
-    model = create_model(tmp_path / "t").towers["text"].model
+    model = create_model(tmp_path / "t", random_weights=True).towers["text"].model
     kept = truncate_layers(model, 2, "spread")
     assert kept == [0, 3] and len(model.encoder.layer) == 2 and model.config.num_hidden_layers == 2
-    src = create_model(tmp_path / "t").towers["text"].model
+    src = create_model(tmp_path / "t", random_weights=True).towers["text"].model
     torch.testing.assert_close(model.encoder.layer[1].output.dense.weight, src.encoder.layer[3].output.dense.weight)
     with pytest.raises(ConfigError, match="layers must be within 1..2"):
         truncate_layers(model, 3, "lowest")
