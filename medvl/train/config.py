@@ -79,7 +79,7 @@ class StageConfig(Config):
         objective: a registered objective (``medvl.train.objectives``): ``contrastive`` (two inputs aligned by
             ``losses``), ``supervised`` (a head on one tower), ``masked_embedding`` (LV-MAE over bags),
             ``bag_survival`` (Cox risk of bags) or ``lexical`` (a LexLIP head over a frozen text tower).
-        objective_options: the objective's own typed options (e.g. the mask of ``masked_embedding``, the masking of ``mlm``).
+        objective_options: the objective's own typed options (the mask of ``masked_embedding``, of ``mlm``, ...).
         inputs: dataset fields fed to the model: ``[a, b]`` for contrastive, ``[x]`` for supervised.
         losses: terms of the contrastive objective.
         data: this stage's data (default: the run's ``data``).
