@@ -16,18 +16,23 @@ SOURCES = ["doid_top_nodes"]
 
 
 def _tiny_with(vocab: dict) -> ModelConfig:
-    return ModelConfig.from_dict({"towers": {"text": {"name": "hf-text-tiny", "options": {"vocab": vocab},
-                                                       "projection": "none"}}, "embed_dim": 32})
+    return ModelConfig.from_dict(
+        {
+            "towers": {"text": {"name": "hf-text-tiny", "options": {"vocab": vocab}, "projection": "none"}},
+            "embed_dim": 32,
+        }
+    )
 
 
 def test_concept_rows_start_from_sub_word_means_or_at_random():
     base = hf_text_tiny()
     table = base.model.get_input_embeddings().weight.detach().clone()
-    tok, counts = apply_vocab(VocabConfig(init="name", sources=SOURCES, words=["pneumothorax"]), base.tokenizer,
-                              base.model)
+    tok, counts = apply_vocab(
+        VocabConfig(init="name", sources=SOURCES, words=["pneumothorax"]), base.tokenizer, base.model
+    )
     new = base.model.get_input_embeddings().weight
     assert counts["concepts"] > 50 and counts["words"] == 1 and new.shape[0] == counts["vocab_size"] == len(tok)
-    assert torch.equal(new[:table.shape[0]], table), "existing rows are kept"
+    assert torch.equal(new[: table.shape[0]], table), "existing rows are kept"
     row = tok.token_ids["DOID:1324"]  # lung cancer
     pieces = [i for i in tok.tokenizer("lung cancer", add_special_tokens=False)["input_ids"]]
     torch.testing.assert_close(new[row], table[pieces].mean(0))
@@ -41,7 +46,7 @@ def test_concept_rows_start_from_sub_word_means_or_at_random():
 
 
 def test_a_checkpoint_keeps_the_vocabulary_for_create_model_and_prompts(tmp_path):
-    model = create_model(_tiny_with({"sources": SOURCES})).eval()
+    model = create_model(_tiny_with({"sources": SOURCES}), random_weights=True).eval()
     model.save(tmp_path / "m")
     again = create_model(tmp_path / "m", random_weights=True)
     prompts = ["a chest radiograph showing lung cancer", "breast cancer"]
@@ -62,8 +67,8 @@ def test_vocab_recipe_twin_trains_with_concept_masking(tmp_path):
 
 def test_unknown_concept_ids_and_a_vocabulary_mismatch_are_clear_errors(tmp_path):
     with pytest.raises(ConfigError, match="unknown concept id.*DOID:999999"):
-        create_model(_tiny_with({"sources": SOURCES, "concept_ids": ["DOID:1324", "DOID:999999"]}))
-    model = create_model(_tiny_with({"sources": SOURCES})).eval()
+        create_model(_tiny_with({"sources": SOURCES, "concept_ids": ["DOID:1324", "DOID:999999"]}), random_weights=True)
+    model = create_model(_tiny_with({"sources": SOURCES}), random_weights=True).eval()
     model.save(tmp_path / "m")
     # a checkpoint whose tokenizer has more tokens than its encoder's table
     tower = model.towers["text"]
@@ -76,7 +81,9 @@ def test_unknown_concept_ids_and_a_vocabulary_mismatch_are_clear_errors(tmp_path
 def test_held_out_texts_are_never_concept_mentions(tmp_path):
     held = tmp_path / "held.txt"
     held.write_text("lung carcinoma\n")
-    tower = create_model(_tiny_with({"sources": SOURCES, "holdout_file": str(held)})).towers["text"]
+    tower = create_model(_tiny_with({"sources": SOURCES, "holdout_file": str(held)}), random_weights=True).towers[
+        "text"
+    ]
     tok = tower.tokenizer
     assert tok.tokenize("lung cancer") == ["[DOID:1324]"]
     assert "[DOID:1324]" not in tok.tokenize("lung carcinoma")
@@ -86,8 +93,9 @@ def test_held_out_texts_are_never_concept_mentions(tmp_path):
 def test_frequent_domain_words_split_into_many_pieces_become_tokens(tmp_path):
     corpus = tmp_path / "reports.txt"
     corpus.write_text("No pneumothorax. " * 6 + "Small cardiomegaly. " * 5 + "Rare atelectasis. " * 2 + "the lung " * 9)
-    tower = create_model(_tiny_with({"concepts": False, "words_from": str(corpus), "min_count": 5,
-                                     "min_pieces": 3})).towers["text"]
+    tower = create_model(
+        _tiny_with({"concepts": False, "words_from": str(corpus), "min_count": 5, "min_pieces": 3})
+    ).towers["text"]
     tok = tower.tokenizer
     assert type(tok).__name__ != "ConceptTokenizer"
     assert tok.tokenize("pneumothorax and cardiomegaly") == ["pneumothorax", "and", "cardiomegaly"]

@@ -64,7 +64,9 @@ def test_the_encoder_probe_is_reported_beside_the_baseline(reports):
     from medvl.models import create_model
     from medvl.models.multimodal import ModelConfig
 
-    model = create_model(ModelConfig.from_dict({"towers": {"text": {"name": "hf-text-tiny"}}, "embed_dim": 16}))
+    model = create_model(
+        ModelConfig.from_dict({"towers": {"text": {"name": "hf-text-tiny"}}, "embed_dim": 16}), random_weights=True
+    )
     sec = ReportClassificationSection(reports=reports, min_positives=30)
     result = eval_report_classification(sec, model=model)
     assert set(result["metrics"]) == {"macro_auc", "tfidf_macro_auc"}

@@ -39,7 +39,7 @@ def build(objective: str, options: dict):
     torch.manual_seed(0)
     model = create_model(ModelConfig.from_dict({
         "towers": {"text": {"name": "hf-text-tiny", "options": {"max_length": 24}, "projection": "none"}},
-        "embed_dim": 32}))
+        "embed_dim": 32}), random_weights=True)
     stage = StageConfig(name="t", objective=objective, inputs=["text"], objective_options=options)
     obj = build_objective(model, stage, Texts(), 0)
     select_trainable(obj, stage)

@@ -45,7 +45,7 @@ def test_student_moves_towards_the_teacher_and_resumes_bit_for_bit(distill_run, 
 
 
 def test_resuming_with_another_teacher_is_refused(distill_run, tmp_path, monkeypatch):
-    teacher = create_model("tiny-clip")
+    teacher = create_model("tiny-clip", random_weights=True)
     with torch.no_grad():
         next(teacher.towers["text"].parameters()).add_(1.0)
     teacher.save(tmp_path / "other")
@@ -59,8 +59,15 @@ def test_resuming_with_another_teacher_is_refused(distill_run, tmp_path, monkeyp
 
 
 def test_a_truncated_student_keeps_the_teachers_spread_layers(tmp_path):
-    teacher = create_model(ModelConfig.from_dict({"towers": {"text": {
-        "name": "hf-text-tiny", "options": {"layers": 4}, "projection": "none"}}, "embed_dim": 32}))
+    teacher = create_model(
+        ModelConfig.from_dict(
+            {
+                "towers": {"text": {"name": "hf-text-tiny", "options": {"layers": 4}, "projection": "none"}},
+                "embed_dim": 32,
+            }
+        ),
+        random_weights=True,
+    )
     teacher.save(tmp_path / "t")
     from medvl.models.text import truncate_layers
 
@@ -85,8 +92,10 @@ def test_incompatible_widths_without_a_projection_and_token_kl_across_tokenizers
 
 
 def test_two_processes_give_the_loss_and_gradients_of_one(tmp_path):
-    cases = [("distill", "distill", {"teacher": "tiny-clip", "token_weight": 0.5}),
-             ("distill-mse", "distill", {"teacher": "tiny-clip", "loss": "mse"})]
+    cases = [
+        ("distill", "distill", {"teacher": "tiny-clip", "token_weight": 0.5}),
+        ("distill-mse", "distill", {"teacher": "tiny-clip", "loss": "mse"}),
+    ]
     mp.spawn(ddp_text_worker.worker, args=(2, str(tmp_path / "init"), str(tmp_path), cases), nprocs=2, join=True)
     ddp_text_worker.worker(0, 1, str(tmp_path / "unused"), str(tmp_path), cases)
     two = torch.load(tmp_path / "world2.pt", weights_only=True)
