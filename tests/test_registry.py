@@ -52,7 +52,7 @@ def test_towers_models_losses_datasets_and_steps_share_the_class():
     for reg in (TOWERS, MODELS, LOSSES, DATASETS, OBJECTIVES, SAMPLERS, EVALUATIONS, COHORT_STEPS, *STEPS.values()):
         assert isinstance(reg, Registry) and len(reg) > 0
     assert "timm-tiny" in TOWERS and "tiny-clip" in MODELS and "medvl.models.text" in sys.modules
-    known = "bags, breastmnist, breastmnist-bags, ct-reports, graph-groups, text-pairs"
+    known = "bags, breastmnist, breastmnist-bags, ct-reports, graph-groups, text-corpus, text-pairs"
     with pytest.raises(ConfigError, match=f"unknown dataset 'nope'; known: {known}"):
         DATASETS.get("nope")
     known = "bag_survival, contrastive, distill, lexical, masked_embedding, mlm, rtd, supervised"

@@ -94,7 +94,7 @@ def test_frequent_domain_words_split_into_many_pieces_become_tokens(tmp_path):
     corpus = tmp_path / "reports.txt"
     corpus.write_text("No pneumothorax. " * 6 + "Small cardiomegaly. " * 5 + "Rare atelectasis. " * 2 + "the lung " * 9)
     tower = create_model(
-        _tiny_with({"concepts": False, "words_from": str(corpus), "min_count": 5, "min_pieces": 3})
+        _tiny_with({"concepts": False, "words_from": str(corpus), "min_count": 5, "min_pieces": 3}), random_weights=True
     ).towers["text"]
     tok = tower.tokenizer
     assert type(tok).__name__ != "ConceptTokenizer"
