@@ -52,10 +52,11 @@ def test_towers_models_losses_datasets_and_steps_share_the_class():
     for reg in (TOWERS, MODELS, LOSSES, DATASETS, OBJECTIVES, SAMPLERS, EVALUATIONS, COHORT_STEPS, *STEPS.values()):
         assert isinstance(reg, Registry) and len(reg) > 0
     assert "timm-tiny" in TOWERS and "tiny-clip" in MODELS and "medvl.models.text" in sys.modules
-    known = "bags, breastmnist, breastmnist-bags, ct-reports, graph-groups, manifest, text-pairs, webdataset"
+    known = ("bags, breastmnist, breastmnist-bags, ct-reports, graph-groups, manifest, text-corpus, text-pairs, "
+             "webdataset")
     with pytest.raises(ConfigError, match=f"unknown dataset 'nope'; known: {known}"):
         DATASETS.get("nope")
-    known = "bag_survival, contrastive, lexical, masked_embedding, supervised"
+    known = "bag_survival, contrastive, distill, lexical, masked_embedding, mlm, rtd, supervised"
     with pytest.raises(ConfigError, match=f"unknown objective 'nope'; known: {known}"):
         OBJECTIVES.get("nope")
     assert SAMPLERS.names() == ["distinct", "event-balanced", "group-balanced", "shuffled"]

@@ -19,7 +19,7 @@ def evaluate(
     out: Annotated[Optional[Path], typer.Option("--out", help="Report folder (overrides the config's 'out').")] = None,  # noqa: UP045, E501
     workspace: WorkspaceOpt = None,
 ) -> Result:
-    """Survival, linear-probe, retrieval and zero-shot evaluation: metrics.json, ROC/KM/calibration/recall plots."""
+    """Survival, linear-probe, retrieval, zero-shot, report-classification and caption->concept evaluation."""
     from medvl.config import read_config_file
     from medvl.tasks.report import EvalConfig, run_eval
 
@@ -28,13 +28,13 @@ def evaluate(
         data["out"] = str(out)
     for section in data.values():
         if isinstance(section, dict):
-            for key in ("table", "embeddings", "queries", "gallery"):
+            for key in ("table", "embeddings", "queries", "gallery", "reports", "captions", "cuis"):
                 if isinstance(section.get(key), str):
                     section[key] = str(_resolve(section[key], config.parent, workspace))
     cfg = EvalConfig.from_dict(data, source=str(config))
     report = run_eval(cfg)
     lines = [f"report written to {report['out']}"]
-    for name in ("survival", "probe", "retrieval", "zeroshot"):
+    for name in ("survival", "probe", "retrieval", "zeroshot", "report_classification", "caption_concepts"):
         if name in report:
             metrics = report[name]["metrics"]
             lines.append(f"  {name}: " + ", ".join(f"{k} {v:.3f}" for k, v in metrics.items() if isinstance(v, float)))

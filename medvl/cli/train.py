@@ -2,7 +2,7 @@
 
 import os
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Optional
 
 import typer
 
@@ -22,6 +22,8 @@ def train(
     skip_bad: Annotated[bool, typer.Option("--skip-bad", help="Train on the usable rows; the skipped ones are listed "
                                                               "in the run folder (data/<stage>.skipped.jsonl).")]
     = False,
+    corpus: Annotated[Optional[Path], typer.Option(  # noqa: UP045 - Typer needs Optional at runtime
+        "--corpus", help="Reports folder or file for the recipe's 'reports' text corpus (text recipes).")] = None,
 ) -> Result:
     """Train a model with a recipe (keep, two-stage, own data from a manifest, ...); several processes under torchrun.
 
@@ -32,7 +34,12 @@ def train(
     from medvl.train import train as run_training
     from medvl.train.check import check_data, check_text, resolve_data_paths
 
-    cfg = resolve_data_paths(TrainConfig.from_file(config), config.parent, skip_bad=skip_bad)
+    cfg = TrainConfig.from_file(config)
+    if corpus is not None:
+        from medvl.train.data.text_corpus import with_corpus
+
+        cfg = TrainConfig.from_dict(with_corpus(cfg.to_dict(), "reports", str(corpus)))
+    cfg = resolve_data_paths(cfg, config.parent, skip_bad=skip_bad)
     if check:
         result = check_data(cfg)
         return Result(result, check_text(result))

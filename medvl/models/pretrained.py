@@ -251,7 +251,7 @@ def tiny_hf_clip_config() -> Any:
     from transformers import CLIPConfig
 
     return CLIPConfig(
-        text_config={"vocab_size": 99, "hidden_size": 32, "intermediate_size": 37, "num_hidden_layers": 2,
+        text_config={"vocab_size": 256, "hidden_size": 32, "intermediate_size": 37, "num_hidden_layers": 2,
                      "num_attention_heads": 4, "max_position_embeddings": 64},
         vision_config={"image_size": 32, "patch_size": 8, "hidden_size": 32, "intermediate_size": 37,
                        "num_hidden_layers": 2, "num_attention_heads": 4},

@@ -17,6 +17,7 @@ import torch
 from medvl.config import Config
 from medvl.errors import ConfigError, InputError
 from medvl.models.registry import register_tower
+from medvl.models.text_vocab import VocabConfig, apply_vocab, load_text_tokenizer
 from medvl.models.tower import Tower
 
 __all__ = ["HFTextConfig", "HFTextTower", "default_text_encoder_path", "tiny_tokenizer"]
@@ -32,6 +33,11 @@ class HFTextConfig(Config):
         max_length: tokens kept per text.
         hf_config: a ``config.json`` mapping to build the encoder without weights (restoring a medvl checkpoint).
         tokenizer_path: folder holding the tokenizer files when it differs from ``path``.
+        vocab: tokens added before training (concept tokens, domain words; :mod:`medvl.models.text_vocab`);
+            ``None``: the base vocabulary (the ablation's "off").
+        layers: keep only this many encoder layers (a student from the teacher's truncated layers); ``None``: all.
+        layer_choice: which layers a truncated encoder keeps: the ``lowest`` or ``spread`` evenly (first and last
+            always kept, as DistilBERT-style students do).
     """
 
     path: str | None = None
@@ -39,6 +45,9 @@ class HFTextConfig(Config):
     max_length: int = 64
     hf_config: dict[str, Any] | None = None
     tokenizer_path: str | None = None
+    vocab: VocabConfig | None = None
+    layers: int | None = None
+    layer_choice: Literal["lowest", "spread"] = "spread"
 
 
 def default_text_encoder_path() -> str:
@@ -89,6 +98,10 @@ class HFTextTower(Tower):
 
     def encode(self, batch: Any) -> torch.Tensor:
         hidden, mask = self.encode_tokens_masked(batch)
+        return self._pool(hidden, mask)
+
+    def pool(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Sentence embeddings from last hidden states ``[B, T, D]`` and the mask (the tower's pooling)."""
         return self._pool(hidden, mask)
 
     def _pool(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -171,10 +184,44 @@ def _build(cfg: HFTextConfig) -> HFTextTower:
             raise InputError(path, "not a Hugging Face model folder (models load from local paths only)")
         model = AutoModel.from_pretrained(path, add_pooling_layer=False)
         tok_dir = cfg.tokenizer_path or path
-    tokenizer = AutoTokenizer.from_pretrained(str(tok_dir))
+    restoring = cfg.hf_config is not None
+    tokenizer = load_text_tokenizer(tok_dir) if restoring else AutoTokenizer.from_pretrained(str(tok_dir))
+    if cfg.layers is not None:
+        truncate_layers(model, cfg.layers, cfg.layer_choice)
+    if cfg.vocab is not None:
+        if restoring:
+            raise ConfigError("hf-text: 'vocab' applies to a base encoder folder ('path'); a checkpoint already holds "
+                              "its vocabulary")
+        tokenizer, _ = apply_vocab(cfg.vocab, tokenizer, model)
+    check_vocabulary(tokenizer, model, str(tok_dir))
     tower = HFTextTower(model, tokenizer, cfg.pooling, cfg.max_length)
-    tower.random_weights = cfg.hf_config is not None  # built from a config: the weights come later, or never
+    tower.random_weights = restoring  # built from a config: the weights come later, or never
     return tower
+
+
+def check_vocabulary(tokenizer: Any, model: Any, where: str) -> None:
+    """A tokenizer with ids beyond the model's embedding table is a clear error, not an index error later."""
+    rows = model.get_input_embeddings().weight.shape[0]
+    if len(tokenizer) > rows:
+        raise ConfigError(f"hf-text: tokenizer and model vocabulary mismatch: the tokenizer of {where} has "
+                          f"{len(tokenizer)} tokens, the encoder's embedding table {rows} rows")
+
+
+def truncate_layers(model: Any, layers: int, choice: str) -> list[int]:
+    """Keep ``layers`` of the encoder's layers (``lowest`` or ``spread``); returns the indices kept."""
+    blocks = getattr(getattr(model, "encoder", None), "layer", None)
+    if blocks is None:
+        raise ConfigError(f"hf-text: {type(model).__name__} has no encoder.layer stack to truncate")
+    total = len(blocks)
+    if not 0 < layers <= total:
+        raise ConfigError(f"hf-text: layers must be within 1..{total} (the encoder's layers), got {layers}")
+    if choice == "lowest" or layers == 1:
+        keep = list(range(layers))
+    else:
+        keep = sorted({round(i * (total - 1) / (layers - 1)) for i in range(layers)})
+    model.encoder.layer = torch.nn.ModuleList([blocks[i] for i in keep])
+    model.config.num_hidden_layers = len(keep)
+    return keep
 
 
 def _example_text(tower: Tower) -> list[str]:
@@ -202,7 +249,11 @@ def tiny_tokenizer():
     chars = list(string.ascii_lowercase + string.digits + string.punctuation)
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *chars, *("##" + c for c in chars), *_WORDS]
     vocab = list(dict.fromkeys(vocab))
-    with tempfile.TemporaryDirectory() as tmp:
+    # transformers >= 5 takes the vocabulary itself (a vocab_file is ignored there: every word became [UNK])
+    tokenizer = BertTokenizerFast(vocab={w: i for i, w in enumerate(vocab)}, do_lower_case=True, model_max_length=128)
+    if len(tokenizer) == len(vocab):
+        return tokenizer
+    with tempfile.TemporaryDirectory() as tmp:  # older transformers
         vocab_file = Path(tmp) / "vocab.txt"
         vocab_file.write_text("\n".join(vocab) + "\n", encoding="utf-8")
         return BertTokenizerFast(vocab_file=str(vocab_file), do_lower_case=True, model_max_length=128)
@@ -216,6 +267,7 @@ def hf_text_tiny(hidden_size: int = 32, layers: int = 2, pooling: str = "mean", 
 
     if kwargs.get("hf_config") is not None:  # restoring a checkpoint of the tiny tower
         return _build(HFTextConfig.from_dict({"pooling": pooling, "max_length": max_length, **kwargs}))
+    vocab = kwargs.pop("vocab", None)
     if kwargs:
         raise ConfigError(f"hf-text-tiny: unknown option '{sorted(kwargs)[0]}'")
     tokenizer = tiny_tokenizer()
@@ -223,4 +275,8 @@ def hf_text_tiny(hidden_size: int = 32, layers: int = 2, pooling: str = "mean", 
         vocab_size=len(tokenizer), hidden_size=hidden_size, num_hidden_layers=layers, num_attention_heads=2,
         intermediate_size=hidden_size * 2, max_position_embeddings=128,
     )
-    return HFTextTower(BertModel(config, add_pooling_layer=False), tokenizer, pooling, max_length)
+    model = BertModel(config, add_pooling_layer=False)
+    if vocab is not None:  # concept tokens on the tiny tower (the CPU twin of the vocabulary recipe)
+        tokenizer, _ = apply_vocab(VocabConfig.from_dict(vocab) if isinstance(vocab, dict) else vocab, tokenizer,
+                                   model)
+    return HFTextTower(model, tokenizer, pooling, max_length)

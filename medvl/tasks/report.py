@@ -2,7 +2,10 @@
 
 Sections are optional and independent: ``survival`` (cross-validated Cox/deep Cox with a Kaplan-Meier plot),
 ``probe`` (linear probe on frozen embeddings with ROC and calibration plots), ``retrieval`` (label-matched
-retrieval with a recall curve) and ``zeroshot`` (zero-shot classification of labelled embeddings with a model).
+retrieval with a recall curve), ``zeroshot`` (zero-shot classification of labelled embeddings with a model) and
+``report_classification`` (a text encoder's frozen report embeddings + a linear probe, macro-AUC, with the TF-IDF
+baseline; :mod:`medvl.tasks.report_classification`) and ``caption_concepts`` (caption -> disease concept recall@k via
+UMLS CUIs; :mod:`medvl.tasks.caption_concepts`).
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ import numpy as np
 
 from medvl.config import Config, dataclass, field, save_resolved_config
 from medvl.errors import ConfigError, InputError
+from medvl.tasks.caption_concepts import CaptionConceptSection, eval_caption_concepts
+from medvl.tasks.report_classification import ReportClassificationSection, eval_report_classification
 from medvl.tasks.survival.model import SurvivalConfig
 
 
@@ -66,11 +71,16 @@ class EvalConfig(Config):
     probe: ProbeSection | None = None
     retrieval: RetrievalSection | None = None
     zeroshot: ZeroShotSection | None = None
+    report_classification: ReportClassificationSection | None = None
+    caption_concepts: CaptionConceptSection | None = None
     resolved_name = "eval_config.json"
 
     def validate(self) -> None:
-        if not any((self.survival, self.probe, self.retrieval, self.zeroshot)):
-            raise ConfigError("EvalConfig: give at least one of survival, probe, retrieval, zeroshot")
+        sections = (self.survival, self.probe, self.retrieval, self.zeroshot, self.report_classification,
+                    self.caption_concepts)
+        if not any(sections):
+            raise ConfigError("EvalConfig: give at least one of survival, probe, retrieval, zeroshot, "
+                              "report_classification, caption_concepts")
 
 
 def _labelled(path: Path, need_split: bool = False):
@@ -161,7 +171,8 @@ def eval_zeroshot(sec: ZeroShotSection, out: Path) -> dict[str, Any]:
             "plots": _classification_plots(out, "zeroshot", y, proba, list(sec.classes))}
 
 
-SECTIONS = {"survival": eval_survival, "probe": eval_probe, "retrieval": eval_retrieval, "zeroshot": eval_zeroshot}
+SECTIONS = {"survival": eval_survival, "probe": eval_probe, "retrieval": eval_retrieval, "zeroshot": eval_zeroshot,
+            "report_classification": eval_report_classification, "caption_concepts": eval_caption_concepts}
 
 
 def run_eval(config: EvalConfig) -> dict[str, Any]:

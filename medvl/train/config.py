@@ -50,12 +50,18 @@ class DataConfig(Config):
 
 @dataclass
 class ParamGroupConfig(Config):
-    """Parameters whose name starts with ``prefix`` (e.g. ``towers.text``): frozen, or their own lr / weight decay."""
+    """Parameters whose name starts with ``prefix`` (e.g. ``towers.text``; ``head.``: the objective's own head, such
+    as a new MLM head): frozen, or their own lr / weight decay."""
 
     prefix: str
     freeze: bool = False
     lr_scale: float = 1.0
     weight_decay: float | None = None
+
+    @property
+    def full_prefix(self) -> str:
+        """The prefix among the objective's parameter names (the model's are under ``model.``)."""
+        return self.prefix if self.prefix.startswith("head.") else f"model.{self.prefix}"
 
 
 @dataclass
@@ -76,7 +82,7 @@ class StageConfig(Config):
         objective: a registered objective (``medvl.train.objectives``): ``contrastive`` (two inputs aligned by
             ``losses``), ``supervised`` (a head on one tower), ``masked_embedding`` (LV-MAE over bags),
             ``bag_survival`` (Cox risk of bags) or ``lexical`` (a LexLIP head over a frozen text tower).
-        objective_options: the objective's own typed options (e.g. the mask of ``masked_embedding``).
+        objective_options: the objective's own typed options (the mask of ``masked_embedding``, of ``mlm``, ...).
         inputs: dataset fields fed to the model: ``[a, b]`` for contrastive, ``[x]`` for supervised.
         losses: terms of the contrastive objective.
         data: this stage's data (default: the run's ``data``).

@@ -62,7 +62,7 @@ def select_trainable(objective: nn.Module, stage: StageConfig) -> None:
         for module in objective.model.towers[modality].lower_modules(layers):
             module.requires_grad_(False)
     for pg in stage.param_groups:
-        hits = [n for n in named if n.startswith(f"model.{pg.prefix}")]
+        hits = [n for n in named if n.startswith(pg.full_prefix)]
         if not hits:
             raise ConfigError(f"stage '{stage.name}': param_groups prefix '{pg.prefix}' matches no parameter")
         if pg.freeze:

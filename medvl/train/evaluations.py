@@ -25,7 +25,8 @@ __all__ = ["EVALUATIONS", "SynonymLinkingOptions", "register_evaluation", "run_e
 
 #: name -> (typed options class, fn(model, dataset, options) -> metrics)
 EVALUATIONS: Registry[tuple[type[Config], Callable[..., dict[str, Any]]]] = Registry(
-    "evaluation", builtins=("medvl.train.evaluations", "medvl.train.heldout"))  # modules of new evaluations go here
+    "evaluation",
+    builtins=("medvl.train.evaluations", "medvl.train.heldout", "medvl.train.text.evaluations"))  # new modules here
 
 
 def register_evaluation(name: str, options: type[Config]):

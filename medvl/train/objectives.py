@@ -34,7 +34,8 @@ __all__ = ["OBJECTIVES", "ContrastiveObjective", "Objective", "SupervisedObjecti
 #: name -> objective class
 OBJECTIVES: Registry[type[Objective]] = Registry(
     "objective", builtins=("medvl.train.objectives", "medvl.train.lvmae", "medvl.train.bagsurv",
-                           "medvl.train.lexical"))  # add the modules of new objectives here
+                           "medvl.train.lexical", "medvl.train.text.mlm", "medvl.train.text.distill",
+                           "medvl.train.text.rtd"))  # add the modules of new objectives here
 
 
 def register_objective(name: str):

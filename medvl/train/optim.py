@@ -23,7 +23,7 @@ def build_optimizer(objective: nn.Module, stage: StageConfig) -> torch.optim.Opt
             continue
         lr_scale, wd = 1.0, stage.weight_decay
         for pg in stage.param_groups:
-            if name.startswith(f"model.{pg.prefix}"):
+            if name.startswith(pg.full_prefix):
                 lr_scale = pg.lr_scale
                 wd = pg.weight_decay if pg.weight_decay is not None else wd
         if p.ndim < 2:

@@ -49,7 +49,7 @@ class TrainDataset(Protocol):
 DATASETS: Registry[tuple[type[Config], Callable[..., Any]]] = Registry(
     "dataset", builtins=("medvl.train.data.breastmnist", "medvl.train.data.graph_groups", "medvl.train.data.ct",
                          "medvl.train.data.bags", "medvl.train.data.text_pairs", "medvl.train.data.manifest",
-                         "medvl.train.data.shards"))
+                         "medvl.train.data.shards", "medvl.train.data.text_corpus"))
 
 
 def register_dataset(name: str, options: type[Config]):
