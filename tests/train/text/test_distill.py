@@ -93,8 +93,8 @@ def test_incompatible_widths_without_a_projection_and_token_kl_across_tokenizers
 
 def test_two_processes_give_the_loss_and_gradients_of_one(tmp_path):
     cases = [
-        ("distill", "distill", {"teacher": "tiny-clip", "token_weight": 0.5}),
-        ("distill-mse", "distill", {"teacher": "tiny-clip", "loss": "mse"}),
+        ("distill", "distill", {"teacher": "tiny-clip", "teacher_random_weights": True, "token_weight": 0.5}),
+        ("distill-mse", "distill", {"teacher": "tiny-clip", "teacher_random_weights": True, "loss": "mse"}),
     ]
     mp.spawn(ddp_text_worker.worker, args=(2, str(tmp_path / "init"), str(tmp_path), cases), nprocs=2, join=True)
     ddp_text_worker.worker(0, 1, str(tmp_path / "unused"), str(tmp_path), cases)
