@@ -136,6 +136,6 @@ def test_ct_batches_share_the_exit_code_and_skip_errors(tmp_path, ct_small):
     manifest.write_text(f"case_id,path\nok,{ct_small}\nbad,{tmp_path / 'missing.nii.gz'}\n")
     common = ["--cache", tmp_path / "cache", "--size", "32,32,8"]
     assert_clean_error(run_cli("ct", "preprocess", manifest, *common), "missing.nii.gz")
-    emb = run_cli("ct", "embed", manifest, "--tower", "resnet3d-tiny", "--out", tmp_path / "e.npz", *common,
-                  "--skip-errors", "--json")
+    emb = run_cli("ct", "embed", manifest, "--tower", "resnet3d-tiny", "--random-weights", "--out", tmp_path / "e.npz",
+                  *common, "--skip-errors", "--json")
     assert emb.returncode == 3 and emb.json()["embedded"] == 1 and emb.json()["failed"][0]["case_id"] == "bad"

@@ -157,7 +157,7 @@ def test_index_build_killed_mid_write(tmp_path):
     np.savez(query, embeddings=rng.normal(size=(3, 64)).astype(np.float32), ids=np.array(["q0", "q1", "q2"]))
 
     def args(out: Path) -> list[str]:
-        return ["index", "build", str(emb), "--out", str(out), "--kind", "flat"]
+        return ["index", "build", str(emb), "--out", str(out), "--kind", "flat", "--trust-provenance"]
 
     killed, reference = tmp_path / "killed", tmp_path / "reference"
     writing = kill_mid_write(args(killed), 2, tmp_path)  # index.faiss written, killed inside metadata.parquet
