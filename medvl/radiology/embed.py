@@ -209,11 +209,17 @@ def config_path(path: Path) -> Path:
     return path.with_name(path.name + ".config.json")
 
 
-def case_print(case: Any) -> str:
-    """The fingerprint of one CT case's input: its image (every file of a DICOM folder), label map and series."""
+def case_print(case: Any) -> str | None:
+    """The fingerprint of one CT case's input: its image (every file of a DICOM folder), label map and series.
+
+    ``None`` when a file cannot be read: the case then fails in preprocessing, under the batch policy."""
     from medvl.hashing import config_hash
 
-    return config_hash([input_print(case.path), input_print(case.labels) if case.labels else "", case.series or ""])
+    try:
+        return config_hash([input_print(case.path), input_print(case.labels) if case.labels else "",
+                            case.series or ""])
+    except OSError:
+        return None
 
 
 def embed_cases(
@@ -277,7 +283,7 @@ def embed_cases(
     }
 
 
-def _previous(out: Path, expected: Provenance, prints: dict[str, str]) -> dict[str, np.ndarray]:
+def _previous(out: Path, expected: Provenance, prints: dict[str, str | None]) -> dict[str, np.ndarray]:
     """Embeddings a previous run wrote to ``out`` that can be kept: same model and CT chain (by provenance), and,
     per case, the same input fingerprint."""
     from medvl.provenance import differences
@@ -294,4 +300,4 @@ def _previous(out: Path, expected: Provenance, prints: dict[str, str]) -> dict[s
         return {}
     stored = emb.provenance.inputs or {}
     return {str(i): e for i, e in zip(emb.ids, emb.embeddings, strict=True)
-            if str(i) in prints and stored.get(str(i)) == prints[str(i)]}
+            if prints.get(str(i)) is not None and stored.get(str(i)) == prints[str(i)]}

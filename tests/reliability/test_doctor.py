@@ -20,7 +20,9 @@ HEAVY = ("torch", "torchvision", "timm", "monai", "pydicom", "openslide", "trans
 def _without_pylibjpeg(tmp_path) -> dict[str, str]:
     shadow = tmp_path / "shadow"
     shadow.mkdir()
-    (shadow / "sitecustomize.py").write_text("import sys\nsys.modules['pylibjpeg'] = None  # not installed\n")
+    # pylibjpeg and the other JPEG-LS decoders (pyjpegls comes with highdicom, gdcm) are blocked: none installed
+    (shadow / "sitecustomize.py").write_text("import sys\nfor name in ('pylibjpeg', 'jpeg_ls', 'gdcm'):\n"
+                                             "    sys.modules[name] = None  # not installed\n")
     return {"PYTHONPATH": os.pathsep.join([str(shadow), os.environ.get("PYTHONPATH", "")])}
 
 
