@@ -23,6 +23,7 @@ from medvl.config import Config
 from medvl.errors import ConfigError, InputError
 from medvl.log import get_logger
 from medvl.train.data.registry import pad_bags, register_dataset
+from medvl.train.data.tables import select_rows
 
 __all__ = ["BagFolder", "BagFolderOptions", "BreastMNISTBagOptions", "BreastMNISTBags", "pad_bags"]
 
@@ -88,16 +89,8 @@ def _rows(opts: BagFolderOptions, files: dict[str, Path]):
 
     df = read_table(opts.table)
     id_col = opts.id_column or ("slide_id" if "slide_id" in df.columns else "case_id")
-    needed = [c for c in (id_col, opts.time, opts.event, opts.label) if c]
-    if opts.split is not None or opts.exclude_split is not None:
-        needed.append(opts.split_column)
-    missing = [c for c in needed if c not in df.columns]
-    if missing:
-        raise InputError(opts.table, f"missing column(s) {', '.join(missing)}")
-    if opts.split is not None:
-        df = df[df[opts.split_column].astype(str) == opts.split]
-    if opts.exclude_split is not None:
-        df = df[df[opts.split_column].astype(str) != opts.exclude_split]
+    df = select_rows(df, opts.table, [c for c in (id_col, opts.time, opts.event, opts.label) if c],
+                     opts.split_column, opts.split, opts.exclude_split)
     if df.empty:
         raise InputError(opts.table, f"no rows left after the split filter on column '{opts.split_column}'")
     df = df.drop_duplicates(subset=[id_col]).reset_index(drop=True)

@@ -10,6 +10,7 @@ import torch
 from medvl.config import Config
 from medvl.errors import InputError
 from medvl.train.data.registry import register_dataset
+from medvl.train.data.tables import select_rows
 
 __all__ = ["TextPairOptions", "TextPairs"]
 
@@ -44,14 +45,8 @@ class TextPairs:
         from medvl.tasks.survival.tables import read_table
 
         df = read_table(opts.table)
-        cols = [opts.query, opts.document] + ([opts.split_column] if opts.split or opts.exclude_split else [])
-        missing = [c for c in cols if c not in df.columns]
-        if missing:
-            raise InputError(opts.table, f"missing column(s) {', '.join(missing)}")
-        if opts.split is not None:
-            df = df[df[opts.split_column].astype(str) == opts.split]
-        if opts.exclude_split is not None:
-            df = df[df[opts.split_column].astype(str) != opts.exclude_split]
+        df = select_rows(df, opts.table, [opts.query, opts.document], opts.split_column, opts.split,
+                         opts.exclude_split)
         df = df.dropna(subset=[opts.query, opts.document])
         df = df[(df[opts.query].astype(str).str.strip() != "") & (df[opts.document].astype(str).str.strip() != "")]
         if opts.limit:
