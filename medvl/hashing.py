@@ -10,11 +10,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-__all__ = ["bytes_hash", "config_hash", "content_hash", "memo_content_hash", "sha256_file"]
+__all__ = ["bytes_hash", "config_hash", "content_hash", "sha256_file"]
 
 _CHUNK = 1 << 20
-#: content hashes of this process, keyed by (resolved path, size, mtime in ns)
-_MEMO: dict[str, str] = {}
 
 
 def content_hash(path: str | Path) -> str:
@@ -29,43 +27,6 @@ def content_hash(path: str | Path) -> str:
             while chunk := fh.read(_CHUNK):
                 h.update(chunk)
     return h.hexdigest()
-
-
-def memo_content_hash(path: str | Path, memo_file: str | Path | None = None) -> str:
-    """:func:`content_hash` of a file, recomputed only when its path, size or modification time changed.
-
-    The stat is checked first (memoised in this process and, with ``memo_file``, in a small JSON file kept beside a
-    cache), so a large slide is hashed once, not on every look-up. The documented limit: a file rewritten with the
-    very same size and modification time (to the nanosecond) keeps its old hash.
-    """
-    path = Path(path).resolve()
-    st = path.stat()
-    key = f"{path}|{st.st_size}|{st.st_mtime_ns}"
-    if key in _MEMO:
-        return _MEMO[key]
-    memo: dict[str, str] = {}
-    if memo_file is not None:
-        try:
-            memo = json.loads(Path(memo_file).read_text())
-        except (OSError, ValueError):
-            memo = {}
-    digest = memo.get(key) if isinstance(memo, dict) else None
-    if not isinstance(digest, str):
-        digest = content_hash(path)
-        if memo_file is not None:
-            _store_memo(Path(memo_file), {k: v for k, v in memo.items() if not k.startswith(f"{path}|")}, key,
-                        digest)
-    _MEMO[key] = digest
-    return digest
-
-
-def _store_memo(memo_file: Path, memo: dict[str, str], key: str, digest: str) -> None:
-    from medvl.atomic import atomic_write_json
-
-    try:
-        atomic_write_json(memo_file, {**memo, key: digest})
-    except OSError:
-        pass  # a read-only cache folder: the hash is still right, only not kept
 
 
 def sha256_file(path: str | Path) -> str:

@@ -25,25 +25,3 @@ def test_config_hash_ignores_key_order_and_bytes_hash_is_blake2b():
     assert config_hash({"a": 1, "b": [1, 2]}) == config_hash({"b": [1, 2], "a": 1}) != config_hash({"a": 2})
     assert len(config_hash({})) == 24
     assert bytes_hash(b"abc") == hashlib.blake2b(b"abc", digest_size=16).hexdigest()
-
-
-def test_memo_content_hash_checks_the_stat_before_rehashing(tmp_path, monkeypatch):
-    import os
-
-    import medvl.hashing as hashing
-
-    f = tmp_path / "slide.bin"
-    f.write_bytes(b"a" * 4096)
-    memo = tmp_path / "cache" / "fingerprints.json"
-    calls = []
-    real = hashing.content_hash
-    monkeypatch.setattr(hashing, "content_hash", lambda p: calls.append(p) or real(p))
-    first = hashing.memo_content_hash(f, memo)
-    assert first == real(f) and len(calls) == 1
-    hashing._MEMO.clear()  # a new process: the memo file answers, the file is not read again
-    assert hashing.memo_content_hash(f, memo) == first and len(calls) == 1
-    f.write_bytes(b"b" * 4096)  # same size, other bytes, new mtime: rehashed
-    st = f.stat()
-    os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))
-    second = hashing.memo_content_hash(f, memo)
-    assert second != first and second == real(f) and len(calls) == 2
