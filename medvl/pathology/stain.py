@@ -102,8 +102,8 @@ class StainFit(Config):
 
 
 def stain_label(fit: StainFit | None) -> str:
-    """What an output records about stain normalisation (``none``, or ``METHOD:FINGERPRINT``); the one place the
-    fit's hash meets the features until the provenance fingerprint carries it."""
+    """What an output records about stain normalisation (``none``, or ``METHOD:FINGERPRINT``): the readable ``stain``
+    attribute of feature files, and the ``stain`` entry of their provenance's tiling record."""
     return "none" if fit is None else f"{fit.method}:{fit.fingerprint()}"
 
 
