@@ -5,7 +5,10 @@ column, counts and skipped rows land in the run folder."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -208,6 +211,27 @@ def test_own_images_example_trains_evaluates_and_the_model_works_in_zeroshot(coh
     top = zs.json()["result"]["top"]
     assert {t["id"] for t in top} == {"DOID:1612", "DOID:1618"}
     assert abs(sum(t["probability"] for t in top) - 1) < 1e-3
+
+
+@pytest.mark.skipif(shutil.which("torchrun", path=str(Path(sys.executable).parent)) is None, reason="no torchrun")
+def test_torchrun_two_processes_train_on_the_manifest(cohort, tmp_path):
+    """The own-images example under torchrun (2 gloo processes) trains on the manifest's PNG files; rank 0 alone
+    prints, evaluates the held-out split and writes the model and the best checkpoint."""
+    folder = tmp_path / "mine"
+    shutil.copytree(cohort.parent, folder)
+    config = _tiny("own-images.yaml", folder, _tiny_images)
+    run = tmp_path / "run"
+    proc = subprocess.run(
+        [str(Path(sys.executable).parent / "torchrun"), "--standalone", "--nproc-per-node", "2", "-m", "medvl",
+         "train", "--config", str(config), "--out", str(run), "--json"],
+        capture_output=True, text=True, env={**os.environ, "MEDVL_NO_PROGRESS": "1", "OMP_NUM_THREADS": "1"},
+        timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert len(proc.stdout.strip().splitlines()) == 1, "only rank 0 prints the result"
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["processes"] == 2
+    assert summary["evaluations"]["keep"]["heldout"]["after"]["items"] == 16
+    assert (run / "model" / "model.safetensors").is_file() and (run / "best" / "model.safetensors").is_file()
 
 
 def _the_apps_use_it(model: Path, png: Path, workspace: Path) -> None:
