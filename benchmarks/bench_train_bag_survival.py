@@ -57,7 +57,7 @@ def slide_features(folder: Path) -> tuple[np.ndarray, np.ndarray]:
     torch.manual_seed(0)
     job = resolve_slide_jobs(bundled("slide"))[0]
     extract_slide(job, folder, TileConfig(mpp=0.5, size=64, min_tissue=0.5), TissueConfig(),
-                  LazyTileEncoder(EncoderSpec(name="timm", model_name="resnet18")),
+                  LazyTileEncoder(EncoderSpec(name="timm", model_name="resnet18", random_weights=True)),
                   ExtractConfig(batch_size=64, workers=1, device="cpu"))
     from medvl.io.features import read_features
 
