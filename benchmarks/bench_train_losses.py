@@ -52,7 +52,7 @@ def run(losses: list[dict], seed: int, out: Path) -> dict:
     data["stages"][0]["losses"] = losses
     t0 = time.perf_counter()
     summary = train(TrainConfig.from_dict(data), out)
-    zs = zero_shot_breastmnist(create_model(summary["model"]), 32)
+    zs = zero_shot_breastmnist(create_model(summary["model"]))
     return {"balanced_accuracy": zs["balanced_accuracy"], "auc": zs["auc"], "seconds": time.perf_counter() - t0}
 
 
