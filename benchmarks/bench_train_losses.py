@@ -79,8 +79,8 @@ def main() -> None:
         "train_losses_breastmnist", baseline="knowledge_group (the demo recipe's loss), same budget and seeds",
         figures=figures, ratio=results[best]["auc"]["mean"] / base if base else None,
         ratio_meaning="best arm's mean zero-shot AUC / knowledge_group's", target=None, passed=None,
-        notes="demo recipe, 100 steps x 64, seeds 0-2, threads 1, 2 shared CPU cores; zero-shot on the 156 test "
-              "images; spread = std over seeds.")
+        notes=f"demo recipe, 100 steps x 64, seeds 0-{args.seeds - 1}, threads 1, 2 shared CPU cores; zero-shot on "
+              "the 156 test images; spread = std over seeds.")
 
 
 if __name__ == "__main__":
