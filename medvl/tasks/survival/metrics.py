@@ -2,7 +2,9 @@
 (scikit-survival).
 
 ``risk`` is always "higher = earlier event". Uno's C, the AUC and the Brier score weight test cases by the censoring
-distribution estimated on the training outcome, so they take both ``y_train`` and ``y_test``.
+distribution estimated on the training outcome, so they take both ``y_train`` and ``y_test``. That distribution is
+known only inside the training follow-up: test cases followed longer are administratively censored at its end (see
+:func:`within_followup`), which leaves every metric on the evaluation grid unchanged.
 """
 
 from __future__ import annotations
@@ -61,7 +63,7 @@ def uno_c(y_train, y_test, risk: np.ndarray, tau: float | None = None) -> float:
     """Uno's concordance with inverse-probability-of-censoring weights, truncated at ``tau``."""
     from sksurv.metrics import concordance_index_ipcw
 
-    tr, te = _surv(y_train), _surv(y_test)
+    tr, te = _surv(y_train), within_followup(y_train, y_test)
     if tau is None:
         times = evaluation_times(tr, te)
         tau = float(times[-1]) if len(times) else None
@@ -72,7 +74,7 @@ def time_dependent_auc(y_train, y_test, risk: np.ndarray, times: np.ndarray) -> 
     """Cumulative/dynamic AUC at ``times`` and its mean weighted by the survival function."""
     from sksurv.metrics import cumulative_dynamic_auc
 
-    auc, mean_auc = cumulative_dynamic_auc(_surv(y_train), _surv(y_test), snap_ties(risk), times)
+    auc, mean_auc = cumulative_dynamic_auc(_surv(y_train), within_followup(y_train, y_test), snap_ties(risk), times)
     return np.asarray(auc), float(mean_auc)
 
 
@@ -80,7 +82,7 @@ def integrated_brier(y_train, y_test, survival: np.ndarray, times: np.ndarray) -
     """Integrated Brier score of survival probabilities ``survival [n_test, len(times)]``."""
     from sksurv.metrics import integrated_brier_score
 
-    return float(integrated_brier_score(_surv(y_train), _surv(y_test), survival, times))
+    return float(integrated_brier_score(_surv(y_train), within_followup(y_train, y_test), survival, times))
 
 
 def survival_metrics(y_train, y_test, risk: np.ndarray, survival_fn=None, n_times: int = 10) -> dict[str, float]:
@@ -104,6 +106,24 @@ def survival_metrics(y_train, y_test, risk: np.ndarray, survival_fn=None, n_time
         out["integrated_brier"] = integrated_brier(y_train, y_test, survival_fn(times), times)
     out["tau"] = float(times[-1])
     return out
+
+
+def within_followup(y_train, y_test) -> np.ndarray:
+    """``y_test`` with every time past the last training time censored just inside it.
+
+    The censoring weights come from the training outcome's Kaplan-Meier curve, which ends at its last time (and
+    scikit-survival refuses later test times). Evaluation times lie inside both follow-ups (:func:`evaluation_times`),
+    so a case followed longer is at risk at every one of them whether its time is the true one or the clipped one:
+    Uno's C up to ``tau``, the cumulative/dynamic AUC and the Brier score at those times are unchanged by the clip.
+    """
+    t_tr, _ = split_surv(y_train)
+    t_te, e_te = split_surv(y_test)
+    last = float(t_tr.max())
+    late = t_te >= last
+    if not late.any():
+        return make_surv(t_te, e_te)
+    t_te[late], e_te[late] = np.nextafter(last, -np.inf), False
+    return make_surv(t_te, e_te)
 
 
 def _surv(y) -> np.ndarray:
