@@ -30,7 +30,7 @@ import torch  # noqa: E402
 
 from benchmarks.common import write_record  # noqa: E402
 
-ROWS, SIDE, BATCH, STEPS, WARMUP = 256, 128, 32, 12, 3
+ROWS, SIDE, BATCH, STEPS, WARMUP, REPEATS = 256, 128, 32, 12, 3, 2
 IMAGE = {"size": 64, "channels": "grayscale", "mean": [0.5], "std": [0.25], "interpolation": "bilinear"}
 
 
@@ -176,12 +176,17 @@ def main() -> None:
     write_record("train_webdataset", baseline="the same pairs read from a folder by the manifest dataset",
                  figures=wds, ratio=wds["shards_samples_per_s"] / wds["folder_samples_per_s"],
                  ratio_meaning="WebDataset shards / folder samples/s (decode + transform, one process)")
-    files = trainer_samples_per_s(manifest, workers=2, preload=False)
-    memory = trainer_samples_per_s(manifest, workers=0, preload=True)
+    # interleaved repeats, best of each: a shared machine's other jobs slow one arm, never speed it up
+    runs = {"files": [], "memory": []}
+    for _ in range(REPEATS):
+        runs["files"].append(trainer_samples_per_s(manifest, workers=2, preload=False))
+        runs["memory"].append(trainer_samples_per_s(manifest, workers=0, preload=True))
+    files, memory = max(runs["files"]), max(runs["memory"])
     write_record("train_data_pipeline", baseline="the same trainer on pre-loaded tensors (same model, batch 32)",
                  figures={"files_2_workers_samples_per_s": round(files, 2), "preloaded_samples_per_s": round(memory, 2),
                           "rows": ROWS, "png_side": SIDE, "image_size": IMAGE["size"], "batch": BATCH,
-                          "steps": STEPS, "model": "breastmnist-demo (resnet10t + MiniLM)"},
+                          "steps": STEPS, "repeats": REPEATS, "model": "breastmnist-demo (resnet10t + MiniLM)",
+                          "runs": {k: [round(v, 2) for v in r] for k, r in runs.items()}},
                  ratio=files / memory, ratio_meaning="files / pre-loaded samples/s (1.0: the data never waits)",
                  target=">= 0.9", passed=files / memory >= 0.9,
                  notes="2 shared CPU cores: the 2 workers decode on the cores the step uses")
