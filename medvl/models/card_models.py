@@ -84,7 +84,7 @@ def card_joint_model(card: ModelCard | str, weights: str | Path | None = None, *
     from medvl.models.multimodal import ModelConfig, MultiModalModel, TowerSpec
     from medvl.models.published import _weights_folder, card_weights_label, load_card_encoder
 
-    card = resolve_card(card)
+    card = resolve_card(card, store=store)
     problem = zero_shot_problem(card)
     if problem is not None:
         raise ConfigError(f"model card '{card.name}' cannot serve as a zero-shot model: {problem}")
