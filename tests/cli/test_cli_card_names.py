@@ -146,3 +146,18 @@ def test_zeroshot_card_errors(tmp_path, svs_path):
                        "'uni' cannot serve as a zero-shot model", "image-text space")
     assert_clean_error(run_cli("zeroshot", case, "--model", "biomedclip", "--classes", "a,b", env=env),
                        "'biomedclip' cannot serve as a zero-shot model", "text tower")
+
+
+def test_apps_model_picker_offers_installed_zero_shot_cards(plip, tmp_path, monkeypatch):
+    """The apps' model picker lists vision-language cards of the store beside checkpoints, and opens them."""
+    from medvl.apps.catalog import scan_workspace
+    from medvl.tasks.space import JointSpace
+
+    card, env, *_ = plip
+    _install(tmp_path, "uni", "lab-uni", lambda c, f: reference_for(c)(c, c.builder.kwargs, f))  # no text tower
+    monkeypatch.setenv("MEDVL_MODELS", env["MEDVL_MODELS"])
+    (tmp_path / "ws").mkdir()
+    cat = scan_workspace(tmp_path / "ws")
+    assert cat.model_cards == [card.name]
+    space = JointSpace.load(card.name)
+    assert space.dim == card.embedding.dim and space.provenance()["model"]["source"].startswith(f"{card.name}@sha256:")
