@@ -161,3 +161,32 @@ def test_apps_model_picker_offers_installed_zero_shot_cards(plip, tmp_path, monk
     assert cat.model_cards == [card.name]
     space = JointSpace.load(card.name)
     assert space.dim == card.embedding.dim and space.provenance()["model"]["source"].startswith(f"{card.name}@sha256:")
+
+
+def _quilt_folder(card, folder):
+    """An open_clip folder as QuiltNet publishes it: open_clip_config.json (model_cfg) and the whole CLIP state dict
+    in open_clip_model.safetensors; returns the source model."""
+    import open_clip
+    from safetensors.torch import save_file
+
+    text = {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1}
+    cfg = {**card.builder.kwargs, "text_cfg": text}
+    clip = open_clip.model.CLIP(cfg["embed_dim"], cfg["vision_cfg"], text).eval()
+    save_file({k: v.contiguous() for k, v in clip.state_dict().items()}, str(folder / card.weights.files[0]))
+    (folder / "open_clip_config.json").write_text(__import__("json").dumps({"model_cfg": cfg}))
+    return clip
+
+
+def test_open_clip_card_as_a_zero_shot_model(tmp_path):
+    from medvl.models.card_models import card_joint_model
+
+    card, env, _, clip = _install(tmp_path, "quiltnet-b-16", "lab-quilt", _quilt_folder)
+    model = card_joint_model(card.name, store=env["MEDVL_MODELS"])
+    import open_clip
+
+    images = torch.rand(2, 3, card.tile.input_px, card.tile.input_px, generator=torch.Generator().manual_seed(0))
+    tokens = open_clip.tokenizer.SimpleTokenizer(context_length=77)(["clear cell carcinoma", "normal"])
+    with torch.no_grad():
+        torch.testing.assert_close(model.encode_image(images, normalize=False), clip.encode_image(images))
+        torch.testing.assert_close(model.encode_text(["clear cell carcinoma", "normal"], normalize=False),
+                                   clip.encode_text(tokens))
