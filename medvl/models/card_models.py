@@ -82,7 +82,7 @@ def card_joint_model(card: ModelCard | str, weights: str | Path | None = None, *
     from medvl.hashing import config_hash
     from medvl.models.catalogue import resolve_card
     from medvl.models.multimodal import ModelConfig, MultiModalModel, TowerSpec
-    from medvl.models.published import _weights_folder, card_weights_label, load_card_encoder
+    from medvl.models.published import card_weights_label, load_card_encoder, weights_folder
 
     card = resolve_card(card, store=store)
     problem = zero_shot_problem(card)
@@ -91,7 +91,7 @@ def card_joint_model(card: ModelCard | str, weights: str | Path | None = None, *
     image = load_card_encoder(card, weights, store=store, trust_pickle=trust_pickle,
                               trust_remote_code=trust_remote_code)
     image.random_weights = False
-    folder = _weights_folder(card, weights, store)
+    folder = weights_folder(card, weights, store)
     text = TEXT_BUILDERS.get(str(card.zero_shot.text_builder))(card, folder if folder.is_dir() else folder.parent)
     if int(text.embed_dim) != image.embed_dim:
         raise InputError(folder, f"card '{card.name}': the text tower gives {text.embed_dim}-d vectors, the image "
