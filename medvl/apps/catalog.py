@@ -64,6 +64,8 @@ class Catalog:
     cts: list[Path] = field(default_factory=list)
     label_maps: list[Path] = field(default_factory=list)
     models: list[Path] = field(default_factory=list)
+    #: vision-language model cards installed in the model store (``medvl models unpack``) that can serve zero-shot
+    model_cards: list[str] = field(default_factory=list)
     graph: Path | None = None
     indexes: list[Path] = field(default_factory=list)
     tables: list[Path] = field(default_factory=list)
@@ -186,6 +188,24 @@ def model_badge(model_dir: str | Path) -> str | None:
             "not diagnoses.")
 
 
+def zero_shot_cards(workspace: str | Path) -> list[str]:
+    """Names of the cards installed in the model store (``MEDVL_MODELS``, else the workspace's) that can serve as a
+    zero-shot model (:func:`medvl.models.card_models.zero_shot_problem`); read from their cards, nothing loads."""
+    from medvl.errors import MedvlError
+    from medvl.models.card_models import zero_shot_problem
+    from medvl.models.store import ModelStore
+
+    store = ModelStore(workspace=workspace)
+    found = []
+    for name in store.names():
+        try:
+            if zero_shot_problem(store.card(name)) is None:
+                found.append(name)
+        except MedvlError:  # an unreadable card: `medvl models check` says why
+            continue
+    return found
+
+
 def scan_workspace(root: str | Path) -> Catalog:
     """Look through a workspace's standard folders (missing folders are simply empty)."""
     root = Path(root)
@@ -201,6 +221,7 @@ def scan_workspace(root: str | Path) -> Catalog:
     models = root / "models"
     if models.is_dir():
         cat.models = sorted(d for d in models.iterdir() if d.is_dir() and _is_checkpoint(d))
+    cat.model_cards = zero_shot_cards(root)
     for name in ("graph.json.gz", "graph.json"):
         if (root / "graph" / name).is_file():
             cat.graph = root / "graph" / name

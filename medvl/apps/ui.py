@@ -204,11 +204,14 @@ def survival_view(table: str, saved: tuple[str, ...]):
 
 
 def pick_model(cat: catalog_mod.Catalog, key: str = "model") -> str | None:
-    """Sidebar model choice among the workspace's checkpoints (None, with a message, when there are none)."""
-    if not cat.models:
-        st.info("This workspace has no model checkpoint yet (`medvl demo` trains one into `models/`).")
+    """Sidebar model choice among the workspace's checkpoints and the vision-language model cards installed in the
+    model store (None, with a message, when there are none)."""
+    if not cat.models and not cat.model_cards:
+        st.info("This workspace has no model checkpoint yet (`medvl demo` trains one into `models/`; "
+                "`medvl models unpack` installs a published model such as PLIP).")
         return None
     names = {m.name: str(m) for m in cat.models}
+    names.update({f"{c} (model card)": c for c in cat.model_cards})
     chosen = names[st.sidebar.selectbox("Model", list(names), key=key)]
     badge = catalog_mod.model_badge(chosen)
     if badge:

@@ -212,6 +212,11 @@ def embed(
     out: Annotated[Path, typer.Option("--out", "-o", help="Embeddings file (case ids): .npz, .parquet, .csv, .h5.")],
     tower: Annotated[str | None, typer.Option("--tower", help="Registered volume tower (e.g. resnet3d-tiny).")] = None,
     model: Annotated[Path | None, typer.Option("--model", help="medvl checkpoint directory.")] = None,
+    encoder: Annotated[str | None, typer.Option("--encoder", help="A CT model card (medvl models list --modality ct) "
+                                                "whose weights are installed in the model store (medvl models "
+                                                "unpack), or given with --weights.")] = None,
+    weights: Annotated[Path | None, typer.Option("--weights", help="With --encoder: the card's weights file or "
+                                                 "folder instead of the store's.")] = None,
     device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda, cuda:1 ...")] = "auto",
     batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 4,
     config: ConfigOpt = None,
@@ -233,18 +238,16 @@ def embed(
     strict_domain: StrictDomainOpt = False,
     workspace: WorkspaceOpt = None,
 ) -> Result:
-    """Embed CT volumes with a volume tower or checkpoint; writes embeddings + case ids and the resolved config.
+    """Embed CT volumes with a volume tower, a checkpoint or a CT model card; writes embeddings + case ids and the
+    resolved config.
 
+    A checkpoint's stored CT chain, or a model card's (spacing, size, HU window), replaces the chain options.
     Cases already in --out are kept only when their provenance (weights, CT chain, input files) matches.
     """
     from medvl.batch import exit_code
-    from medvl.errors import ConfigError
-    from medvl.radiology.embed import embed_cases, load_volume_encoder
+    from medvl.radiology.embed import embed_cases
 
-    if (tower is None) == (model is None):
-        raise ConfigError("give exactly one of --tower NAME or --model CHECKPOINT_DIR")
-    encoder = load_volume_encoder(str(model) if model is not None else tower, device=device,
-                                  random_weights=random_weights, strict_domain=strict_domain)
+    encoder = _volume_encoder(tower, model, encoder, weights, device, random_weights, strict_domain)
     cfg = _preprocess_config(config, window, level, width, spacing, size, foreground_crop, organ, box_mm)
     cfg = _fit_encoder(cfg, encoder, explicit=config is not None or size is not None)
     summary = embed_cases(_cases(path, labels, series), cfg, encoder, out, _cache(cache, workspace, cfg),
@@ -291,6 +294,24 @@ def slices(
     text = (f"wrote {summary['written']} slice bag(s) of {summary['dim']}-d slice features to {summary['out']}"
             + "".join(f"\n{f['case_id']}: error: {f['error']}" for f in summary["failed"]))
     return Result(summary, text, exit_code=exit_code(summary["failed"]))
+
+
+def _volume_encoder(tower, model, card, weights, device, random_weights, strict_domain):
+    """The encoder of exactly one of --tower, --model or --encoder."""
+    from medvl.errors import ConfigError
+
+    if sum(x is not None for x in (tower, model, card)) != 1:
+        raise ConfigError("give exactly one of --tower NAME, --model CHECKPOINT_DIR or --encoder CARD")
+    if weights is not None and card is None:
+        raise ConfigError("--weights goes with --encoder CARD")
+    if card is not None:
+        from medvl.radiology.card_encoder import load_card_volume_encoder
+
+        return load_card_volume_encoder(card, weights, device)
+    from medvl.radiology.embed import load_volume_encoder
+
+    return load_volume_encoder(str(model) if model is not None else tower, device=device,
+                               random_weights=random_weights, strict_domain=strict_domain)
 
 
 def _fit_encoder(cfg, encoder, explicit: bool):

@@ -160,11 +160,14 @@ class ZeroShotSpec(Config):
         joint_space: the embedding already lies in the image-text space.
         projection: the weight (key) that maps the embedding into that space, when it is not already there.
         text_tower: what the text side is, and whether medvl has it.
+        text_builder: how medvl builds that text tower from the same weights folder (an entry of
+            :data:`medvl.models.card_models.TEXT_BUILDERS`); ``None``: the card cannot serve as a zero-shot model.
     """
 
     joint_space: bool = False
     projection: str | None = None
     text_tower: str | None = None
+    text_builder: str | None = None
 
 
 @dataclass

@@ -24,7 +24,7 @@ from medvl.models.tower import Tower
 log = get_logger(__name__)
 
 __all__ = ["CardEncoder", "build_card_backbone", "card_weights_label", "count_parameters", "find_card",
-           "load_card_encoder", "resolve_card"]
+           "load_card_encoder", "resolve_card", "weights_folder"]
 
 
 def card_weights_label(card: ModelCard, weights: str | Path | None = None, store: str | Path | None = None) -> str:
@@ -112,7 +112,9 @@ class CardEncoder(Tower):
         return feats
 
 
-def _weights_folder(card: ModelCard, weights: str | Path | None, store: str | Path | None) -> Path:
+def weights_folder(card: ModelCard, weights: str | Path | None, store: str | Path | None = None) -> Path:
+    """Where ``card``'s weights are: ``weights`` when given, else its folder in the model store (an
+    :class:`InputError` when it is not installed)."""
     if weights is not None:
         return Path(weights)
     from medvl.models.store import ModelStore
@@ -151,7 +153,7 @@ def load_card_encoder(
 
     card = resolve_card(card, cards_dirs, store)
     kwargs = card.reduced.kwargs if reduced else None
-    folder = _weights_folder(card, weights, store)
+    folder = weights_folder(card, weights, store)
     context = BuildContext(folder if folder.is_dir() else folder.parent, trust_remote_code)
     if not card.checkable:  # hub remote code (or no architecture: building says why)
         backbone = build_card_backbone(card, kwargs, context=context)

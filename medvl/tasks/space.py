@@ -46,11 +46,16 @@ class JointSpace:
     @classmethod
     def load(cls, name_or_dir: str | Path, *, random_weights: bool = False, trust_provenance: bool = False,
              strict_domain: bool = False) -> JointSpace:
-        """Load a checkpoint folder or a registered model (whose random weights need ``random_weights``)."""
+        """Load a checkpoint folder, a registered model (whose random weights need ``random_weights``) or a
+        vision-language model card whose weights are installed in the model store (``medvl models unpack``)."""
         from medvl.models import create_model
         from medvl.models.factory import require_weights
 
         source = str(Path(name_or_dir).resolve()) if Path(name_or_dir).is_dir() else str(name_or_dir)
+        if _is_card(name_or_dir):
+            from medvl.models.card_models import card_joint_model
+
+            return cls(card_joint_model(str(name_or_dir)), source, trust_provenance, strict_domain)
         model = create_model(name_or_dir, random_weights=random_weights).eval()
         require_weights(model, random_weights, f"model {source}")
         return cls(model, source, trust_provenance, strict_domain)
@@ -150,3 +155,12 @@ class JointSpace:
         with torch.inference_mode():
             x = image_transform(pixels[None], self.model.image_transform())
             return self.model.encode_image(x).float().numpy()
+
+
+def _is_card(name_or_dir: str | Path) -> bool:
+    """Whether ``name_or_dir`` names a model card (not a checkpoint folder nor a registered model)."""
+    from medvl.models import list_models
+    from medvl.models.catalogue import find_card
+
+    name = str(name_or_dir)
+    return not Path(name).is_dir() and name not in list_models() and find_card(name) is not None
