@@ -246,8 +246,13 @@ def test_ct_planes_follow_slice_slider_and_presets(browser, served_app, artifact
         def pixels():
             page.wait_for_function(SCRIPT_DONE, timeout=60_000)
             page.wait_for_function(IMAGES_LOADED, timeout=60_000)
-            page.wait_for_timeout(300)
-            return np.asarray(Image.open(BytesIO(axial.screenshot())).convert("L")).astype(int)
+            shot = None
+            for _ in range(20):  # until the image has stopped changing size (Streamlit swaps it in while laying out)
+                page.wait_for_timeout(300)
+                previous, shot = shot, np.asarray(Image.open(BytesIO(axial.screenshot())).convert("L")).astype(int)
+                if previous is not None and previous.shape == shot.shape:
+                    break
+            return shot
 
         first = pixels()
         page.get_by_role("slider", name="axial slice").focus()
