@@ -90,7 +90,6 @@ def card_joint_model(card: ModelCard | str, weights: str | Path | None = None, *
         raise ConfigError(f"model card '{card.name}' cannot serve as a zero-shot model: {problem}")
     image = load_card_encoder(card, weights, store=store, trust_pickle=trust_pickle,
                               trust_remote_code=trust_remote_code)
-    image.random_weights = False
     folder = weights_folder(card, weights, store)
     text = TEXT_BUILDERS.get(str(card.zero_shot.text_builder))(card, folder if folder.is_dir() else folder.parent)
     if int(text.embed_dim) != image.embed_dim:

@@ -156,8 +156,7 @@ def load_card_encoder(
     folder = weights_folder(card, weights, store)
     context = BuildContext(folder if folder.is_dir() else folder.parent, trust_remote_code)
     if not card.checkable:  # hub remote code (or no architecture: building says why)
-        backbone = build_card_backbone(card, kwargs, context=context)
-        return CardEncoder(card, backbone, reduced).to(device).eval()
+        return _loaded(CardEncoder(card, build_card_backbone(card, kwargs, context=context), reduced), device)
     report = check_weights(card, folder, trust_pickle=trust_pickle, kwargs=kwargs)
     if not report.ok:
         raise InputError(report.file, f"weights do not match card '{card.name}': {report.problem()}")
@@ -168,4 +167,10 @@ def load_card_encoder(
         torch.manual_seed(0)  # keys the card marks optional keep a fixed init
         backbone = build_card_backbone(card, kwargs, context=context)
     backbone.module.load_state_dict(state, strict=not card.weights.optional)
-    return CardEncoder(card, backbone, reduced).to(device).eval()
+    return _loaded(CardEncoder(card, backbone, reduced), device)
+
+
+def _loaded(encoder: CardEncoder, device: str | torch.device) -> CardEncoder:
+    """``encoder`` marked as holding its published weights, on ``device``, in eval mode."""
+    encoder.random_weights = False
+    return encoder.to(device).eval()
