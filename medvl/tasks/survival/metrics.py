@@ -63,11 +63,10 @@ def uno_c(y_train, y_test, risk: np.ndarray, tau: float | None = None) -> float:
     """Uno's concordance with inverse-probability-of-censoring weights, truncated at ``tau``."""
     from sksurv.metrics import concordance_index_ipcw
 
-    tr, te = _surv(y_train), within_followup(y_train, y_test)
     if tau is None:
-        times = evaluation_times(tr, te)
+        times = evaluation_times(y_train, y_test)
         tau = float(times[-1]) if len(times) else None
-    return float(concordance_index_ipcw(tr, te, snap_ties(risk), tau=tau)[0])
+    return float(concordance_index_ipcw(_surv(y_train), within_followup(y_train, y_test), snap_ties(risk), tau=tau)[0])
 
 
 def time_dependent_auc(y_train, y_test, risk: np.ndarray, times: np.ndarray) -> tuple[np.ndarray, float]:
@@ -120,8 +119,6 @@ def within_followup(y_train, y_test) -> np.ndarray:
     t_te, e_te = split_surv(y_test)
     last = float(t_tr.max())
     late = t_te >= last
-    if not late.any():
-        return make_surv(t_te, e_te)
     t_te[late], e_te[late] = np.nextafter(last, -np.inf), False
     return make_surv(t_te, e_te)
 
