@@ -5,6 +5,7 @@ Command groups (``medvl slide ...``) and top-level commands (``medvl doctor``) l
 """
 
 import importlib
+import sys
 from typing import Annotated
 
 import typer
@@ -33,14 +34,18 @@ TOP_LEVEL = (
     "medvl.cli.run",
 )
 
-app = typer.Typer(
-    name="medvl",
-    help="Disease-centric vision-language models for pathology and radiology.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-    context_settings={"help_option_names": ["-h", "--help"]},
-)
+
+def _new_app() -> typer.Typer:
+    app = typer.Typer(
+        name="medvl",
+        help="Disease-centric vision-language models for pathology and radiology.",
+        no_args_is_help=True,
+        add_completion=False,
+        pretty_exceptions_enable=False,
+        context_settings={"help_option_names": ["-h", "--help"]},
+    )
+    app.callback()(_root)
+    return app
 
 
 def _version_callback(value: bool) -> None:
@@ -49,7 +54,6 @@ def _version_callback(value: bool) -> None:
         raise typer.Exit()
 
 
-@app.callback()
 def _root(
     version: Annotated[
         bool, typer.Option("--version", callback=_version_callback, is_eager=True, help="Show the version and exit.")
@@ -58,19 +62,37 @@ def _root(
     """medvl: read slides and CT, build disease knowledge, train and apply vision-language models."""
 
 
-def build_app() -> typer.Typer:
-    for module in TOP_LEVEL:
-        app.registered_commands.extend(importlib.import_module(module).app.registered_commands)
+def build_app(group: str | None = None) -> typer.Typer:
+    """The ``medvl`` command; with ``group`` (a name in :data:`GROUPS`), only that group, so ``medvl ontology
+    search`` does not import the modules of every other command."""
+    app = _new_app()
+    if group not in GROUPS:
+        for module in TOP_LEVEL:
+            app.registered_commands.extend(importlib.import_module(module).app.registered_commands)
     for name, (module, help_text) in GROUPS.items():
+        if group in GROUPS and name != group:
+            continue
         app.add_typer(importlib.import_module(module).app, name=name, help=help_text, no_args_is_help=True)
     return app
 
 
-build_app()
+def _group_named(argv: list[str]) -> str | None:
+    """The command group the command line names (``None`` for a top-level command or plain ``--help``): the first
+    word after the root's own options, which take no value."""
+    words = [a for a in argv if a not in ("--version", "--help", "-h")]
+    return words[0] if words and words[0] in GROUPS else None
+
+
+def __getattr__(name: str) -> typer.Typer:
+    # ``from medvl.cli.main import app`` (tests, Typer's runner): the whole command, built on first use
+    if name == "app":
+        globals()["app"] = built = build_app()
+        return built
+    raise AttributeError(name)
 
 
 def main() -> None:
-    app()
+    build_app(_group_named(sys.argv[1:]))()
 
 
 if __name__ == "__main__":

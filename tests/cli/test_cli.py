@@ -24,6 +24,25 @@ def test_version():
     assert result.returncode == 0 and medvl.__version__ in result.stdout
 
 
+def test_a_group_command_builds_only_its_group_and_answers_like_the_whole_command():
+    # `medvl ontology ...` imports the ontology group alone (start-up time of look-ups); the command tree it sees is
+    # the same as the full one's ontology group, and an option value that names another group changes nothing
+    import sys
+    code = ("import sys\nfrom medvl.cli.main import main\nsys.argv = ['medvl', *sys.argv[1:]]\n"
+            "try:\n    main()\nexcept SystemExit:\n    pass\n"
+            "print('loaded:', sorted(m for m in sys.modules if m.startswith('medvl.cli.')))\n")
+    import subprocess
+    out = subprocess.run([sys.executable, "-c", code, "ontology", "--help"], capture_output=True, text=True,
+                         env={**os.environ, "MEDVL_NO_PROGRESS": "1"}, check=True).stdout
+    loaded = out.rsplit("loaded:", 1)[1]
+    assert "medvl.cli.ontology" in loaded and "medvl.cli.slide'" not in loaded and "medvl.cli.train" not in loaded
+    assert "search" in out and "prompts" in out
+    from medvl.cli.main import GROUPS, _group_named
+    assert _group_named(["ontology", "search", "x"]) == "ontology"
+    assert _group_named(["--help"]) is None and _group_named(["train", "--recipe", "ct"]) is None
+    assert set(GROUPS) <= set(run_cli("--help").stdout.split())
+
+
 def test_doctor_json(tmp_path):
     result = run_cli("doctor", "--json", "--workspace", tmp_path / "ws")
     assert result.returncode == 0, result.stderr
