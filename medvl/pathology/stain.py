@@ -187,28 +187,53 @@ _RGB2XYZ = ((0.412453, 0.357580, 0.180423), (0.212671, 0.715160, 0.072169), (0.0
 _WHITE = (0.95047, 1.0, 1.08883)
 
 
-def rgb_to_lab(rgb):
-    """sRGB in [0, 1] ``[..., 3]`` -> CIE L*a*b* (D65), the conversion torchstain uses."""
+#: L*a*b* from f = (f(X/Xn), f(Y/Yn), f(Z/Zn)): lab = _F_TO_LAB @ f + (-16, 0, 0)
+_F_TO_LAB = ((0.0, 116.0, 0.0), (500.0, -500.0, 0.0), (0.0, 200.0, -200.0))
+#: and back: f = _LAB_TO_F @ lab + 16 / 116
+_LAB_TO_F = ((1 / 116, 1 / 500, 0.0), (1 / 116, 0.0, 0.0), (1 / 116, 0.0, -1 / 200))
+
+
+def _srgb_to_linear(x):
     import torch
 
-    lin = torch.where(rgb > 0.04045, ((rgb + 0.055) / 1.055) ** 2.4, rgb / 12.92)
-    xyz = lin @ torch.tensor(_RGB2XYZ, dtype=rgb.dtype, device=rgb.device).T
-    xyz = xyz / torch.tensor(_WHITE, dtype=rgb.dtype, device=rgb.device)
+    return torch.where(x > 0.04045, ((x + 0.055) / 1.055) ** 2.4, x / 12.92)
+
+
+def reinhard_transfer(tiles, means, stds):
+    """Reinhard's transfer of uint8 RGB tiles ``[B, H, W, 3]`` to the L*a*b* ``means`` / ``stds``, in one pass.
+
+    The conversion is torchstain's (sRGB, D65, CIE L*a*b*). Per tile, "to L*a*b*, standardise, rescale, back" is an
+    affine map of the cube-root coordinates f, so it runs as one batched 3x3 product. The tile's L*a*b* statistics
+    come from the covariance of f, and sRGB linearisation is a 256-entry table on the uint8 input.
+    """
+    import torch
+
+    b, h, w, _ = tiles.shape
+    n = h * w
+    opts = {"dtype": torch.float32, "device": tiles.device}
+    lut = _srgb_to_linear(torch.arange(256, **opts) / 255.0)
+    rgb2xyz = torch.tensor(_RGB2XYZ, **opts)
+    white = torch.tensor(_WHITE, **opts)
+    lin = lut[tiles.reshape(b, n, 3).transpose(1, 2).long()]  # [B, 3, N]
+    xyz = torch.matmul(rgb2xyz / white[:, None], lin)
     f = torch.where(xyz > 0.008856, xyz.clamp(min=1e-12) ** (1 / 3), 7.787 * xyz + 16 / 116)
-    return torch.stack([116 * f[..., 1] - 16, 500 * (f[..., 0] - f[..., 1]), 200 * (f[..., 1] - f[..., 2])], -1)
-
-
-def lab_to_rgb(lab):
-    """CIE L*a*b* -> sRGB in [0, 1] (clamped), the inverse of :func:`rgb_to_lab`."""
-    import torch
-
-    fy = (lab[..., 0] + 16) / 116
-    f = torch.stack([lab[..., 1] / 500 + fy, fy, fy - lab[..., 2] / 200], -1)
-    xyz = torch.where(f > 0.2068966, f ** 3, (f - 16 / 116) / 7.787)
-    xyz = xyz * torch.tensor(_WHITE, dtype=lab.dtype, device=lab.device)
-    lin = xyz @ torch.linalg.inv(torch.tensor(_RGB2XYZ, dtype=lab.dtype, device=lab.device)).T
+    to_lab = torch.tensor(_F_TO_LAB, **opts)
+    offset = torch.tensor((-16.0, 0.0, 0.0), **opts)
+    mu = f.mean(dim=2, keepdim=True)
+    centred = f - mu
+    cov = torch.matmul(centred, centred.transpose(1, 2)) / max(n - 1, 1)  # unbiased, as torch.std
+    mean = (to_lab @ mu).squeeze(-1) + offset
+    std = torch.einsum("ij,bjk,ik->bi", to_lab, cov, to_lab).clamp(min=0).sqrt().clamp(min=1e-6)
+    scale = torch.tensor(stds, **opts) / std  # lab' = scale * lab + shift
+    shift = torch.tensor(means, **opts) - mean * scale
+    to_f = torch.tensor(_LAB_TO_F, **opts)
+    a = to_f @ (scale[:, :, None] * to_lab)  # f' = a f + c
+    c = (to_f @ (scale * offset + shift)[:, :, None]) + 16 / 116
+    f = torch.baddbmm(c, a, f)
+    xyz = torch.where(f > 0.2068966, f * f * f, (f - 16 / 116) / 7.787)
+    lin = torch.matmul(torch.linalg.inv(rgb2xyz) * white[None, :], xyz)
     rgb = torch.where(lin > 0.0031308, 1.055 * lin.clamp(min=1e-12) ** (1 / 2.4) - 0.055, lin * 12.92)
-    return rgb.clamp(0, 1)
+    return (rgb.clamp(0, 1) * 255).to(torch.uint8).transpose(1, 2).reshape(b, h, w, 3)
 
 
 class Reinhard:
@@ -227,15 +252,7 @@ class Reinhard:
 
     @staticmethod
     def apply(params: dict[str, Any], tiles, config: StainConfig):
-        import torch
-
-        b = tiles.shape[0]
-        lab = rgb_to_lab(tiles.float() / 255.0).reshape(b, -1, 3)
-        mean, std = lab.mean(dim=1, keepdim=True), lab.std(dim=1, keepdim=True)
-        t_mean = torch.tensor(params["means"], dtype=lab.dtype, device=lab.device)
-        t_std = torch.tensor(params["stds"], dtype=lab.dtype, device=lab.device)
-        out = (lab - mean) / std.clamp(min=1e-6) * t_std + t_mean
-        return (lab_to_rgb(out.reshape(tiles.shape)) * 255).to(torch.uint8)
+        return reinhard_transfer(tiles, params["means"], params["stds"])
 
 
 # ------------------------------------------------------------------------------------------------ Vahadane
