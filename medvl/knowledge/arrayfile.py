@@ -53,7 +53,8 @@ def read_arrays(path: str | Path) -> dict[str, np.ndarray]:
         start = -(-len(line) // ALIGN) * ALIGN
         if path.stat().st_size != start + header["size"]:
             raise ValueError(f"size {path.stat().st_size}, expected {start + header['size']}")
-        whole = np.memmap(path, dtype=np.uint8, mode="r")
+        # a plain ndarray over the mapping: np.memmap's Python-level indexing costs more than the look-ups themselves
+        whole = np.memmap(path, dtype=np.uint8, mode="r").view(np.ndarray)
     except (OSError, ValueError, KeyError) as exc:
         raise InputError(path, f"damaged graph index arrays ({exc}); delete the index to rebuild") from None
     out = {}
