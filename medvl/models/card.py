@@ -162,12 +162,16 @@ class ZeroShotSpec(Config):
         text_tower: what the text side is, and whether medvl has it.
         text_builder: how medvl builds that text tower from the same weights folder (an entry of
             :data:`medvl.models.card_models.TEXT_BUILDERS`); ``None``: the card cannot serve as a zero-shot model.
+            With a builder and ``joint_space`` false, ``projection`` names the encoder's parameter (a ``[dim, out]``
+            matrix) that maps the embedding into the joint space; features keep the unprojected embedding.
+        text_options: what the builder needs beyond the weights (file names, attention heads, ...).
     """
 
     joint_space: bool = False
     projection: str | None = None
     text_tower: str | None = None
     text_builder: str | None = None
+    text_options: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass

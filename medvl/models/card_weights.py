@@ -149,16 +149,22 @@ def read_shapes(card: ModelCard, file: Path, trust_pickle: bool = False) -> dict
     return map_keys(shapes, card.weights)
 
 
-def read_state(card: ModelCard, file: Path, trust_pickle: bool = False) -> dict[str, Any]:
-    """The file's tensors with the card's key mapping applied."""
+def read_state(card: ModelCard, file: Path, trust_pickle: bool = False, part: str | None = None) -> dict[str, Any]:
+    """The file's tensors with the card's key mapping applied; with ``part`` (a key prefix such as ``text.``), the
+    tensors under that prefix instead of the encoder's (wrappers stripped and unwrapped as for the encoder)."""
+    spec = card.weights
+    if part is not None:
+        from dataclasses import replace
+
+        spec = replace(spec, select_prefix=part, renames=[], ignore=[])
     if file.suffix == ".safetensors":
         from safetensors.torch import load_file
 
         _safetensors_shapes(file)  # a clear error on a truncated file
         state = load_file(str(file))
     else:
-        state = _unwrap(_torch_load(file, trust_pickle, mmap=False), card.weights, file)
-    return map_keys({k: v for k, v in state.items() if hasattr(v, "shape")}, card.weights)
+        state = _unwrap(_torch_load(file, trust_pickle, mmap=False), spec, file)
+    return map_keys({k: v for k, v in state.items() if hasattr(v, "shape")}, spec)
 
 
 def map_keys(state: dict[str, Any], spec: WeightsSpec) -> dict[str, Any]:

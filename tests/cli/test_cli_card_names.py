@@ -11,15 +11,17 @@ from tests.conftest import assert_clean_error, run_cli
 from tests.models.card_references import reduced_card_dict, reference_for
 
 
-def _install(tmp_path, base: str, name: str, write) -> tuple:
-    """A reduced user card of ``base`` named ``name``, its weights written by ``write(card, folder)``, packed and
-    installed into a fresh store; returns (card, env with only the store, weights folder, what write returned)."""
+def _install(tmp_path, base: str, name: str, write, zero_shot: dict | None = None) -> tuple:
+    """A reduced user card of ``base`` named ``name`` (``zero_shot.text_options`` updated from ``zero_shot``), its
+    weights written by ``write(card, folder)``, packed and installed into a fresh store; returns (card, env with
+    only the store, weights folder, what write returned)."""
     from medvl.models.card import ModelCard
     from medvl.models.catalogue import get_card
     from medvl.models.store import ModelStore, pack_bundle, unpack_bundle
 
     data = reduced_card_dict(get_card(base))
     data["name"] = name
+    data["zero_shot"].setdefault("text_options", {}).update(zero_shot or {})
     card = ModelCard.from_dict(data)
     folder = tmp_path / f"{name}-weights"
     folder.mkdir()
@@ -190,3 +192,120 @@ def test_open_clip_card_as_a_zero_shot_model(tmp_path):
         torch.testing.assert_close(model.encode_image(images, normalize=False), clip.encode_image(images))
         torch.testing.assert_close(model.encode_text(["clear cell carcinoma", "normal"], normalize=False),
                                    clip.encode_text(tokens))
+
+
+# ------------------------------------------------------------------------------------------------ CONCH (CoCa)
+def _conch_tokenizer(path):
+    """A byte-level BPE tokenizer file built like CONCH's (NFD, strip accents, lower case; ids 0-2 = pad, start,
+    end; start and end added around every text), trained on a few captions."""
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+
+    tok = Tokenizer(models.BPE())
+    tok.normalizer = normalizers.Sequence([normalizers.NFD(), normalizers.StripAccents(), normalizers.Lowercase()])
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=True)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=["<pad>", "<start_of_text>", "<end_of_text>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator(["clear cell renal cell carcinoma", "invasive ductal carcinoma of the breast",
+                             "normal kidney tissue", "an H&E image of lymphoma"] * 5, trainer)
+    tok.post_processor = processors.TemplateProcessing(
+        single="<start_of_text> $A <end_of_text>", special_tokens=[("<start_of_text>", 1), ("<end_of_text>", 2)])
+    tok.save(str(path))
+    return tok.get_vocab_size()
+
+
+def _conch_text_reference(state, tokens, heads):
+    """CONCH's text forward written out from its description: the class embedding appended after the tokens, a
+    causal mask, the class token's row also masking pads (CONCH's mask is shifted one key right: key 0 always
+    counts), the class output layer-normalised and projected."""
+    width = state["token_embedding.weight"].shape[1]
+    b, n = tokens.shape
+    x = torch.cat([state["token_embedding.weight"][tokens], state["cls_emb"].expand(b, 1, width)], 1)
+    x = x + state["positional_embedding"][: n + 1]
+    mask = torch.full((n + 1, n + 1), float("-inf")).triu(1).repeat(b, 1, 1)
+    keys = torch.cat([torch.ones(b, 1, dtype=torch.bool), tokens != 0], 1)
+    mask[:, -1] = torch.where(keys, 0.0, float("-inf"))
+    ln = lambda t, p: torch.nn.functional.layer_norm(t, (width,), state[f"{p}.weight"], state[f"{p}.bias"])  # noqa: E731
+    blocks = sorted({k.split(".")[2] for k in state if k.startswith("transformer.resblocks.")}, key=int)
+    for i in blocks:
+        p = f"transformer.resblocks.{i}"
+        attn = torch.nn.MultiheadAttention(width, heads, batch_first=True)
+        attn.load_state_dict({k[len(p) + 6:]: v for k, v in state.items() if k.startswith(f"{p}.attn.")})
+        h = ln(x, f"{p}.ln_1")
+        x = x + attn(h, h, h, attn_mask=mask.repeat_interleave(heads, 0), need_weights=False)[0]
+        h = torch.nn.functional.linear(ln(x, f"{p}.ln_2"), state[f"{p}.mlp.c_fc.weight"], state[f"{p}.mlp.c_fc.bias"])
+        x = x + torch.nn.functional.linear(torch.nn.functional.gelu(h), state[f"{p}.mlp.c_proj.weight"],
+                                           state[f"{p}.mlp.c_proj.bias"])
+    return ln(x[:, -1], "ln_final") @ state["text_projection"]
+
+
+def _conch_folder(card, folder):
+    """CONCH v1's published layout at the reduced size: one pytorch_model.bin holding the whole CoCa model
+    (visual.*, text.*, logit_scale) and, beside it, the tokenizer file from CONCH's code; returns (image reference,
+    text state, projection)."""
+    from open_clip.transformer import TextTransformer
+
+    from tests.models.card_references import coca_reference
+
+    _, image_reference = coca_reference(card, card.builder.kwargs, folder)
+    vocab = _conch_tokenizer(folder / "conch_byte_level_bpe_uncased.json")
+    weights = folder / card.weights.files[0]
+    state = torch.load(weights, weights_only=True)
+    dim = card.builder.kwargs["embed_dim"]
+    text = TextTransformer(context_length=15, vocab_size=vocab, width=32, heads=2, layers=2, output_dim=dim,
+                           embed_cls=True)  # 16 positions with the class slot, as CONCH's 128
+    with torch.no_grad():
+        for t in text.parameters():
+            t.normal_(0, 0.2)
+    text_state = {k: v.clone() for k, v in text.state_dict().items()}
+    state = {k: v for k, v in state.items() if not k.startswith("text.")}
+    state.update({f"text.{k}": v for k, v in text_state.items()})
+    torch.save(state, weights)
+    return image_reference, text_state, state["visual.proj_contrast"]
+
+
+def test_conch_card_as_a_zero_shot_model(tmp_path, svs_path):
+    """CONCH v1 by name: extract keeps the 512-d (here reduced) unprojected embedding, zero-shot projects it with
+    proj_contrast and scores it against the CoCa text tower of the same file, tokenised as CONCH does."""
+    from transformers import PreTrainedTokenizerFast
+
+    from medvl.models.card_models import card_joint_model
+
+    card, env, folder, (image_ref, text_state, proj) = _install(tmp_path, "conch-v1", "lab-conch", _conch_folder,
+                                                                zero_shot={"heads": 2})
+    model = card_joint_model(card.name, store=env["MEDVL_MODELS"])
+    tok = PreTrainedTokenizerFast(tokenizer_file=str(folder / "conch_byte_level_bpe_uncased.json"),
+                                  bos_token="<start_of_text>", eos_token="<end_of_text>", pad_token="<pad>")
+    texts = ["clear cell renal cell carcinoma", "normal kidney tissue"]
+    tokens = tok(texts, max_length=15, truncation=True, padding="max_length", return_tensors="pt")["input_ids"]
+    assert tokens[0, 0] == 1 and (tokens == 2).sum() == 2 and tokens[1, -1] == 0  # start, end, pads
+    images = torch.rand(2, 3, card.tile.input_px, card.tile.input_px, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        torch.testing.assert_close(model.encode_text(texts, normalize=False),
+                                   _conch_text_reference(text_state, tokens, heads=2), rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(model.encode_image(images, normalize=False), image_ref(images) @ proj,
+                                   rtol=1e-4, atol=1e-5)
+    # through the CLI: features keep the unprojected embedding, zero-shot scores them in the joint space
+    feats = tmp_path / "feats"
+    r = run_cli("slide", "extract", svs_path, "--encoder", card.name, "--out", feats, "--device", "cpu",
+                "--mpp", "8", "--json", env=env)
+    assert r.returncode == 0, r.stderr
+    z = run_cli("zeroshot", next(feats.glob("*.h5")), "--model", card.name, "--classes", ",".join(texts), "--json",
+                env=env)
+    assert z.returncode == 0, z.stderr
+    probs = {t["name"]: t["probability"] for t in z.json()["result"]["top"]}
+    assert set(probs) == set(texts) and abs(sum(probs.values()) - 1) < 1e-4
+
+
+def test_conch_zero_shot_needs_its_tokenizer_file(tmp_path):
+    from medvl.errors import InputError
+    from medvl.models.card_models import card_joint_model
+
+    def without_tokenizer(card, folder):
+        out = _conch_folder(card, folder)
+        (folder / "conch_byte_level_bpe_uncased.json").unlink()
+        return out
+
+    card, env, *_ = _install(tmp_path, "conch-v1", "lab-conch", without_tokenizer, zero_shot={"heads": 2})
+    with pytest.raises(InputError, match="conch_byte_level_bpe_uncased.json beside the weights"):
+        card_joint_model(card.name, store=env["MEDVL_MODELS"])

@@ -27,7 +27,8 @@ def test_list_json_and_modality_filter(tmp_path):
 def test_show_lists_what_is_not_available():
     card = run_cli("models", "show", "conch-v1", "--json").json()
     assert card["weights"]["select_prefix"] == "visual." and card["tile"]["input_px"] == 448
-    assert any("text tower" in n for n in card["not_available"])
+    assert any("captioning decoder" in n for n in card["not_available"])  # the text tower is built (coca-text)
+    assert card["zero_shot"]["text_builder"] == "coca-text"
     assert_clean_error(run_cli("models", "show", "unii"), "unknown model card 'unii'")
 
 
