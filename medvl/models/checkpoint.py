@@ -25,7 +25,7 @@ from typing import Any
 
 from medvl import __version__
 from medvl.atomic import atomic_dir
-from medvl.errors import InputError
+from medvl.errors import ConfigError, InputError
 
 __all__ = [
     "CHECKPOINT_FORMAT",
@@ -118,3 +118,32 @@ def read_checkpoint_config(folder: str | Path) -> dict[str, Any]:
     if not isinstance(meta, dict) or meta.get("format") != CHECKPOINT_FORMAT:
         raise InputError(folder / CONFIG, f"not a medvl model config (format is not '{CHECKPOINT_FORMAT}')")
     return meta
+
+
+#: tower name meaning "this modality's tower of a medvl checkpoint folder" (``options: {path: RUN/model}``): a
+#: domain-adapted text tower plugged into another recipe, for one
+FROM_CHECKPOINT = "checkpoint"
+
+
+def checkpoint_tower(modality: str, options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], bool]:
+    """The tower spec (name and options, tokenizer inside the folder), the weights, and whether they are a random
+    initialisation, of ``modality``'s tower in the checkpoint folder ``options['path']``; the recipe's own projection
+    is kept by the caller."""
+    from safetensors import safe_open
+
+    if set(options) - {"path"} or not options.get("path"):
+        raise ConfigError(f"tower '{FROM_CHECKPOINT}' ({modality}) takes one option, path: a medvl checkpoint folder")
+    folder = Path(str(options["path"])).expanduser()
+    meta = read_checkpoint_config(folder)
+    towers = meta["model"]["towers"]
+    if modality not in towers:
+        raise InputError(folder, f"the checkpoint has no {modality} tower (it has: {', '.join(towers)})")
+    spec = dict(towers[modality])
+    spec["options"] = dict(spec.get("options") or {})
+    sub = meta.get("tokenizers", {}).get(modality)
+    if sub is not None:
+        spec["options"]["tokenizer_path"] = str((folder / sub).resolve())
+    prefix = f"towers.{modality}."
+    with safe_open(str(folder / WEIGHTS), framework="pt") as fh:
+        state = {k[len(prefix):]: fh.get_tensor(k) for k in fh.keys() if k.startswith(prefix)}
+    return spec, state, recorded_random_weights(meta).get(modality, False)

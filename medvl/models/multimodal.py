@@ -65,13 +65,38 @@ def _projection(kind: str, width: int, embed_dim: int) -> nn.Module:
     return nn.Linear(width, embed_dim, bias=False)
 
 
+def _plug_checkpoint_towers(config: ModelConfig) -> tuple[ModelConfig, dict[str, tuple[dict[str, Any], bool]]]:
+    """Towers named ``checkpoint`` (options ``path``) become the tower of that checkpoint folder: its spec replaces
+    them in the config (so a saved model never points back at the folder) and its weights are returned per
+    modality with their random-initialisation flag."""
+    from dataclasses import replace
+
+    from medvl.models.checkpoint import FROM_CHECKPOINT, checkpoint_tower
+
+    plugged: dict[str, tuple[dict[str, Any], bool]] = {}
+    towers = dict(config.towers)
+    for modality, spec in config.towers.items():
+        if spec.name != FROM_CHECKPOINT:
+            continue
+        source, state, random = checkpoint_tower(modality, spec.options)
+        towers[modality] = replace(spec, name=source["name"], options=source["options"])
+        plugged[modality] = (state, random)
+    return (replace(config, towers=towers) if plugged else config), plugged
+
+
 class MultiModalModel(nn.Module):
     """Towers + projections + temperature; see the module docstring."""
 
     def __init__(self, config: ModelConfig, towers: dict[str, nn.Module] | None = None):
         super().__init__()
+        plugged: dict[str, tuple[dict[str, Any], bool]] = {}
+        if towers is None:
+            config, plugged = _plug_checkpoint_towers(config)
         self.config = config
         built = towers or {m: create_tower(s.name, **s.options) for m, s in config.towers.items()}
+        for m, (state, random) in plugged.items():
+            built[m].load_state_dict(state, strict=True)
+            built[m].random_weights = random
         self.towers = nn.ModuleDict(built)
         self.projections = nn.ModuleDict(
             {m: _projection(config.towers[m].projection, t.embed_dim, config.embed_dim) for m, t in built.items()}
