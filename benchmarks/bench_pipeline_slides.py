@@ -44,19 +44,31 @@ def _pipeline(folder: Path, n: int, workers: int, device: str, mpp: float) -> Pa
     return path
 
 
+def _cpu_seconds() -> float:
+    import resource
+
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
 def _measure(pipeline: Path, ws: Path, backend: str, workers: int) -> dict:
     from medvl.pipelines import PipelineConfig, run_pipeline
 
     firsts: list[float] = []
+    cpu0 = _cpu_seconds()
     start = time.perf_counter()
     summary = run_pipeline(PipelineConfig.load(pipeline, workers=workers), ws, backend=backend,
                            on_record=lambda r: firsts.append(time.perf_counter() - start))
     wall = time.perf_counter() - start
+    cpu = _cpu_seconds() - cpu0
     n = summary["counts"].get("done", 0)
     steady = wall - firsts[0]
     tiles = summary["records"][0]["results"]["extract"]["tiles"]
     return {"backend": backend, "workers": workers, "cases": n, "tiles_per_case": tiles, "wall_s": round(wall, 2),
             "first_case_s": round(firsts[0], 2), "cases_per_hour": round(n * 3600 / wall, 1),
+            # cores kept busy: CPU seconds of the driver and the local worker processes (joined at the end) over
+            # wall time; Ray's actors are not this process's children, so only the driver counts there
+            "cores_busy": round(cpu / wall, 2),
             "steady_cases_per_hour": round((n - 1) * 3600 / steady, 1) if n > 1 and steady > 0 else None}
 
 
@@ -110,8 +122,11 @@ def main() -> None:
               f"{args.workers} local workers, {ray_run['first_case_s']} s with Ray, {inline['first_case_s']} s "
               "inline). "
               f"After the first case, cases/h: inline {inline['steady_cases_per_hour']}, local/{args.workers} "
-              f"{local['steady_cases_per_hour']}, ray/{args.workers} {ray_run['steady_cases_per_hour']}. On a shared "
-              "machine the load averages above skew the numbers.",
+              f"{local['steady_cases_per_hour']}, ray/{args.workers} {ray_run['steady_cases_per_hour']}. Cores kept "
+              f"busy: inline {inline['cores_busy']} (its prefetch thread reads the next slide while the current one "
+              f"is encoded), local/{args.workers} {local['cores_busy']} of {os.cpu_count()}: the speed-up a second "
+              "worker can add is bounded by the cores the inline worker leaves idle. On a shared machine the load "
+              "averages above skew the numbers.",
     )
 
 if __name__ == "__main__":

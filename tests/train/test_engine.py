@@ -115,9 +115,15 @@ def test_two_stage_recipe(tmp_path):
 def test_bf16_and_accumulation(tmp_path):
     cfg = TrainConfig.from_file(KEEP).replace(precision="bf16")
     cfg.stages[0].steps, cfg.stages[0].grad_accum = 2, 2
+    from medvl.log import clear_warnings, collected_warnings
+
+    clear_warnings()
     summary = train(cfg, tmp_path / "run")
     assert summary["global_steps"] == 2 and summary["precision"] == "bf16"
     assert torch.isfinite(torch.tensor(summary["final_loss"]))
+    native = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+    slow = [w for w in collected_warnings() if "without native bf16" in w]
+    assert len(slow) == (0 if native else 1)  # a CPU that emulates bf16 is named, once
 
 
 def test_unknown_key_and_wrong_type_name_the_key(tmp_path):
