@@ -13,8 +13,8 @@ app = typer.Typer()
 ModelOpt = Annotated[
     Optional[Path],  # noqa: UP045
     typer.Option("--model", help="Model folder or a vision-language model card installed in the model store "
-                 "(plip, quiltnet-b-16, quiltnet-b-32): project features into its joint space (needed for text "
-                 "queries)."),
+                 "(plip, quiltnet-b-16, quiltnet-b-32, conch-v1): project features into its joint space (needed for "
+                 "text queries)."),
 ]
 
 

@@ -42,7 +42,7 @@ def _write_sr(out: Path, rec: dict, case: Path, graph, space, several: bool) -> 
 def zeroshot(
     cases: Annotated[list[Path], typer.Argument(help="Tile-feature .h5, image file, or embeddings file (CT).")],
     model: Annotated[Path, typer.Option("--model", help="Model folder, registered model name, or an installed "
-                                        "vision-language model card (plip, quiltnet-b-16, quiltnet-b-32).")],
+                                        "vision-language model card (plip, quiltnet-b-16, quiltnet-b-32, conch-v1).")],
     node: Annotated[Optional[str], typer.Option("--node", help="Graph node: it and its descendants are the classes.")] = None,  # noqa: UP045, E501
     classes: Annotated[str, typer.Option("--classes", help="Comma-separated concept ids and/or free-text names.")] = "",
     class_: Annotated[Optional[list[str]], typer.Option("--class", help="One class (a concept id or a free-text name, "  # noqa: UP045

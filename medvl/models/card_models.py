@@ -117,10 +117,11 @@ def _coca_text(card: ModelCard, folder: Path) -> Any:
     tokenizer = PreTrainedTokenizerFast(tokenizer_file=str(path), **specials)
     if tokenizer.pad_token_id is None:
         raise InputError(path, f"card '{card.name}': the tokenizer has no pad token")
-    state = read_state(card, find_weight_file(card, folder), part=opts.get("prefix", "text."))
+    prefix = opts.get("prefix", "text.")
+    state = read_state(card, find_weight_file(card, folder), part=prefix)
     if "token_embedding.weight" not in state:
         raise InputError(folder, f"card '{card.name}': the weight file holds no text tower (no "
-                                 f"'{opts.get('prefix', 'text.')}token_embedding.weight')")
+                                 f"'{prefix}token_embedding.weight')")
     if len(tokenizer) > state["token_embedding.weight"].shape[0]:
         raise InputError(path, f"card '{card.name}': the tokenizer has {len(tokenizer)} tokens, the text tower "
                                f"{state['token_embedding.weight'].shape[0]}")

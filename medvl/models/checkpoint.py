@@ -30,8 +30,10 @@ from medvl.errors import ConfigError, InputError
 __all__ = [
     "CHECKPOINT_FORMAT",
     "CONFIG",
+    "FROM_CHECKPOINT",
     "WEIGHTS",
     "checkpoint_config",
+    "checkpoint_tower",
     "is_checkpoint",
     "recorded_random_weights",
     "read_checkpoint_config",
@@ -129,7 +131,7 @@ def checkpoint_tower(modality: str, options: dict[str, Any]) -> tuple[dict[str, 
     """The tower spec (name and options, tokenizer inside the folder), the weights, and whether they are a random
     initialisation, of ``modality``'s tower in the checkpoint folder ``options['path']``; the recipe's own projection
     is kept by the caller."""
-    from safetensors import safe_open
+    from medvl.models.weights import load_state_file
 
     if set(options) - {"path"} or not options.get("path"):
         raise ConfigError(f"tower '{FROM_CHECKPOINT}' ({modality}) takes one option, path: a medvl checkpoint folder")
@@ -144,6 +146,6 @@ def checkpoint_tower(modality: str, options: dict[str, Any]) -> tuple[dict[str, 
     if sub is not None:
         spec["options"]["tokenizer_path"] = str((folder / sub).resolve())
     prefix = f"towers.{modality}."
-    with safe_open(str(folder / WEIGHTS), framework="pt") as fh:
-        state = {k[len(prefix):]: fh.get_tensor(k) for k in fh.keys() if k.startswith(prefix)}
+    # the reader every checkpoint load uses: a damaged file is one clear InputError
+    state = {k[len(prefix):]: v for k, v in load_state_file(folder / WEIGHTS).items() if k.startswith(prefix)}
     return spec, state, recorded_random_weights(meta).get(modality, False)
